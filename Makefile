@@ -1,0 +1,34 @@
+# The two commands a new user needs: `make run` and `make test`. Both create .venv themselves.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test lint typecheck pytest clean
+
+# Runtime install (uvloop, h11, certifi) for `make run`; the dev extras for `make test`.
+$(BIN)/.runtime: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(BIN)/.dev: pyproject.toml $(BIN)/.runtime
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+run: $(BIN)/.runtime
+	$(BIN)/relay serve $(ARGS)
+
+test: lint typecheck pytest
+
+lint: $(BIN)/.dev
+	$(BIN)/ruff check relay tests bench
+
+typecheck: $(BIN)/.dev
+	$(BIN)/mypy --strict relay
+
+pytest: $(BIN)/.dev
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,174 @@
+"""Wiring: event loop choice, listening sockets, routing, the embedded mock, the banner, signals.
+
+uvloop is imported here only, where the loop is created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import ssl
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from . import __version__
+from .config import Config, Limits, Origin, Timeouts
+from .mock import MockUpstream
+from .pool import Pool, tls_context
+from .server import Exchange, ServerProtocol
+from .stream import RelayStream
+
+Handler = Callable[[Exchange], Awaitable[None]]
+
+
+async def listen(
+    handler: Handler,
+    host: str,
+    port: int,
+    limits: Limits,
+    timeouts: Timeouts,
+    ssl_context: ssl.SSLContext | None = None,
+) -> asyncio.Server:
+    """Start a server whose connections are ServerProtocols calling ``handler`` per request."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        lambda: ServerProtocol(handler, limits, timeouts),
+        host, port, ssl=ssl_context, reuse_address=True, backlog=4096,
+    )
+
+
+def bound_port(server: asyncio.Server) -> int:
+    port: int = server.sockets[0].getsockname()[1]
+    return port
+
+
+def router(pool: Pool, api_key: str | None) -> Handler:
+    """``/v1/*`` goes upstream; ``/healthz`` is answered here; anything else is a 404."""
+    started = time.time()
+
+    async def handle(ex: Exchange) -> None:
+        path = ex.request.path
+        if path.startswith(b"/v1/"):
+            await RelayStream(ex, pool, api_key).run()
+        elif path == b"/healthz":
+            doc = {"status": "ok", "version": __version__, "uptime_s": round(time.time() - started)}
+            ex.respond(200, json.dumps(doc).encode())
+        else:
+            ex.respond_error(404, "not found: the relay serves /v1/* and /healthz",
+                             "invalid_request_error", "unknown_url")
+
+    return handle
+
+
+@dataclass
+class Relay:
+    """A running relay: its server, its pool, and the embedded mock when it has one."""
+
+    config: Config
+    server: asyncio.Server
+    pool: Pool
+    mock_server: asyncio.Server | None = None
+    mock: MockUpstream | None = None
+
+    @property
+    def port(self) -> int:
+        return bound_port(self.server)
+
+    @property
+    def upstream(self) -> Origin:
+        return self.pool.origin
+
+    async def close(self) -> None:
+        self.server.close()
+        await self.pool.close()
+        if self.mock_server is not None:
+            self.mock_server.close()
+
+
+async def start_relay(config: Config) -> Relay:
+    """Listen on ``config.host:port``; with no upstream, start the mock and relay to it."""
+    upstream, mock_server, mock = config.upstream, None, None
+    if upstream is None:
+        mock = MockUpstream()
+        mock_server = await listen(mock, "127.0.0.1", 0, config.limits, config.timeouts)
+        upstream = Origin("http", "127.0.0.1", bound_port(mock_server))
+    ctx = tls_context(config.upstream_ca) if upstream.tls else None
+    pool = Pool(upstream, config.limits, config.timeouts, ctx)
+    server = await listen(router(pool, config.api_key), config.host, config.port,
+                          config.limits, config.timeouts)
+    return Relay(config, server, pool, mock_server, mock)
+
+
+def banner(relay: Relay) -> str:
+    url = f"http://{relay.config.host}:{relay.port}"
+    if relay.mock_server is not None:
+        up = (f"upstream: the built-in mock upstream at {relay.upstream} "
+              "(no --upstream / RELAY_UPSTREAM given)")
+    else:
+        up = f"upstream: {relay.upstream}"
+    key = "an API key from the environment is injected upstream" if relay.config.api_key else (
+        "no API key injected (set OPENAI_API_KEY or RELAY_API_KEY_ENV to inject one)")
+    body = '{"model":"mock-gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+    return "\n".join([
+        f"relay {__version__} listening on {url} (loop: {relay.config.loop})",
+        up,
+        key,
+        "",
+        "try it:",
+        f"  curl -N {url}/v1/chat/completions -H 'content-type: application/json' -d '{body}'",
+        "",
+        "or with the openai SDK:",
+        "  from openai import OpenAI",
+        f'  client = OpenAI(base_url="{url}/v1", api_key="unused")',
+        '  stream = client.chat.completions.create(model="mock-gpt", stream=True,',
+        '      messages=[{"role": "user", "content": "hi"}])',
+        "  for chunk in stream:",
+        '      print(chunk.choices[0].delta.content or "", end="", flush=True)',
+        "",
+    ])
+
+
+async def wait_for_signal() -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def serve(config: Config) -> None:
+    relay = await start_relay(config)
+    print(banner(relay), flush=True)
+    try:
+        await wait_for_signal()
+    finally:
+        await relay.close()
+
+
+async def serve_mock(host: str, port: int, ssl_context: ssl.SSLContext | None) -> None:
+    limits, timeouts = Limits(), Timeouts()
+    server = await listen(MockUpstream(), host, port, limits, timeouts, ssl_context)
+    scheme = "https" if ssl_context else "http"
+    print(f"mock upstream listening on {scheme}://{host}:{bound_port(server)}", flush=True)
+    try:
+        await wait_for_signal()
+    finally:
+        server.close()
+
+
+def run(main: Coroutine[Any, Any, None], loop: str = "uvloop") -> None:
+    """Run ``main`` on uvloop (default) or the stdlib asyncio loop (``--loop asyncio``)."""
+    factory = None
+    if loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        try:
+            runner.run(main)
+        except KeyboardInterrupt:
+            print("stopped", file=sys.stderr)

@@ -1,0 +1,109 @@
+"""``relay serve`` and ``relay mock``. Every flag also reads a ``RELAY_*`` environment variable
+(named after the flag: ``--first-byte-timeout`` is ``RELAY_FIRST_BYTE_TIMEOUT``); a flag given on
+the command line wins over the environment."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import ssl
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .app import run, serve, serve_mock
+from .config import Config, Limits, Origin, Timeouts, api_key_from_env
+
+_T, _L = Timeouts(), Limits()  # defaults shown in --help
+
+
+def _env(flag: str, default: Any) -> Any:
+    return os.environ.get("RELAY_" + flag.lstrip("-").replace("-", "_").upper(), default)
+
+
+def _add(p: argparse.ArgumentParser, flag: str, default: Any, help: str, **kw: Any) -> None:
+    env = "RELAY_" + flag.lstrip("-").replace("-", "_").upper()
+    text = f"{help} [env {env}; default %(default)s]"
+    p.add_argument(flag, default=_env(flag, default), help=text, **kw)
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="relay", description="SSE relay for OpenAI-style APIs")
+    ap.add_argument("--version", action="version", version=f"relay {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the relay")
+    _add(s, "--host", "127.0.0.1", "address to listen on")
+    _add(s, "--port", 8080, "port to listen on", type=int)
+    _add(s, "--upstream", None, "upstream origin, e.g. https://api.openai.com (default: the mock)")
+    _add(s, "--upstream-ca", None, "CA bundle file for a private upstream CA (default: certifi)")
+    _add(s, "--api-key-env", None, "env var holding the key injected upstream (OPENAI_API_KEY)")
+    _add(s, "--loop", "uvloop", "event loop", choices=["uvloop", "asyncio"])
+    _add(s, "--connect-timeout", _T.connect, "seconds to connect upstream", type=float)
+    _add(s, "--first-byte-timeout", _T.first_byte, "seconds to the response head",
+         type=float)
+    _add(s, "--read-timeout", _T.read, "seconds of upstream silence mid-body", type=float)
+    _add(s, "--keepalive-timeout", _T.keepalive, "idle client keep-alive seconds",
+         type=float)
+    _add(s, "--max-body-size", _L.max_body_size, "request body bytes (413 above)", type=int)
+    _add(s, "--max-head-size", _L.max_head_size, "request head bytes", type=int)
+    _add(s, "--write-high-water", _L.write_high_water, "client buffer bytes before pausing "
+         "upstream reads", type=int)
+    _add(s, "--pool-size", _L.pool_size, "idle upstream connections kept", type=int)
+    _add(s, "--pool-idle-timeout", _L.pool_idle_timeout, "seconds an idle upstream "
+         "connection is kept", type=float)
+    _add(s, "--log-level", "info", "logging level")
+
+    m = sub.add_parser("mock", help="run the OpenAI-compatible mock upstream")
+    _add(m, "--host", "127.0.0.1", "address to listen on")
+    _add(m, "--port", 9000, "port to listen on (0: any free port)", type=int)
+    _add(m, "--tls-cert", None, "serve TLS with this certificate chain (PEM)")
+    _add(m, "--tls-key", None, "private key for --tls-cert (PEM)")
+    _add(m, "--loop", "uvloop", "event loop", choices=["uvloop", "asyncio"])
+    return ap
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    high = int(args.write_high_water)
+    return Config(
+        host=args.host,
+        port=int(args.port),
+        upstream=Origin.parse(args.upstream) if args.upstream else None,
+        upstream_ca=args.upstream_ca,
+        api_key=api_key_from_env(args.api_key_env),
+        loop=args.loop,
+        timeouts=Timeouts(
+            connect=float(args.connect_timeout),
+            first_byte=float(args.first_byte_timeout),
+            read=float(args.read_timeout),
+            keepalive=float(args.keepalive_timeout),
+        ),
+        limits=Limits(
+            max_head_size=int(args.max_head_size),
+            max_body_size=int(args.max_body_size),
+            write_high_water=high,
+            write_low_water=high // 4,
+            pool_size=int(args.pool_size),
+            pool_idle_timeout=float(args.pool_idle_timeout),
+        ),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    if args.command == "serve":
+        logging.basicConfig(level=str(args.log_level).upper(), stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        try:
+            config = config_from_args(args)
+        except ValueError as exc:
+            sys.exit(f"relay: {exc}")
+        run(serve(config), config.loop)
+    else:
+        ctx = None
+        if args.tls_cert:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        run(serve_mock(args.host, int(args.port), ctx), args.loop)

@@ -1,0 +1,102 @@
+"""Configuration as frozen dataclasses, built from CLI flags and ``RELAY_*`` environment variables.
+
+Nothing here does I/O except reading the environment once in :func:`api_key_from_env`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """The one upstream origin the relay may contact (scheme, host, port; no path).
+
+    The relay is never an open proxy: every upstream request goes to this origin, whatever the
+    client's request line or ``Host`` header says.
+    """
+
+    scheme: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str) -> Origin:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"upstream must be an http:// or https:// origin, got {url!r}")
+        if not parts.hostname:
+            raise ValueError(f"upstream has no host: {url!r}")
+        if parts.username or parts.password:
+            raise ValueError("upstream URL must not carry credentials; use RELAY_API_KEY_ENV")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(f"upstream must be an origin without a path, got {url!r}")
+        default = 443 if parts.scheme == "https" else 80
+        return cls(parts.scheme, parts.hostname, parts.port or default)
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def host_header(self) -> bytes:
+        """The ``Host`` value for upstream requests: the port only when it is not the default."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.tls else 80
+        return (host if self.port == default else f"{host}:{self.port}").encode("ascii")
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. ``first_byte`` runs from the request sent to the response head; ``read`` is the
+    longest silence allowed between two upstream reads once the head has arrived (it does not run
+    while the client's backpressure holds upstream reads paused)."""
+
+    connect: float = 10.0
+    first_byte: float = 300.0
+    read: float = 300.0
+    keepalive: float = 75.0  # idle client connection between requests (nginx's default)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Sizes in bytes and counts. The water marks bound what one stream buffers in user space:
+    at most ``write_high_water`` plus one upstream read (uvloop reads up to 256 KiB at a time)."""
+
+    max_head_size: int = 32 * KIB
+    max_body_size: int = 16 * MIB
+    write_high_water: int = 64 * KIB
+    write_low_water: int = 16 * KIB
+    pool_size: int = 100  # idle keep-alive upstream connections kept
+    pool_idle_timeout: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything ``relay serve`` needs; ``api_key`` stays out of ``repr`` (so out of logs)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    upstream: Origin | None = None
+    upstream_ca: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    loop: str = "uvloop"
+    timeouts: Timeouts = Timeouts()
+    limits: Limits = Limits()
+
+
+def api_key_from_env(var_name: str | None, environ: dict[str, str] | None = None) -> str | None:
+    """The key named by ``RELAY_API_KEY_ENV`` (default ``OPENAI_API_KEY``), or None when unset."""
+    env = os.environ if environ is None else environ
+    name = var_name or env.get("RELAY_API_KEY_ENV") or "OPENAI_API_KEY"
+    value = env.get(name, "").strip()
+    return value or None

@@ -1,0 +1,65 @@
+"""The relay's exception tree and the OpenAI-style error bodies it sends.
+
+Each upstream failure maps to one HTTP status (before the response head went out) and to one
+final SSE ``error`` event (after). The body shape is OpenAI's, so SDKs raise a readable error:
+``{"error": {"message": ..., "type": ..., "param": null, "code": ...}}``.
+"""
+
+from __future__ import annotations
+
+import json
+
+
+class RelayError(Exception):
+    """An upstream problem the relay reports to its client."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+    def body(self) -> bytes:
+        return error_body(str(self), self.type, self.code)
+
+
+class UpstreamConnectError(RelayError):
+    """Connection refused, DNS failure, TLS verification failure: 502."""
+
+    code = "upstream_connect_failed"
+
+
+class UpstreamTimeout(RelayError):
+    """Connect or first-byte timeout (504 before the head; an SSE error event after)."""
+
+    status = 504
+    type = "timeout"
+    code = "upstream_timeout"
+
+
+class UpstreamProtocolError(RelayError):
+    """The upstream sent something that is not valid HTTP/1.1 (bad status line, bad chunking)."""
+
+    code = "upstream_protocol_error"
+
+
+class UpstreamClosed(RelayError):
+    """The upstream closed or reset the connection before its response was complete."""
+
+    code = "upstream_closed"
+
+
+class ClientGone(Exception):
+    """The client connection is gone; raised to wake coroutines waiting to write to it."""
+
+
+def error_body(message: str, type_: str, code: str | None) -> bytes:
+    """An OpenAI-style JSON error document."""
+    doc = {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def sse_error_event(error: RelayError) -> bytes:
+    """The final event sent when a stream fails after it started: one ``data:`` line + blank line.
+
+    SDKs (openai-python among them) raise an APIError on a data payload with an ``error`` key.
+    """
+    return b"data: " + error.body() + b"\n\n"

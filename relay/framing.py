@@ -1,0 +1,212 @@
+"""HTTP/1.1 message-body framing, sans-IO: decoders for upstream bodies, chunk framing for clients.
+
+h11 parses the heads and owns connection state; once a response head is parsed, the body bytes
+go through one of these decoders instead of h11's, because h11 spends several microseconds of
+Python per chunk and an SSE stream is mostly small chunks (RFC 9112 section 6.3 says how a
+response body is delimited):
+
+* :class:`LengthDecoder` -- ``Content-Length: N``: exactly N bytes;
+* :class:`ChunkedDecoder` -- ``Transfer-Encoding: chunked``: ``<hex size>[;ext]\\r\\n<data>\\r\\n``
+  repeated, ended by a ``0`` chunk, optional trailer lines, and a blank line;
+* :class:`CloseDecoder` -- neither header: the body runs until the server closes.
+
+Each decoder is fed the bytes read from the socket and returns the payload pieces in them, as
+slices of its input, never joined: the relay writes each piece to the client at once. ``done``
+turns true at the end of the body; ``trailing`` then holds any bytes read past it (which a
+well-behaved HTTP/1.1 server never sends, so a connection with trailing bytes is not reused).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+MAX_CHUNK_LINE = 4096  # a chunk-size line (with extensions) or one trailer line
+MAX_TRAILERS = 16 * 1024
+
+
+class FramingError(Exception):
+    """The body bytes break their framing (bad chunk size, missing CRLF, early EOF)."""
+
+
+class BodyDecoder(Protocol):
+    done: bool
+    trailing: bytes
+
+    def feed(self, data: bytes) -> list[bytes]: ...
+
+    def feed_eof(self) -> None:
+        """The peer closed: fine for close-delimited bodies, a FramingError otherwise."""
+
+
+class LengthDecoder:
+    """A body of exactly ``length`` bytes."""
+
+    __slots__ = ("done", "remaining", "trailing")
+
+    def __init__(self, length: int) -> None:
+        self.remaining = length
+        self.done = length == 0
+        self.trailing = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self.done:
+            self.trailing += data
+            return []
+        n = len(data)
+        if n < self.remaining:
+            self.remaining -= n
+            return [data]
+        piece, self.trailing = data[: self.remaining], data[self.remaining :]
+        self.remaining = 0
+        self.done = True
+        return [piece] if piece else []
+
+    def feed_eof(self) -> None:
+        if not self.done:
+            raise FramingError(f"connection closed with {self.remaining} body bytes missing")
+
+
+class CloseDecoder:
+    """A body delimited by the connection closing (HTTP/1.0 style); never reusable."""
+
+    __slots__ = ("done", "trailing")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.trailing = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        return [data] if data else []
+
+    def feed_eof(self) -> None:
+        self.done = True
+
+
+# ChunkedDecoder states; plain ints because the state is tested once per chunk.
+_SIZE, _DATA, _DATA_CRLF, _TRAILER, _DONE = range(5)
+
+
+class ChunkedDecoder:
+    """Incremental ``Transfer-Encoding: chunked`` decoder (RFC 9112 section 7.1).
+
+    The common case, a read holding whole chunks, costs one ``find`` and one ``int()`` per chunk
+    and a slice per payload; partial lines are kept in ``_partial`` until the rest arrives.
+    Line ends must be CRLF, as h11 requires, so an ambiguous body is a FramingError, not a guess.
+    """
+
+    __slots__ = ("_partial", "_remaining", "_state", "_trailer_bytes", "done", "trailing")
+
+    def __init__(self) -> None:
+        self._state = _SIZE
+        self._remaining = 0
+        self._partial = b""
+        self._trailer_bytes = 0
+        self.done = False
+        self.trailing = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self._partial:
+            data = self._partial + data
+            self._partial = b""
+        out: list[bytes] = []
+        pos, end = 0, len(data)
+        while pos < end:
+            state = self._state
+            if state == _DATA:
+                take = min(self._remaining, end - pos)
+                out.append(data[pos : pos + take] if take != end else data)
+                pos += take
+                self._remaining -= take
+                if not self._remaining:
+                    self._state = _DATA_CRLF
+            elif state == _SIZE:
+                eol = data.find(b"\r\n", pos)
+                if eol < 0:
+                    self._keep(data, pos)
+                    break
+                size = _parse_size(data[pos:eol])
+                pos = eol + 2
+                if size:
+                    self._remaining, self._state = size, _DATA
+                else:
+                    self._state = _TRAILER
+            elif state == _DATA_CRLF:
+                if end - pos < 2:
+                    if data[pos:] != b"\r":
+                        raise FramingError("chunk data not followed by CRLF")
+                    self._partial = b"\r"
+                    break
+                if data[pos : pos + 2] != b"\r\n":
+                    raise FramingError("chunk data not followed by CRLF")
+                pos += 2
+                self._state = _SIZE
+            elif state == _TRAILER:
+                pos = self._trailer_line(data, pos)
+                if pos < 0:
+                    break
+            else:
+                self.trailing += data[pos:]
+                break
+        return out
+
+    def _keep(self, data: bytes, pos: int) -> None:
+        rest = data[pos:]
+        if len(rest) > MAX_CHUNK_LINE:
+            raise FramingError("chunk size line too long")
+        self._partial = rest
+
+    def _trailer_line(self, data: bytes, pos: int) -> int:
+        """Consume one trailer line (dropped: the relay never forwards trailers); -1 if partial."""
+        eol = data.find(b"\r\n", pos)
+        if eol < 0:
+            self._keep(data, pos)
+            return -1
+        self._trailer_bytes += eol - pos + 2
+        if self._trailer_bytes > MAX_TRAILERS:
+            raise FramingError("chunked trailers too large")
+        if eol == pos:
+            self._state = _DONE
+            self.done = True
+        return eol + 2
+
+    def feed_eof(self) -> None:
+        if not self.done:
+            raise FramingError("connection closed inside a chunked body")
+
+
+def _parse_size(line: bytes) -> int:
+    size = line.split(b";", 1)[0].rstrip(b" \t")
+    # int(x, 16) alone would accept "0x1f", "+1f", "1_f" and surrounding spaces.
+    if not size or len(size) > 16 or size.strip(b"0123456789abcdefABCDEF"):
+        raise FramingError(f"invalid chunk size line {line[:40]!r}")
+    return int(size, 16)
+
+
+def chunk(data: bytes) -> tuple[bytes, bytes, bytes]:
+    """One chunk's pieces for ``transport.writelines``: size line, payload (not copied), CRLF.
+
+    Callers must never frame an empty payload: a zero-size chunk ends the body.
+    """
+    return b"%x\r\n" % len(data), data, b"\r\n"
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def response_decoder(request_method: bytes, status: int, headers: list[tuple[bytes, bytes]]) -> (
+    LengthDecoder | ChunkedDecoder | CloseDecoder
+):
+    """Pick the decoder for a response body (RFC 9112 section 6.3), from a head h11 validated.
+
+    h11 has already rejected heads with a Transfer-Encoding other than chunked or a malformed
+    Content-Length, so only the three plain cases remain.
+    """
+    if request_method == b"HEAD" or status in (204, 304) or status < 200:
+        return LengthDecoder(0)
+    length = None
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return ChunkedDecoder()
+        if name == b"content-length":
+            length = int(value)
+    return CloseDecoder() if length is None else LengthDecoder(length)

@@ -1,0 +1,117 @@
+"""A keep-alive pool of upstream connections to the one configured origin.
+
+``acquire()`` hands out the most recently idled connection that is still usable (LIFO: the
+freshest one is the least likely to have been closed by the upstream's own idle timeout), or
+opens a new one. ``release()`` takes a connection back only if its last response ended cleanly
+(state IDLE); anything else is closed. A connection the upstream closes while idle tells the pool
+through ``connection_lost`` and is dropped from the idle list at once, so it is never reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections import deque
+
+import certifi
+
+from .config import Limits, Origin, Timeouts
+from .errors import UpstreamConnectError, UpstreamTimeout
+from .upstream import ConnState, UpstreamConnection
+
+
+def tls_context(cafile: str | None = None) -> ssl.SSLContext:
+    """Verification on (CERT_REQUIRED, hostname checks, SNI) against certifi or a private CA."""
+    ctx = ssl.create_default_context(cafile=cafile or certifi.where())
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+class Pool:
+    """Idle keep-alive connections to one origin, with a size cap and idle expiry."""
+
+    def __init__(
+        self, origin: Origin, limits: Limits, timeouts: Timeouts, ssl_context: ssl.SSLContext | None
+    ) -> None:
+        self.origin = origin
+        self._limits = limits
+        self._timeouts = timeouts
+        self._ssl = ssl_context if origin.tls else None
+        self._idle: deque[UpstreamConnection] = deque()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self.created = 0
+        self.reused = 0
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
+
+    async def acquire(self) -> UpstreamConnection:
+        now = asyncio.get_running_loop().time()
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.is_available() and not conn.has_expired(now, self._limits.pool_idle_timeout):
+                self.reused += 1
+                return conn
+            conn.close()
+        return await self._connect()
+
+    def release(self, conn: UpstreamConnection) -> None:
+        if conn.state is ConnState.IDLE and len(self._idle) < self._limits.pool_size:
+            self._idle.append(conn)
+            self._schedule_sweep()
+        elif conn.state is not ConnState.CLOSED:
+            conn.close()
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        while self._idle:
+            self._idle.pop().close()
+
+    async def _connect(self) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        origin, timeout = self.origin, self._timeouts.connect
+        try:
+            _, proto = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: UpstreamConnection(self._limits, self._timeouts, self._discard),
+                    origin.host,
+                    origin.port,
+                    ssl=self._ssl,
+                    server_hostname=origin.host if self._ssl else None,
+                    ssl_handshake_timeout=timeout if self._ssl else None,
+                ),
+                timeout,
+            )
+        except TimeoutError:
+            msg = f"connecting to upstream {origin} timed out after {timeout:g} s"
+            raise UpstreamTimeout(msg) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise UpstreamConnectError(
+                f"TLS verification of upstream {origin} failed: {exc.verify_message}"
+            ) from None
+        except (ssl.SSLError, OSError) as exc:
+            why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise UpstreamConnectError(f"cannot connect to upstream {origin}: {why}") from None
+        self.created += 1
+        return proto
+
+    def _discard(self, conn: UpstreamConnection) -> None:
+        with contextlib.suppress(ValueError):
+            self._idle.remove(conn)
+
+    def _schedule_sweep(self) -> None:
+        if self._sweeper is None:
+            delay = self._limits.pool_idle_timeout
+            self._sweeper = asyncio.get_running_loop().call_later(delay, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close connections idle for longer than the idle timeout (they hold upstream sockets)."""
+        self._sweeper = None
+        now = asyncio.get_running_loop().time()
+        for conn in [c for c in self._idle if c.has_expired(now, self._limits.pool_idle_timeout)]:
+            conn.close()  # connection_lost -> _discard; close() calls _set_closed -> _discard too
+        if self._idle:
+            self._schedule_sweep()

@@ -1,0 +1,386 @@
+"""The client side: an ``asyncio.Protocol`` per connection driving an h11 server ``Connection``.
+
+Bytes from the socket go into h11 (``receive_data``), which turns them into events
+(``next_event``): a ``Request`` head, ``Data`` for the body, ``EndOfMessage``. When a request is
+complete, the protocol hands an :class:`Exchange` to the handler in a task. The handler answers
+through the exchange; when the response ends and both sides are DONE, ``start_next_cycle()``
+makes the connection ready for the next keep-alive request.
+
+Pipelining: if the client sends its next request before our response ended, h11 returns
+``PAUSED`` instead of parsing it. We stop reading the socket (so a pipelining client cannot make
+us buffer without limit) and pick up the buffered bytes after the current response.
+
+HTTP/1.0 clients get no chunked encoding: h11 marks their responses close-delimited and we close
+the connection after the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Protocol, cast
+
+import h11
+
+from .config import Limits, Timeouts
+from .errors import ClientGone, error_body
+from .flow import WriteFlow
+from .headers import Headers
+from .tuning import tune_transport
+
+log = logging.getLogger("relay.server")
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    """A complete client request; the body is read whole (bounded by ``max_body_size``)."""
+
+    method: bytes
+    target: bytes
+    headers: Headers
+    http_version: bytes
+    body: bytes
+
+    @property
+    def path(self) -> bytes:
+        return self.target.split(b"?", 1)[0]
+
+
+class ExchangeListener(Protocol):
+    """What a callback-driven handler (the relay pump) hears about its client."""
+
+    def client_paused(self) -> None: ...
+    def client_resumed(self) -> None: ...
+    def client_gone(self) -> None: ...
+
+
+Handler = Callable[["Exchange"], Awaitable[None]]
+
+# Body modes of a response.
+_NONE, _CHUNKED, _H11 = 0, 1, 2
+
+
+class Exchange:
+    """One request/response cycle, the handler's view of the client connection.
+
+    ``start()`` sends the response head and picks the body framing: ``Content-Length`` when the
+    length is known, otherwise chunked for HTTP/1.1 or close-delimited for HTTP/1.0. ``write`` is
+    then bound to a writer for that framing: for chunked it frames each piece by hand (size line,
+    payload, CRLF in one ``writelines``) instead of going through h11, which costs microseconds
+    per chunk. h11 still sends the head and the final ``0`` chunk, so its state stays right.
+    Writes after the client left are dropped (uvloop raises on writes to a closed transport).
+    """
+
+    __slots__ = (
+        "_mode",
+        "_proto",
+        "_transport",
+        "_writelines",
+        "can_append",
+        "ended",
+        "flow",
+        "gone",
+        "listener",
+        "request",
+        "started",
+        "write",
+    )
+
+    def __init__(self, proto: ServerProtocol, request: HttpRequest) -> None:
+        self._proto = proto
+        self._transport = proto.transport
+        self._writelines = proto.transport.writelines
+        self._mode = _NONE
+        self.request = request
+        self.flow = proto.flow
+        self.listener: ExchangeListener | None = None
+        self.started = self.ended = self.gone = False
+        self.can_append = False  # body not length-framed: more bytes may follow (an error event)
+        self.write: Callable[[bytes], None] = self._write_before_start
+
+    def start(
+        self, status: int, headers: Headers, *, length: int | None = None, reason: bytes = b""
+    ) -> None:
+        """Send the response head. ``headers`` must not carry framing headers."""
+        if self.started:
+            raise RuntimeError("response already started")
+        self.started = True
+        hdrs = list(headers)
+        no_body = self.request.method == b"HEAD" or status in (204, 304) or status < 200
+        if length is not None:
+            hdrs.append((b"content-length", b"%d" % length))
+            self._mode = _NONE if no_body else _H11
+        elif no_body:
+            self._mode = _NONE
+        elif self.request.http_version == b"1.1":
+            hdrs.append((b"transfer-encoding", b"chunked"))
+            self._mode = _CHUNKED
+        else:
+            self._mode = _H11  # HTTP/1.0: h11 makes it close-delimited and adds Connection: close
+        self.can_append = length is None and self._mode != _NONE
+        reason = reason or _reason(status)
+        head = self._proto.conn.send(h11.Response(status_code=status, headers=hdrs, reason=reason))
+        if not self.gone:
+            self._transport.write(head)
+        self.write = {_CHUNKED: self._write_chunk, _H11: self._write_h11}.get(
+            self._mode, self._write_nothing
+        )
+
+    def _write_chunk(self, data: bytes) -> None:
+        # The hot path: no copy of the payload, one writelines per piece.
+        if data and not self.gone:
+            self._writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+
+    def _write_h11(self, data: bytes) -> None:
+        if data and not self.gone:
+            self._writelines(self._proto.conn.send_with_data_passthrough(h11.Data(data=data)) or ())
+
+    def _write_nothing(self, data: bytes) -> None:
+        pass
+
+    def _write_before_start(self, data: bytes) -> None:
+        raise RuntimeError("write() before start()")
+
+    def end(self) -> None:
+        """End the body cleanly (last chunk for chunked) and let the connection go on."""
+        if self.ended:
+            return
+        self.ended = True
+        if self.gone:
+            return
+        # h11 writes the terminating b"0\r\n\r\n" for chunked bodies, nothing otherwise.
+        tail = self._proto.conn.send(h11.EndOfMessage())
+        if tail:
+            self._transport.write(tail)
+        self._proto.exchange_done(self)
+
+    def abort(self) -> None:
+        """Cut the client connection without ending the body: the client sees a broken response,
+        never a clean end (used when an upstream dies inside a body we cannot annotate)."""
+        self.ended = True
+        if not self.gone:
+            self.gone = True
+            self._proto.transport.abort()
+
+    def respond(self, status: int, body: bytes, content_type: bytes = b"application/json") -> None:
+        self.start(status, [(b"content-type", content_type)], length=len(body))
+        self.write(body)
+        self.end()
+
+    def respond_error(self, status: int, message: str, type_: str, code: str | None) -> None:
+        self.respond(status, error_body(message, type_, code))
+
+    async def drain(self) -> None:
+        """Wait while the client's write buffer is over its high-water mark."""
+        if self.gone:
+            raise ClientGone("client connection lost")
+        await self.flow.drain()
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+class ServerProtocol(asyncio.Protocol):
+    """One client connection: h11 parses, an :class:`Exchange` per request answers."""
+
+    def __init__(self, handler: Handler, limits: Limits, timeouts: Timeouts) -> None:
+        self._handler = handler
+        self._limits = limits
+        self._timeouts = timeouts
+        self._loop = asyncio.get_running_loop()
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_size)
+        self.flow = WriteFlow()
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self._request: HttpRequest | None = None
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._exchange: Exchange | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._read_paused = False
+        self._closed = False
+
+    # -- asyncio callbacks -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, so no isinstance check here.
+        self.transport = transport = cast(asyncio.Transport, transport)
+        tune_transport(transport, self._limits.write_high_water, self._limits.write_low_water)
+        self._arm_idle_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        self.conn.receive_data(data)
+        self._handle_events()
+
+    def eof_received(self) -> bool:
+        # Keep the write side open: a pipelining client may half-close after its last request.
+        self.conn.receive_data(b"")
+        self._handle_events()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self.flow.lost()
+        self._client_gone()
+
+    def pause_writing(self) -> None:
+        self.flow.pause()
+        ex = self._exchange
+        if ex is not None and ex.listener is not None:
+            ex.listener.client_paused()
+
+    def resume_writing(self) -> None:
+        self.flow.resume()
+        ex = self._exchange
+        if ex is not None and ex.listener is not None:
+            ex.listener.client_resumed()
+
+    # -- request side --------------------------------------------------------------------------
+
+    def _handle_events(self) -> None:
+        while not self._closed:
+            try:
+                event = self.conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._reject(exc.error_status_hint, str(exc) or "bad request")
+                return
+            if event is h11.NEED_DATA:
+                return
+            if event is h11.PAUSED:
+                self._pause_reading()
+                return
+            if isinstance(event, h11.Request):
+                self._on_request(event)
+            elif isinstance(event, h11.Data):
+                self._on_body(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                self._dispatch()
+            elif isinstance(event, h11.ConnectionClosed):
+                self._on_client_eof()
+                return
+
+    def _on_request(self, event: h11.Request) -> None:
+        self._request = HttpRequest(
+            method=event.method,
+            target=event.target,
+            headers=list(event.headers),
+            http_version=event.http_version,
+            body=b"",
+        )
+        self._body, self._body_size = [], 0
+        declared = dict(event.headers).get(b"content-length")
+        if declared is not None and int(declared) > self._limits.max_body_size:
+            self._reject(413, "request body too large")
+            return
+        if self.conn.they_are_waiting_for_100_continue:
+            # The relay always reads the body, so say so at once instead of making curl wait 1 s.
+            continue_100 = h11.InformationalResponse(status_code=100, headers=[])
+            self.transport.write(self.conn.send(continue_100) or b"")
+
+    def _on_body(self, data: bytes) -> None:
+        self._body_size += len(data)
+        if self._body_size > self._limits.max_body_size:
+            self._reject(413, "request body too large")
+            return
+        self._body.append(data)
+
+    def _dispatch(self) -> None:
+        request = self._request
+        assert request is not None
+        request.body = b"".join(self._body)
+        self._body = []
+        self._request = None
+        ex = self._exchange = Exchange(self, request)
+        self._task = self._loop.create_task(self._run(ex))
+
+    async def _run(self, ex: Exchange) -> None:
+        try:
+            await self._handler(ex)
+        except (ClientGone, asyncio.CancelledError):
+            return
+        except Exception:
+            log.exception("handler failed for %s %s", ex.request.method, ex.request.path)
+            if not ex.started:
+                ex.respond_error(500, "internal error in the relay", "server_error", None)
+        if not ex.ended:
+            log.error("handler returned without ending its response; connection aborted")
+            ex.abort()
+
+    def _on_client_eof(self) -> None:
+        ex = self._exchange
+        if ex is None:
+            self.transport.close()
+        elif not ex.ended:
+            # Like nginx: a client that closes while its response is in flight has gone away.
+            self._client_gone()
+            self.transport.close()
+
+    def _client_gone(self) -> None:
+        ex = self._exchange
+        if ex is None or ex.ended or ex.gone:
+            return
+        ex.gone = True
+        if ex.listener is not None:
+            ex.listener.client_gone()
+        if self._task is not None:
+            self._task.cancel()
+
+    # -- response side -------------------------------------------------------------------------
+
+    def exchange_done(self, ex: Exchange) -> None:
+        """Called by ``Exchange.end()``: next keep-alive cycle, or close."""
+        self._exchange = None
+        conn = self.conn
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+            self._arm_idle_timer()
+            if self._read_paused:
+                self._read_paused = False
+                self.transport.resume_reading()
+            self._loop.call_soon(self._handle_events)  # requests already buffered (pipelining)
+        else:
+            self.transport.close()
+
+    def _reject(self, status: int, message: str) -> None:
+        """Answer a request we will not serve (bad framing, too large...) and close."""
+        body = error_body(message, "invalid_request_error", None)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(body)),
+            (b"connection", b"close"),
+        ]
+        try:
+            data = self.conn.send(h11.Response(status_code=status, headers=headers))
+            data = (data or b"") + body
+        except h11.LocalProtocolError:
+            data = b"HTTP/1.1 %d %s\r\n" % (status, _reason(status))
+            data += b"".join(n + b": " + v + b"\r\n" for n, v in headers) + b"\r\n" + body
+        self._request = None
+        self._closed = True
+        self.transport.write(data)
+        self.transport.close()
+
+    def _pause_reading(self) -> None:
+        if not self._read_paused:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def _arm_idle_timer(self) -> None:
+        self._idle_timer = self._loop.call_later(self._timeouts.keepalive, self._idle_timeout)
+
+    def _idle_timeout(self) -> None:
+        self._idle_timer = None
+        if self._exchange is None and self._request is None:
+            self.transport.close()

@@ -1,0 +1,140 @@
+"""``RelayStream``: one relayed request, the pump between an upstream connection and a client.
+
+The pump is callbacks, not a loop: the upstream connection's ``data_received`` decodes a read and
+calls the sink returned by :meth:`RelayStream.on_head`, which is the client exchange's writer.
+The stream itself only takes part at the edges, in its three endings:
+
+* **complete**: the body ended cleanly; the client's body is ended and the connection goes back
+  to the pool;
+* **client gone**: the upstream connection is closed at once (never pooled), so the upstream
+  stops generating (and billing) tokens;
+* **upstream failed**: before the head, a 502/504 with an OpenAI-style JSON error; inside an SSE
+  body, one final ``data: {"error": ...}`` event and a clean end, so SDKs raise instead of
+  hanging; inside any other body, the client connection is cut, so a truncated body never looks
+  complete.
+
+Backpressure: when the client's write buffer passes its high-water mark, the stream pauses the
+upstream's reads (``client_paused``) and resumes them when it drains (``client_resumed``). So one
+stream holds at most the client high-water mark plus one upstream read in user space.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from .config import Origin
+from .errors import RelayError, sse_error_event
+from .headers import Headers, client_response_headers, is_event_stream, upstream_request_headers
+from .pool import Pool
+from .server import Exchange
+from .upstream import ConnState, Sink, UpstreamConnection
+
+
+class RelayStream:
+    """Relays one client request to the upstream origin (see the module docstring)."""
+
+    __slots__ = ("_api_key", "_conn", "_done", "_ex", "_origin", "_pool", "_sse", "_tail", "_write")
+
+    def __init__(self, ex: Exchange, pool: Pool, api_key: str | None) -> None:
+        self._ex = ex
+        self._pool = pool
+        self._origin: Origin = pool.origin
+        self._api_key = api_key
+        self._conn: UpstreamConnection | None = None
+        self._done: asyncio.Future[None] | None = None
+        self._sse = False
+        self._tail = b""
+        self._write: Sink = ex.write
+
+    async def run(self) -> None:
+        ex = self._ex
+        req = ex.request
+        headers = upstream_request_headers(
+            req.headers, host=self._origin.host_header, body_length=len(req.body),
+            api_key=self._api_key,
+        )
+        try:
+            conn = await self._pool.acquire()
+        except RelayError as exc:
+            ex.respond_error(exc.status, str(exc), exc.type, exc.code)
+            return
+        self._conn = conn
+        self._done = asyncio.get_running_loop().create_future()
+        ex.listener = self
+        conn.send_request(req.method, req.target, headers, req.body, self)
+        try:
+            await self._done
+        finally:
+            if conn.state is ConnState.ACTIVE:  # cancelled while in flight: never leave it open
+                conn.close()
+
+    # -- upstream events (ResponseListener) ----------------------------------------------------
+
+    def on_head(self, status: int, reason: bytes, headers: Headers, length: int | None) -> Sink:
+        out = client_response_headers(headers)
+        self._sse = is_event_stream(headers)
+        if self._sse:
+            out.append((b"x-accel-buffering", b"no"))  # tells an nginx in front not to buffer
+        self._ex.start(status, out, length=length, reason=reason)
+        self._write = self._ex.write
+        return self._write_sse if self._sse else self._write
+
+    def _write_sse(self, data: bytes) -> None:
+        # Remember where the stream stands, so a failure can tell whether it is between events.
+        self._tail = data if len(data) >= 4 else (self._tail + data)[-4:]
+        self._write(data)
+
+    def on_complete(self) -> None:
+        self._ex.end()
+        if self._conn is not None:
+            self._pool.release(self._conn)
+        self._finish()
+
+    def on_error(self, exc: RelayError) -> None:
+        ex = self._ex
+        if not ex.started:
+            ex.respond_error(exc.status, str(exc), exc.type, exc.code)
+        elif self._sse and ex.can_append:
+            if not ends_between_events(self._tail):
+                ex.write(b"\n\n")  # end the torn event first; our error must be its own event
+            ex.write(sse_error_event(exc))
+            ex.end()
+        else:
+            ex.abort()
+        self._finish()
+
+    # -- client events (ExchangeListener) ------------------------------------------------------
+
+    def client_paused(self) -> None:
+        if self._conn is not None:
+            self._conn.gate.pause("client")
+
+    def client_resumed(self) -> None:
+        if self._conn is not None:
+            self._conn.gate.resume("client")
+
+    def client_gone(self) -> None:
+        if self._conn is not None and self._conn.state is not ConnState.CLOSED:
+            self._conn.close()
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+
+def ends_between_events(tail: bytes) -> bool:
+    """Whether an event stream whose last bytes are ``tail`` stands between two events.
+
+    True at the very start, or after a blank line: a line terminator (CRLF, LF or CR) right
+    after another one. ``tail`` needs at most the last 4 bytes.
+    """
+    if not tail:
+        return True
+    if tail.endswith(b"\r\n"):
+        rest = tail[:-2]
+    elif tail.endswith((b"\n", b"\r")):
+        rest = tail[:-1]
+    else:
+        return False
+    return rest.endswith((b"\n", b"\r"))

@@ -1,0 +1,20 @@
+"""Per-socket settings shared by both sides of the relay."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import cast
+
+
+def tune_transport(transport: asyncio.BaseTransport, high: int, low: int) -> None:
+    """TCP_NODELAY (no Nagle delay on small events) and explicit write-buffer water marks.
+
+    asyncio and uvloop usually set TCP_NODELAY already; setting it here makes it a guarantee.
+    uvloop's default low-water mark is tiny, so resume_writing would fire for every few bytes
+    drained; explicit marks make pause/resume (and so upstream read pauses) coarse and cheap.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    cast(asyncio.WriteTransport, transport).set_write_buffer_limits(high=high, low=low)

@@ -1,0 +1,270 @@
+"""The upstream side: one ``asyncio.Protocol`` per upstream socket, h11 client for the heads.
+
+A connection moves through explicit states::
+
+    NEW --send_request--> ACTIVE --body complete, keep-alive--> IDLE --send_request--> ACTIVE ...
+                             \\--error / not reusable / client gone--> CLOSED
+
+For each request a fresh ``h11.Connection(CLIENT)`` writes the request and parses the response
+head. From then on the body bytes bypass h11: a decoder from :mod:`relay.framing` turns each
+socket read into payload pieces, which go straight to the *sink* the listener returned for the
+head (for the relay: the client exchange's chunk writer). So one upstream read costs one decode
+and one client write, all inside ``data_received``, with no queue and no task switch.
+
+One timer per connection watches time: the first-byte deadline until the head arrives, then the
+idle-read deadline (which does not run while the client's backpressure holds reads paused).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Callable
+from typing import Protocol, cast
+
+import h11
+
+from .config import Limits, Timeouts
+from .errors import RelayError, UpstreamClosed, UpstreamProtocolError, UpstreamTimeout
+from .flow import ReadGate
+from .framing import BodyDecoder, CloseDecoder, FramingError, LengthDecoder, response_decoder
+from .headers import Headers, connection_tokens
+from .tuning import tune_transport
+
+Sink = Callable[[bytes], None]
+
+
+class ResponseListener(Protocol):
+    """The receiver of one upstream response (the relay stream)."""
+
+    def on_head(self, status: int, reason: bytes, headers: Headers, length: int | None) -> Sink:
+        """The head arrived; return the callable that takes each body piece."""
+        ...
+
+    def on_complete(self) -> None: ...
+    def on_error(self, exc: RelayError) -> None: ...
+
+
+class ConnState(enum.Enum):
+    NEW = "new"
+    ACTIVE = "active"
+    IDLE = "idle"
+    CLOSED = "closed"
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive connection to the upstream origin (see the module docstring)."""
+
+    def __init__(
+        self,
+        limits: Limits,
+        timeouts: Timeouts,
+        on_closed: Callable[[UpstreamConnection], None] | None = None,
+    ) -> None:
+        self._limits = limits
+        self._timeouts = timeouts
+        self._on_closed = on_closed
+        self._loop = asyncio.get_running_loop()
+        self.state = ConnState.NEW
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.gate: ReadGate = None  # type: ignore[assignment]
+        self.idle_since = 0.0
+        self.requests = 0
+        self._h11: h11.Connection | None = None
+        self._method = b""
+        self._listener: ResponseListener | None = None
+        self._decoder: BodyDecoder | None = None
+        self._sink: Sink | None = None
+        self._reusable = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_read = 0.0
+
+    # -- pool interface ------------------------------------------------------------------------
+
+    def is_available(self) -> bool:
+        """Usable for a new request: fresh or idle, and the peer has not closed it meanwhile."""
+        return self.state in (ConnState.NEW, ConnState.IDLE) and not self.transport.is_closing()
+
+    def has_expired(self, now: float, idle_timeout: float) -> bool:
+        return self.state is ConnState.IDLE and now - self.idle_since > idle_timeout
+
+    def close(self) -> None:
+        """Close at once, dropping buffers; the upstream sees the connection end immediately."""
+        self._listener = None
+        self._decoder = self._sink = None
+        self._set_closed()
+        self.transport.abort()
+
+    # -- request -------------------------------------------------------------------------------
+
+    def send_request(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: Headers,
+        body: bytes,
+        listener: ResponseListener,
+    ) -> None:
+        assert self.is_available(), self.state
+        self.state = ConnState.ACTIVE
+        self.requests += 1
+        self._listener = listener
+        self._method = method
+        conn = self._h11 = h11.Connection(
+            h11.CLIENT, max_incomplete_event_size=self._limits.max_head_size
+        )
+        out = [conn.send(h11.Request(method=method, target=target, headers=headers)) or b""]
+        if body:
+            out.append(conn.send(h11.Data(data=body)) or b"")
+        out.append(conn.send(h11.EndOfMessage()) or b"")
+        self.transport.writelines(out)
+        self._arm(self._timeouts.first_byte)
+
+    # -- asyncio callbacks ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, so no isinstance check here.
+        self.transport = transport = cast(asyncio.Transport, transport)
+        self.gate = ReadGate(transport)
+        tune_transport(transport, self._limits.write_high_water, self._limits.write_low_water)
+
+    def data_received(self, data: bytes) -> None:
+        decoder = self._decoder
+        if decoder is not None:  # the hot path: body bytes
+            self._last_read = self._loop.time()
+            try:
+                pieces = decoder.feed(data)
+            except FramingError as exc:
+                self._fail(UpstreamProtocolError(f"upstream sent a broken body: {exc}"))
+                return
+            sink = self._sink
+            assert sink is not None
+            for piece in pieces:
+                sink(piece)
+            if decoder.done:
+                self._finish()
+        elif self.state is ConnState.ACTIVE and self._h11 is not None:
+            self._h11.receive_data(data)
+            self._read_head()
+        else:
+            self.close()  # bytes on an idle connection: the upstream is confused, never reuse
+
+    def eof_received(self) -> bool:
+        decoder = self._decoder
+        if decoder is not None:
+            try:
+                decoder.feed_eof()
+            except FramingError as exc:
+                self._fail(UpstreamClosed(f"upstream closed the stream early: {exc}"))
+                return False
+            self._reusable = False
+            self._finish()
+        elif self.state is ConnState.ACTIVE:
+            self._fail(UpstreamClosed("upstream closed the connection without a response"))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        was_active = self.state is ConnState.ACTIVE
+        self._set_closed()
+        if was_active:
+            why = f": {exc}" if exc else ""
+            self._fail(UpstreamClosed(f"upstream connection lost{why}"))
+
+    # -- response ------------------------------------------------------------------------------
+
+    def _read_head(self) -> None:
+        conn = self._h11
+        assert conn is not None
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._fail(UpstreamProtocolError(f"upstream sent an invalid response: {exc}"))
+                return
+            if event is h11.NEED_DATA:
+                return
+            if isinstance(event, h11.Response):
+                self._on_head(event)
+                return
+            if isinstance(event, h11.ConnectionClosed):
+                self._fail(UpstreamClosed("upstream closed the connection without a response"))
+                return
+            # InformationalResponse (1xx): nothing to relay, read on.
+
+    def _on_head(self, response: h11.Response) -> None:
+        conn = self._h11
+        assert conn is not None and self._listener is not None
+        rest, _ = conn.trailing_data  # body bytes that came in the same read as the head
+        self._h11 = None
+        headers = list(response.headers)
+        decoder = response_decoder(self._method, response.status_code, headers)
+        keep_alive = response.http_version == b"1.1" and b"close" not in connection_tokens(headers)
+        self._reusable = keep_alive and not isinstance(decoder, CloseDecoder)
+        # The client gets Content-Length only for a length-framed body that has one.
+        no_body = self._method == b"HEAD" or response.status_code in (204, 304)
+        length = decoder.remaining if isinstance(decoder, LengthDecoder) and not no_body else None
+        self._sink = self._listener.on_head(response.status_code, response.reason, headers, length)
+        self._decoder = decoder
+        self._last_read = self._loop.time()
+        self._arm(self._timeouts.read)
+        if decoder.done:
+            self._finish()
+        elif rest:
+            self.data_received(rest)
+
+    def _finish(self) -> None:
+        decoder, listener = self._decoder, self._listener
+        assert decoder is not None and listener is not None
+        self._decoder = self._sink = self._listener = None
+        self._cancel_timer()
+        if self._reusable and not decoder.trailing and not self.transport.is_closing():
+            self.state = ConnState.IDLE
+            self.idle_since = self._loop.time()
+        else:
+            self.close()
+        listener.on_complete()
+
+    def _fail(self, exc: RelayError) -> None:
+        listener = self._listener
+        if self.state is not ConnState.CLOSED:
+            self.close()
+        else:
+            self._listener = None
+            self._decoder = self._sink = None
+        if listener is not None:
+            listener.on_error(exc)
+
+    def _set_closed(self) -> None:
+        if self.state is ConnState.CLOSED:
+            return
+        self.state = ConnState.CLOSED
+        self._cancel_timer()
+        if self._on_closed is not None:
+            self._on_closed(self)
+
+    # -- the one timer -------------------------------------------------------------------------
+
+    def _arm(self, delay: float) -> None:
+        self._cancel_timer()
+        self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._listener is None:
+            return
+        if self._decoder is None:
+            t = self._timeouts.first_byte
+            self._fail(UpstreamTimeout(f"upstream did not answer within {t:g} s"))
+            return
+        now, timeout = self._loop.time(), self._timeouts.read
+        if self.gate.paused:  # the client is slow, not the upstream: restart the idle clock
+            self._last_read = now
+        if now - self._last_read >= timeout:
+            self._fail(UpstreamTimeout(f"upstream sent nothing for {timeout:g} s"))
+        else:
+            self._timer = self._loop.call_at(self._last_read + timeout, self._on_timer)
