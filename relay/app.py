@@ -25,6 +25,24 @@ from .stream import RelayStream
 Handler = Callable[[Exchange], Awaitable[None]]
 
 
+@dataclass
+class Listener:
+    """A listening socket and the client connections it accepted (so all can be closed)."""
+
+    server: asyncio.Server
+    connections: set[ServerProtocol]
+
+    @property
+    def port(self) -> int:
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    def close(self) -> None:
+        self.server.close()
+        for conn in list(self.connections):
+            conn.abort()
+
+
 async def listen(
     handler: Handler,
     host: str,
@@ -32,18 +50,15 @@ async def listen(
     limits: Limits,
     timeouts: Timeouts,
     ssl_context: ssl.SSLContext | None = None,
-) -> asyncio.Server:
+) -> Listener:
     """Start a server whose connections are ServerProtocols calling ``handler`` per request."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(
-        lambda: ServerProtocol(handler, limits, timeouts),
+    connections: set[ServerProtocol] = set()
+    server = await loop.create_server(
+        lambda: ServerProtocol(handler, limits, timeouts, connections),
         host, port, ssl=ssl_context, reuse_address=True, backlog=4096,
     )
-
-
-def bound_port(server: asyncio.Server) -> int:
-    port: int = server.sockets[0].getsockname()[1]
-    return port
+    return Listener(server, connections)
 
 
 def router(pool: Pool, api_key: str | None) -> Handler:
@@ -69,43 +84,43 @@ class Relay:
     """A running relay: its server, its pool, and the embedded mock when it has one."""
 
     config: Config
-    server: asyncio.Server
+    listener: Listener
     pool: Pool
-    mock_server: asyncio.Server | None = None
+    mock_listener: Listener | None = None
     mock: MockUpstream | None = None
 
     @property
     def port(self) -> int:
-        return bound_port(self.server)
+        return self.listener.port
 
     @property
     def upstream(self) -> Origin:
         return self.pool.origin
 
     async def close(self) -> None:
-        self.server.close()
+        self.listener.close()
         await self.pool.close()
-        if self.mock_server is not None:
-            self.mock_server.close()
+        if self.mock_listener is not None:
+            self.mock_listener.close()
 
 
 async def start_relay(config: Config) -> Relay:
     """Listen on ``config.host:port``; with no upstream, start the mock and relay to it."""
-    upstream, mock_server, mock = config.upstream, None, None
+    upstream, mock_listener, mock = config.upstream, None, None
     if upstream is None:
         mock = MockUpstream()
-        mock_server = await listen(mock, "127.0.0.1", 0, config.limits, config.timeouts)
-        upstream = Origin("http", "127.0.0.1", bound_port(mock_server))
+        mock_listener = await listen(mock, "127.0.0.1", 0, config.limits, config.timeouts)
+        upstream = Origin("http", "127.0.0.1", mock_listener.port)
     ctx = tls_context(config.upstream_ca) if upstream.tls else None
     pool = Pool(upstream, config.limits, config.timeouts, ctx)
-    server = await listen(router(pool, config.api_key), config.host, config.port,
-                          config.limits, config.timeouts)
-    return Relay(config, server, pool, mock_server, mock)
+    listener = await listen(router(pool, config.api_key), config.host, config.port,
+                            config.limits, config.timeouts)
+    return Relay(config, listener, pool, mock_listener, mock)
 
 
 def banner(relay: Relay) -> str:
     url = f"http://{relay.config.host}:{relay.port}"
-    if relay.mock_server is not None:
+    if relay.mock_listener is not None:
         up = (f"upstream: the built-in mock upstream at {relay.upstream} "
               "(no --upstream / RELAY_UPSTREAM given)")
     else:
@@ -151,13 +166,13 @@ async def serve(config: Config) -> None:
 
 async def serve_mock(host: str, port: int, ssl_context: ssl.SSLContext | None) -> None:
     limits, timeouts = Limits(), Timeouts()
-    server = await listen(MockUpstream(), host, port, limits, timeouts, ssl_context)
+    listener = await listen(MockUpstream(), host, port, limits, timeouts, ssl_context)
     scheme = "https" if ssl_context else "http"
-    print(f"mock upstream listening on {scheme}://{host}:{bound_port(server)}", flush=True)
+    print(f"mock upstream listening on {scheme}://{host}:{listener.port}", flush=True)
     try:
         await wait_for_signal()
     finally:
-        server.close()
+        listener.close()
 
 
 def run(main: Coroutine[Any, Any, None], loop: str = "uvloop") -> None:

@@ -190,8 +190,15 @@ def _reason(status: int) -> bytes:
 class ServerProtocol(asyncio.Protocol):
     """One client connection: h11 parses, an :class:`Exchange` per request answers."""
 
-    def __init__(self, handler: Handler, limits: Limits, timeouts: Timeouts) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        limits: Limits,
+        timeouts: Timeouts,
+        registry: set[ServerProtocol] | None = None,
+    ) -> None:
         self._handler = handler
+        self._registry = registry if registry is not None else set()
         self._limits = limits
         self._timeouts = timeouts
         self._loop = asyncio.get_running_loop()
@@ -212,6 +219,7 @@ class ServerProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, so no isinstance check here.
         self.transport = transport = cast(asyncio.Transport, transport)
+        self._registry.add(self)
         tune_transport(transport, self._limits.write_high_water, self._limits.write_low_water)
         self._arm_idle_timer()
 
@@ -229,6 +237,7 @@ class ServerProtocol(asyncio.Protocol):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._registry.discard(self)
         self._closed = True
         if self._idle_timer is not None:
             self._idle_timer.cancel()
@@ -246,6 +255,11 @@ class ServerProtocol(asyncio.Protocol):
         ex = self._exchange
         if ex is not None and ex.listener is not None:
             ex.listener.client_resumed()
+
+    def abort(self) -> None:
+        """Close this connection now (server shutdown); an in-flight exchange sees its client go."""
+        if not self._closed:
+            self.transport.abort()
 
     # -- request side --------------------------------------------------------------------------
 

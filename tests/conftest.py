@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from relay.app import Listener, Relay, listen, start_relay
+from relay.config import Config, Limits, Origin, Timeouts
+from relay.mock import MockUpstream
+
+from .helpers import OPEN_SOCKETS, LoopThread, Script, ScriptedUpstream
+
+
+@pytest.fixture(autouse=True)
+def _close_client_sockets() -> Iterator[None]:
+    yield
+    while OPEN_SOCKETS:
+        OPEN_SOCKETS.pop().close()
+
+
+@pytest.fixture
+def lt() -> Iterator[LoopThread]:
+    thread = LoopThread()
+    yield thread
+    thread.stop()
+
+
+@dataclasses.dataclass
+class MockServer:
+    mock: MockUpstream
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def mock_server(lt: LoopThread) -> Iterator[MockServer]:
+    mock = MockUpstream()
+    listener: Listener = lt.run(listen(mock, "127.0.0.1", 0, Limits(), Timeouts()))
+    yield MockServer(mock, listener.port)
+    lt.call(listener.close)
+
+
+RelayFactory = Callable[..., Relay]
+
+
+@pytest.fixture
+def make_relay(lt: LoopThread) -> Iterator[RelayFactory]:
+    """Start a relay in the loop thread: ``make_relay(upstream_url, timeouts=..., ...)``."""
+    relays: list[Relay] = []
+
+    def make(upstream: str | None = None, **overrides: Any) -> Relay:
+        config = Config(host="127.0.0.1", port=0,
+                        upstream=Origin.parse(upstream) if upstream else None, **overrides)
+        relay = lt.run(start_relay(config))
+        relays.append(relay)
+        return relay
+
+    yield make
+    for relay in relays:
+        lt.run(relay.close())
+
+
+@pytest.fixture
+def scripted(lt: LoopThread) -> Iterator[Callable[[Script], ScriptedUpstream]]:
+    ups: list[ScriptedUpstream] = []
+
+    def make(script: Script) -> ScriptedUpstream:
+        up = lt.run(ScriptedUpstream(script).start())
+        ups.append(up)
+        return up
+
+    yield make
+    for up in ups:
+        lt.call(up.close)
