@@ -25,7 +25,15 @@ MAX_TRAILERS = 16 * 1024
 
 
 class FramingError(Exception):
-    """The body bytes break their framing (bad chunk size, missing CRLF, early EOF)."""
+    """The body bytes break their framing (bad chunk size, missing CRLF, early EOF).
+
+    ``pieces`` holds the payload decoded from the same read before the error: it is valid and
+    must still reach the client, ahead of the error report.
+    """
+
+    def __init__(self, message: str, pieces: list[bytes] | None = None) -> None:
+        super().__init__(message)
+        self.pieces = pieces or []
 
 
 class BodyDecoder(Protocol):
@@ -109,6 +117,14 @@ class ChunkedDecoder:
             data = self._partial + data
             self._partial = b""
         out: list[bytes] = []
+        try:
+            self._decode(data, out)
+        except FramingError as exc:
+            exc.pieces = out
+            raise
+        return out
+
+    def _decode(self, data: bytes, out: list[bytes]) -> None:
         pos, end = 0, len(data)
         while pos < end:
             state = self._state
@@ -147,7 +163,6 @@ class ChunkedDecoder:
             else:
                 self.trailing += data[pos:]
                 break
-        return out
 
     def _keep(self, data: bytes, pos: int) -> None:
         rest = data[pos:]

@@ -132,13 +132,15 @@ class UpstreamConnection(asyncio.Protocol):
         decoder = self._decoder
         if decoder is not None:  # the hot path: body bytes
             self._last_read = self._loop.time()
+            sink = self._sink
+            assert sink is not None
             try:
                 pieces = decoder.feed(data)
             except FramingError as exc:
+                for piece in exc.pieces:
+                    sink(piece)
                 self._fail(UpstreamProtocolError(f"upstream sent a broken body: {exc}"))
                 return
-            sink = self._sink
-            assert sink is not None
             for piece in pieces:
                 sink(piece)
             if decoder.done:

@@ -1,0 +1,104 @@
+"""The command line and configuration: real processes, flags and RELAY_* variables."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from relay.cli import config_from_args, parser
+from relay.config import Config, Origin, api_key_from_env
+
+from .helpers import H11Client, ScriptedUpstream, UpstreamConn, chat_body, connect, sse_data
+from .processes import spawn
+
+
+def test_origin_parse() -> None:
+    assert Origin.parse("https://api.openai.com") == Origin("https", "api.openai.com", 443)
+    assert Origin.parse("http://127.0.0.1:9000/").host_header == b"127.0.0.1:9000"
+    assert Origin.parse("https://h:443").host_header == b"h"
+    assert Origin.parse("http://[::1]:81").host_header == b"[::1]:81"
+    for bad in ("ftp://x", "https://", "https://u:p@h", "https://h/v1", "https://h?q=1"):
+        with pytest.raises(ValueError):
+            Origin.parse(bad)
+
+
+def test_api_key_env() -> None:
+    assert api_key_from_env(None, {"OPENAI_API_KEY": "sk-1"}) == "sk-1"
+    assert api_key_from_env(None, {"RELAY_API_KEY_ENV": "MY_KEY", "MY_KEY": "k2",
+                                   "OPENAI_API_KEY": "sk-1"}) == "k2"
+    assert api_key_from_env(None, {}) is None
+    assert "sk-secret" not in repr(Config(api_key="sk-secret"))
+
+
+def test_env_variables_configure_every_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELAY_PORT", "9999")
+    monkeypatch.setenv("RELAY_UPSTREAM", "https://example.org")
+    monkeypatch.setenv("RELAY_FIRST_BYTE_TIMEOUT", "7.5")
+    monkeypatch.setenv("RELAY_POOL_SIZE", "3")
+    monkeypatch.setenv("RELAY_LOOP", "asyncio")
+    cfg = config_from_args(parser().parse_args(["serve"]))
+    assert cfg.port == 9999 and cfg.upstream == Origin("https", "example.org", 443)
+    assert cfg.timeouts.first_byte == 7.5 and cfg.limits.pool_size == 3 and cfg.loop == "asyncio"
+    cfg = config_from_args(parser().parse_args(["serve", "--port", "1234"]))
+    assert cfg.port == 1234  # the flag wins over the environment
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_serve_with_embedded_mock(loop: str) -> None:
+    with spawn("serve", "--port", "0", "--loop", loop, env={"RELAY_UPSTREAM": ""}) as (
+            proc, port, _):
+        assert proc.stdout is not None
+        assert "built-in mock upstream" in proc.stdout.readline()
+        client = H11Client(connect(port))
+        client.send(b"POST", b"/v1/chat/completions", chat_body(3))
+        assert sse_data(client.read_reply().body)[-1] == b"[DONE]"
+
+
+def test_banner_has_curl_and_sdk_snippets() -> None:
+    with spawn("serve", "--port", "0") as (proc, port, _):
+        assert proc.stdout is not None
+        lines = []
+        while len(lines) < 14:
+            lines.append(proc.stdout.readline())
+        text = "".join(lines)
+        assert f"curl -N http://127.0.0.1:{port}/v1/chat/completions" in text
+        assert f'OpenAI(base_url="http://127.0.0.1:{port}/v1"' in text
+
+
+def test_key_from_environment_is_injected_and_never_printed(scripted: object) -> None:
+    async def script(c: UpstreamConn) -> None:
+        await c.read_request()
+        c.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+        await c.watch_close()
+
+    up: ScriptedUpstream = scripted(script)  # type: ignore[operator]
+    with spawn("serve", "--port", "0", "--upstream", up.url,
+               env={"OPENAI_API_KEY": "sk-live-SECRET"}) as (proc, port, banner):
+        client = H11Client(connect(port))
+        client.send(b"GET", b"/v1/models", headers=[(b"authorization", b"Bearer mine")])
+        assert client.read_reply().status == 200
+        assert up.connections[0].headers[b"authorization"] == b"Bearer sk-live-SECRET"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+        assert "SECRET" not in "\n".join(banner) + out
+        assert proc.returncode == 0
+
+
+def test_console_script_and_module_entry_points() -> None:
+    relay = shutil.which("relay", path=str(__import__("pathlib").Path(sys.executable).parent))
+    assert relay is not None
+    out = subprocess.run([relay, "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("relay ")
+    out = subprocess.run([sys.executable, "-m", "relay", "serve", "--help"],
+                         capture_output=True, text=True, check=True)
+    assert "RELAY_UPSTREAM" in out.stdout
+
+
+def test_bad_upstream_url_is_a_clear_error() -> None:
+    out = subprocess.run([sys.executable, "-m", "relay", "serve", "--upstream", "ftp://x"],
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "http:// or https://" in out.stderr

@@ -1,0 +1,102 @@
+"""Upstream connections and the pool: TLS verification, idle expiry, what is never reused."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+from relay.app import Listener, listen
+from relay.config import Limits, Timeouts
+from relay.mock import MockUpstream, completion_text
+
+from .conftest import RelayFactory
+from .helpers import H11Client, LoopThread, chat_body, connect, sse_data, wait_until
+
+
+@pytest.fixture
+def tls_mock(lt: LoopThread, tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """The mock upstream over TLS with a certificate for 127.0.0.1 from a private trustme CA."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    listener: Listener = lt.run(listen(MockUpstream(), "127.0.0.1", 0, Limits(), Timeouts(),
+                                       server_ctx))
+    yield listener.port, ca_file
+    lt.call(listener.close)
+
+
+def test_tls_upstream_with_private_ca(tls_mock: tuple[int, Path],
+                                      make_relay: RelayFactory) -> None:
+    port, ca_file = tls_mock
+    relay = make_relay(f"https://127.0.0.1:{port}", upstream_ca=str(ca_file))
+    client = H11Client(connect(relay.port))
+    client.send(b"POST", b"/v1/chat/completions", chat_body(6))
+    reply = client.read_reply()
+    assert reply.status == 200
+    text = "".join(json.loads(d)["choices"][0]["delta"].get("content", "")
+                   for d in sse_data(reply.body)[:-1])
+    assert text == completion_text(6)
+
+
+def test_tls_upstream_with_wrong_ca_is_502(tls_mock: tuple[int, Path],
+                                           make_relay: RelayFactory) -> None:
+    port, _ = tls_mock
+    relay = make_relay(f"https://127.0.0.1:{port}")  # certifi's roots: must not trust it
+    client = H11Client(connect(relay.port))
+    client.send(b"POST", b"/v1/chat/completions", chat_body(6))
+    reply = client.read_reply()
+    assert reply.status == 502
+    err = json.loads(reply.body)["error"]
+    assert err["code"] == "upstream_connect_failed"
+    assert "TLS verification" in err["message"]
+
+
+def test_tls_hostname_is_checked(lt: LoopThread, tmp_path: Path,
+                                 make_relay: RelayFactory) -> None:
+    """A certificate from a trusted CA but for another name is refused too."""
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("other.example").configure_cert(server_ctx)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    listener: Listener = lt.run(listen(MockUpstream(), "127.0.0.1", 0, Limits(), Timeouts(),
+                                       server_ctx))
+    try:
+        relay = make_relay(f"https://127.0.0.1:{listener.port}",
+                           upstream_ca=str(tmp_path / "ca.pem"))
+        client = H11Client(connect(relay.port))
+        client.send(b"GET", b"/v1/models")
+        reply = client.read_reply()
+        assert reply.status == 502
+        assert "TLS verification" in json.loads(reply.body)["error"]["message"]
+    finally:
+        lt.call(listener.close)
+
+
+def test_idle_upstream_connections_expire(make_relay: RelayFactory, lt: LoopThread) -> None:
+    relay = make_relay(limits=Limits(pool_idle_timeout=0.2))
+    client = H11Client(connect(relay.port))
+    client.send(b"GET", b"/v1/models")
+    assert client.read_reply().status == 200
+    assert lt.call(lambda: relay.pool.idle_count) == 1
+    assert wait_until(lambda: lt.call(lambda: relay.pool.idle_count) == 0, 3)
+
+
+def test_pool_keeps_at_most_pool_size_idle(make_relay: RelayFactory, lt: LoopThread) -> None:
+    relay = make_relay(limits=Limits(pool_size=2))
+    socks = [connect(relay.port) for _ in range(4)]
+    clients = [H11Client(s) for s in socks]
+    for c in clients:  # four concurrent streams need four upstream connections
+        c.send(b"POST", b"/v1/chat/completions", chat_body(20),
+               [(b"x-mock-delay-ms", b"20")])
+    for c in clients:
+        assert c.read_reply().status == 200
+    assert lt.call(lambda: relay.pool.created) == 4
+    assert lt.call(lambda: relay.pool.idle_count) == 2
