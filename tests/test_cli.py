@@ -102,3 +102,31 @@ def test_bad_upstream_url_is_a_clear_error() -> None:
     out = subprocess.run([sys.executable, "-m", "relay", "serve", "--upstream", "ftp://x"],
                          capture_output=True, text=True)
     assert out.returncode != 0 and "http:// or https://" in out.stderr
+
+
+def test_make_run_starts_the_relay_in_front_of_the_mock() -> None:
+    """The README's first command (on a free port so it can run beside anything)."""
+    make = shutil.which("make")
+    assert make is not None
+    root = __import__("pathlib").Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([make, "-s", "run", "ARGS=--port 0"], cwd=root, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline()]  # a first run installs .venv before the banner
+        while "listening on" not in lines[-1]:
+            assert lines[-1], "make run exited:\n" + "".join(lines)
+            lines.append(proc.stdout.readline())
+        port = int(lines[-1].split("http://127.0.0.1:")[1].split()[0])
+        assert "built-in mock upstream" in proc.stdout.readline()
+        client = H11Client(connect(port))
+        client.send(b"POST", b"/v1/chat/completions", chat_body(2))
+        assert sse_data(client.read_reply().body)[-1] == b"[DONE]"
+    finally:
+        import os
+
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
