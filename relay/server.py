@@ -87,6 +87,7 @@ class Exchange:
         "request",
         "started",
         "write",
+        "write_pieces",
     )
 
     def __init__(self, proto: ServerProtocol, request: HttpRequest) -> None:
@@ -100,6 +101,7 @@ class Exchange:
         self.started = self.ended = self.gone = False
         self.can_append = False  # body not length-framed: more bytes may follow (an error event)
         self.write: Callable[[bytes], None] = self._write_before_start
+        self.write_pieces: Callable[[list[bytes]], None] = self._write_before_start
 
     def start(
         self, status: int, headers: Headers, *, length: int | None = None, reason: bytes = b""
@@ -125,23 +127,44 @@ class Exchange:
         head = self._proto.conn.send(h11.Response(status_code=status, headers=hdrs, reason=reason))
         if not self.gone:
             self._transport.write(head)
-        self.write = {_CHUNKED: self._write_chunk, _H11: self._write_h11}.get(
-            self._mode, self._write_nothing
-        )
+        if self._mode == _CHUNKED:
+            self.write, self.write_pieces = self._write_chunk, self._write_chunks
+        elif self._mode == _H11:
+            self.write, self.write_pieces = self._write_h11, self._write_h11_pieces
+        else:
+            self.write, self.write_pieces = self._write_nothing, self._write_nothing
 
     def _write_chunk(self, data: bytes) -> None:
-        # The hot path: no copy of the payload, one writelines per piece.
         if data and not self.gone:
             self._writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+
+    def _write_chunks(self, pieces: list[bytes]) -> None:
+        # The hot path: every piece of one upstream read, each framed as its own chunk (so each
+        # event is flushed as the upstream sent it), in one writelines: one writev syscall.
+        # Payloads are not copied. An empty piece would end the body, so none is framed.
+        if self.gone:
+            return
+        if len(pieces) == 1:
+            self._write_chunk(pieces[0])
+            return
+        out: list[bytes] = []
+        for data in pieces:
+            if data:
+                out += (b"%x\r\n" % len(data), data, b"\r\n")
+        self._writelines(out)
 
     def _write_h11(self, data: bytes) -> None:
         if data and not self.gone:
             self._writelines(self._proto.conn.send_with_data_passthrough(h11.Data(data=data)) or ())
 
-    def _write_nothing(self, data: bytes) -> None:
+    def _write_h11_pieces(self, pieces: list[bytes]) -> None:
+        for data in pieces:
+            self._write_h11(data)
+
+    def _write_nothing(self, data: object) -> None:
         pass
 
-    def _write_before_start(self, data: bytes) -> None:
+    def _write_before_start(self, data: object) -> None:
         raise RuntimeError("write() before start()")
 
     def end(self) -> None:

@@ -44,7 +44,7 @@ class RelayStream:
         self._done: asyncio.Future[None] | None = None
         self._sse = False
         self._tail = b""
-        self._write: Sink = ex.write
+        self._write: Sink = ex.write_pieces
 
     async def run(self) -> None:
         ex = self._ex
@@ -76,13 +76,14 @@ class RelayStream:
         if self._sse:
             out.append((b"x-accel-buffering", b"no"))  # tells an nginx in front not to buffer
         self._ex.start(status, out, length=length, reason=reason)
-        self._write = self._ex.write
+        self._write = self._ex.write_pieces
         return self._write_sse if self._sse else self._write
 
-    def _write_sse(self, data: bytes) -> None:
+    def _write_sse(self, pieces: list[bytes]) -> None:
         # Remember where the stream stands, so a failure can tell whether it is between events.
-        self._tail = data if len(data) >= 4 else (self._tail + data)[-4:]
-        self._write(data)
+        last = pieces[-1]
+        self._tail = last if len(last) >= 4 else (self._tail + b"".join(pieces))[-4:]
+        self._write(pieces)
 
     def on_complete(self) -> None:
         self._ex.end()

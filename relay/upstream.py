@@ -9,7 +9,8 @@ For each request a fresh ``h11.Connection(CLIENT)`` writes the request and parse
 head. From then on the body bytes bypass h11: a decoder from :mod:`relay.framing` turns each
 socket read into payload pieces, which go straight to the *sink* the listener returned for the
 head (for the relay: the client exchange's chunk writer). So one upstream read costs one decode
-and one client write, all inside ``data_received``, with no queue and no task switch.
+and one client write (one ``writev`` however many events the read held), all inside
+``data_received``, with no queue and no task switch.
 
 One timer per connection watches time: the first-byte deadline until the head arrives, then the
 idle-read deadline (which does not run while the client's backpressure holds reads paused).
@@ -31,7 +32,8 @@ from .framing import BodyDecoder, CloseDecoder, FramingError, LengthDecoder, res
 from .headers import Headers, connection_tokens
 from .tuning import tune_transport
 
-Sink = Callable[[bytes], None]
+# Takes the payload pieces decoded from one socket read (never empty, never with empty pieces).
+Sink = Callable[[list[bytes]], None]
 
 
 class ResponseListener(Protocol):
@@ -137,12 +139,12 @@ class UpstreamConnection(asyncio.Protocol):
             try:
                 pieces = decoder.feed(data)
             except FramingError as exc:
-                for piece in exc.pieces:
-                    sink(piece)
+                if exc.pieces:
+                    sink(exc.pieces)
                 self._fail(UpstreamProtocolError(f"upstream sent a broken body: {exc}"))
                 return
-            for piece in pieces:
-                sink(piece)
+            if pieces:
+                sink(pieces)
             if decoder.done:
                 self._finish()
         elif self.state is ConnState.ACTIVE and self._h11 is not None:

@@ -1,0 +1,97 @@
+"""Relay CPU per event with events written back to back (a first, small form of scenario T).
+
+    .venv/bin/python -m bench.relay_cpu [--streams 50] [--tokens 2000] [--loop uvloop]
+
+Starts the mock and the relay as subprocesses (relay pinned to CPU 0 when there are two or
+more), runs ``--streams`` concurrent streams of ``--tokens`` chunks each from raw asyncio
+clients, and prints the relay's CPU time (user+system from /proc) per event and per MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+_LISTENING = re.compile(r"listening on http://[^:]+:(\d+)")
+
+
+def start(*args: str) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen([sys.executable, "-m", "relay", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    for _ in range(50):
+        match = _LISTENING.search(proc.stdout.readline())
+        if match:
+            return proc, int(match.group(1))
+    raise RuntimeError(f"{args} did not start")
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+async def one_stream(port: int, tokens: int) -> tuple[int, int]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = json.dumps({"model": "m", "stream": True, "max_tokens": tokens,
+                       "messages": []}).encode()
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: "
+                 b"application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+    total, tail = 0, b""
+    while not tail.endswith(b"\r\n0\r\n\r\n"):
+        data = await reader.read(1 << 20)
+        if not data:
+            raise RuntimeError("stream cut")
+        total += len(data)
+        tail = (tail + data)[-16:]
+    writer.close()
+    return tokens + 3, total  # role chunk, tokens, finish chunk, [DONE]
+
+
+async def load(port: int, streams: int, tokens: int) -> tuple[int, int]:
+    results = await asyncio.gather(*(one_stream(port, tokens) for _ in range(streams)))
+    return sum(r[0] for r in results), sum(r[1] for r in results)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--streams", type=int, default=50)
+    ap.add_argument("--tokens", type=int, default=2000)
+    ap.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"])
+    args = ap.parse_args()
+    mock, mock_port = start("mock", "--port", "0")
+    relay, port = start("serve", "--port", "0", "--loop", args.loop,
+                        "--upstream", f"http://127.0.0.1:{mock_port}")
+    try:
+        if (os.cpu_count() or 1) >= 2:
+            os.sched_setaffinity(relay.pid, {0})
+            os.sched_setaffinity(mock.pid, {1})
+            os.sched_setaffinity(0, {1})
+        asyncio.run(load(port, 2, 100))  # warm up
+        (u0, s0), t0 = cpu_times(relay.pid), time.monotonic()
+        events, nbytes = asyncio.run(load(port, args.streams, args.tokens))
+        (u1, s1), wall = cpu_times(relay.pid), time.monotonic() - t0
+        user, system = u1 - u0, s1 - s0
+        cpu = user + system
+    finally:
+        for p in (relay, mock):
+            p.terminate()
+            p.wait()
+    print(f"loop={args.loop} streams={args.streams} events={events} bytes={nbytes} "
+          f"wall={wall:.2f}s events/s={events / wall:,.0f}")
+    print(f"relay CPU {cpu:.2f}s (user {user:.2f}s, system {system:.2f}s): "
+          f"{cpu / events * 1e6:.2f} us/event, "
+          f"{cpu / (nbytes / 1e6) * 1e3:.1f} ms/MB")
+
+
+if __name__ == "__main__":
+    main()
