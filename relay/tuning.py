@@ -8,7 +8,7 @@ from typing import cast
 
 
 def tune_transport(transport: asyncio.BaseTransport, high: int, low: int) -> None:
-    """TCP_NODELAY (no Nagle delay on small events) and explicit write-buffer water marks.
+    """TCP_NODELAY (no Nagle delay on small events) and explicit buffer water marks.
 
     asyncio and uvloop usually set TCP_NODELAY already; setting it here makes it a guarantee.
     uvloop's default low-water mark is tiny, so resume_writing would fire for every few bytes
@@ -18,3 +18,8 @@ def tune_transport(transport: asyncio.BaseTransport, high: int, low: int) -> Non
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     cast(asyncio.WriteTransport, transport).set_write_buffer_limits(high=high, low=low)
+    # A TLS transport keeps reading ciphertext while our reads are paused, up to its own
+    # incoming-buffer limit (asyncio's default: 256 KiB); hold it to the same marks.
+    set_read_limits = getattr(transport, "set_read_buffer_limits", None)
+    if set_read_limits is not None:
+        set_read_limits(high=high, low=low)

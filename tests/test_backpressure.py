@@ -5,6 +5,10 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from pathlib import Path
+
+import pytest
+import trustme
 
 from .helpers import H11Client, chat_body, connect
 from .processes import rss_bytes, spawn
@@ -36,9 +40,21 @@ def fast_stream(port: int) -> tuple[float, int]:
     return elapsed, total
 
 
-def test_slow_reader_bounded_memory_and_fast_stream_unaffected() -> None:
-    with spawn("mock", "--port", "0") as (_mock, mock_port, _), \
-         spawn("serve", "--port", "0", "--upstream", f"http://127.0.0.1:{mock_port}") as (
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_slow_reader_bounded_memory_and_fast_stream_unaffected(scheme: str,
+                                                               tmp_path: Path) -> None:
+    mock_args, relay_args = ["mock", "--port", "0"], ["serve", "--port", "0"]
+    if scheme == "https":  # TLS buffers on its own: its read limits must hold too
+        ca = trustme.CA()
+        ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+        cert = ca.issue_cert("127.0.0.1")
+        cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+        cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+        mock_args += ["--tls-cert", str(tmp_path / "cert.pem"), "--tls-key",
+                      str(tmp_path / "key.pem")]
+        relay_args += ["--upstream-ca", str(tmp_path / "ca.pem")]
+    with spawn(*mock_args) as (_mock, mock_port, _), \
+         spawn(*relay_args, "--upstream", f"{scheme}://127.0.0.1:{mock_port}") as (
              relay, port, _):
         baseline_time, fast_bytes = fast_stream(port)  # also warms the relay up
         assert fast_bytes > 3 * MIB
@@ -70,9 +86,10 @@ def test_slow_reader_bounded_memory_and_fast_stream_unaffected() -> None:
 
     growth = peak - rss_before
     during_time, _ = result["fast"]
-    print(f"\nslow reader got {received / 1024:.0f} KiB in 5 s; relay RSS {rss_before / MIB:.1f} "
-          f"MiB -> peak {peak / MIB:.1f} MiB (+{growth / 1024:.0f} KiB); fast 4 MiB stream "
-          f"{baseline_time * 1000:.0f} ms alone, {during_time * 1000:.0f} ms beside the slow one")
+    print(f"\n{scheme}: slow reader got {received // 1024} KiB in 5 s;",
+          f"relay RSS {rss_before / MIB:.1f} MiB -> peak {peak / MIB:.1f} MiB",
+          f"(+{growth // 1024} KiB); fast 4 MiB stream {baseline_time * 1000:.0f} ms alone,",
+          f"{during_time * 1000:.0f} ms beside the slow one")
     assert received < 400 * 1024  # the slow reader really was slow (sanity)
     assert growth < RSS_GROWTH_BOUND
     assert during_time < max(3 * baseline_time, baseline_time + 1.0)
