@@ -1,0 +1,171 @@
+"""Side-by-side benchmark of relays: ``python -m bench`` (``make bench``).
+
+    python -m bench                              # all relays, all scenarios, 3 repetitions
+    python -m bench --quick                      # C at 2,000 streams and M, relay vs nginx, once
+    python -m bench --relays relay,nginx --scenarios C,T --streams 1000,2000 --reps 1
+
+For each repetition and relay, a fresh mock upstream and the relay are started, the relay pinned
+to one CPU and the mock and load generator to the other; the scenarios run one after the other.
+Results go to bench/results/: run-<time>.json, latest.json, latest.md (medians and ratios)
+and PNG plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .procs import Proc, cpu_sets, free_port, wait_port
+from .relays import RELAYS, nofile_limit
+from .report import write_report
+from .scenarios import scenario_c, scenario_m, scenario_s, scenario_t
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--relays", default="relay,nginx,aiohttp,fastapi,direct")
+    ap.add_argument("--scenarios", default="C,T,M,S")
+    ap.add_argument("--streams", default="1000,2000,5000,10000", help="N values for scenario C")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=10, help="duration of T and S")
+    ap.add_argument("--quick", action="store_true",
+                    help="C at 2,000 streams and M, relay vs nginx, one repetition")
+    ap.add_argument("--out", default=str(RESULTS))
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.relays, args.scenarios, args.streams, args.reps = "relay,nginx", "C,M", "2000", 1
+    return args
+
+
+def stream_levels(requested: str) -> tuple[list[int], str | None]:
+    """C's N values, capped by the open-file limit: a relay holds two sockets per stream."""
+    cap = (nofile_limit() - 200) // 2
+    levels, note = [], None
+    for n in (int(x) for x in requested.split(",")):
+        if n > cap:
+            note = (f"C at {n} streams ran as {cap}: the open-file limit here is "
+                    f"{nofile_limit()} and a relay holds two sockets per stream")
+            n = cap
+        levels.append(n)
+    return levels, note
+
+
+def run_relay(name: str, scenarios: list[str], levels: list[int], seconds: int, rep: int,
+              workdir: Path) -> list[dict[str, Any]]:
+    relay_cpus, load_cpus = cpu_sets()
+    spec = RELAYS[name]
+    mock_port, port = free_port(), free_port()
+    mock = Proc([sys.executable, "-m", "relay", "mock", "--port", str(mock_port)], load_cpus,
+                workdir / "mock.log")
+    rows: list[dict[str, Any]] = []
+    relay: Proc | None = None
+    try:
+        wait_port(mock_port)
+        relay = spec.start(port, mock_port, relay_cpus, workdir)
+        url = f"http://127.0.0.1:{mock_port if relay is None else port}"
+        saturated = False
+        for scenario in scenarios:
+            runs: list[tuple[str, Any]] = []
+            if scenario == "C":
+                runs = [(f"C{n}", lambda n=n: scenario_c(url, relay, n, load_cpus, workdir))
+                        for n in levels]
+            elif scenario == "T":
+                runs = [("T", lambda: scenario_t(url, relay, load_cpus, seconds))]
+            elif scenario == "M":
+                runs = [("M", lambda: scenario_m(url, relay, load_cpus, workdir))]
+            elif scenario == "S":
+                runs = [("S", lambda: scenario_s(url, relay, load_cpus, seconds))]
+            for key, fn in runs:
+                if saturated and key.startswith("C"):
+                    rows.append({"relay": name, "rep": rep, "scenario": key,
+                                 "skipped": "saturated at a lower N"})
+                    continue
+                print(f"  rep {rep} {name:8} {key:7}", end=" ", flush=True)
+                t0 = time.monotonic()
+                try:
+                    row = fn()
+                except Exception as exc:
+                    traceback.print_exc(file=sys.stderr)
+                    row = {"failed": f"{type(exc).__name__}: {exc}"[:300]}
+                print(f"{time.monotonic() - t0:5.1f}s {_brief(row)}", flush=True)
+                rows.append({"relay": name, "rep": rep, "scenario": key, **row})
+                if key.startswith("C") and (row.get("failed") or row.get("errors")
+                                            or (row.get("ttfe_p50_ms") or 0) > 2000):
+                    saturated = True
+                if relay is not None and not relay.alive():
+                    raise RuntimeError(f"{name} died during {key}")
+    finally:
+        if relay is not None:
+            relay.stop()
+        mock.stop()
+    return rows
+
+
+def _brief(row: dict[str, Any]) -> str:
+    keys = ("cpu_s_per_1m_events", "latency_p99_ms", "ttfe_p50_ms", "rss_per_stream_kib",
+            "cpu_us_per_event", "events_per_s", "rss_growth_mib", "requests_per_s",
+            "cpu_us_per_request", "errors", "failed")
+    return " ".join(f"{k}={row[k]}" for k in keys if row.get(k) is not None)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    relays = [r for r in args.relays.split(",") if r]
+    missing = {r: why for r in relays if (why := RELAYS[r].missing())}
+    for name, why in missing.items():
+        print(f"MISSING {name}: {why}", file=sys.stderr)
+    scenarios = [s.strip().upper() for s in args.scenarios.split(",") if s.strip()]
+    if shutil.which("wrk") is None and {"T", "S"} & set(scenarios):
+        missing["wrk"] = "wrk not installed (make bench-deps): scenarios T and S not run"
+        print(f"MISSING wrk: {missing['wrk']}", file=sys.stderr)
+        scenarios = [s for s in scenarios if s not in ("T", "S")]
+    levels, note = stream_levels(args.streams)
+    if note:
+        print(f"NOTE {note}", file=sys.stderr)
+    rows: list[dict[str, Any]] = []
+    started = time.strftime("%Y-%m-%dT%H-%M-%S")
+    with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
+        for rep in range(1, args.reps + 1):
+            for name in relays:
+                if name in missing:
+                    continue
+                workdir = Path(tmp) / f"{name}-{rep}"
+                workdir.mkdir()
+                rows += run_relay(name, scenarios, levels, args.seconds, rep, workdir)
+    meta = {
+        "started": started, "python": platform.python_version(), "machine": platform.machine(),
+        "cpus": len(__import__("os").sched_getaffinity(0)), "args": vars(args),
+        "git": _git_rev(), "missing": missing, "notes": [note] if note else [],
+    }
+    doc = {"meta": meta, "rows": rows}
+    (out / f"run-{started}.json").write_text(json.dumps(doc, indent=1))
+    (out / "latest.json").write_text(json.dumps(doc, indent=1))
+    md = write_report(doc, out)
+    print()
+    print(md)
+
+
+def _git_rev() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+if __name__ == "__main__":
+    main()

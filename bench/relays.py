@@ -1,0 +1,81 @@
+"""The relays under test: how to check each is installed, and how to start it."""
+
+from __future__ import annotations
+
+import importlib.util
+import resource
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .procs import Proc, wait_port
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class RelaySpec:
+    name: str
+    python: bool  # a Python peer (for the "best Python peer" ratio)
+
+    def missing(self) -> str | None:
+        """Why this relay cannot run here (None when it can)."""
+        if self.name == "nginx" and shutil.which("nginx") is None:
+            return "nginx not installed (make bench-deps)"
+        modules = {"aiohttp": ["aiohttp"], "fastapi": ["fastapi", "sse_starlette", "httpx",
+                                                       "uvicorn"]}.get(self.name, [])
+        for mod in modules:
+            if importlib.util.find_spec(mod) is None:
+                return f"python package {mod} not installed (make bench-deps)"
+        return None
+
+    def start(self, port: int, upstream_port: int, cpus: set[int], workdir: Path) -> Proc | None:
+        """Start the relay on ``port`` in front of the mock; None for the direct baseline."""
+        upstream = f"http://127.0.0.1:{upstream_port}"
+        log = workdir / f"{self.name}.log"
+        if self.name == "direct":
+            return None
+        if self.name == "relay":
+            argv = [sys.executable, "-m", "relay", "serve", "--port", str(port),
+                    "--upstream", upstream, "--log-level", "warning"]
+        elif self.name == "aiohttp":
+            argv = [sys.executable, "-m", "bench.peers.aiohttp_relay", "--port", str(port),
+                    "--upstream", upstream]
+        elif self.name == "fastapi":
+            argv = [sys.executable, "-m", "bench.peers.fastapi_relay", "--port", str(port),
+                    "--upstream", upstream]
+        elif self.name == "nginx":
+            argv = ["nginx", "-c", str(nginx_conf(port, upstream_port, workdir)),
+                    "-p", str(workdir)]
+        else:
+            raise ValueError(self.name)
+        proc = Proc(argv, cpus, log)
+        wait_port(port)
+        return proc
+
+
+def nofile_limit() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def nginx_conf(port: int, upstream_port: int, workdir: Path) -> Path:
+    prefix = workdir / "nginx"
+    prefix.mkdir(exist_ok=True)
+    limit = nofile_limit()
+    text = (HERE / "peers" / "nginx.conf").read_text()
+    for key, value in {"PREFIX": prefix, "PORT": port, "UPSTREAM_PORT": upstream_port,
+                       "NOFILE": limit, "CONNECTIONS": limit - 100}.items():
+        text = text.replace("{" + key + "}", str(value))
+    conf = prefix / "nginx.conf"
+    conf.write_text(text)
+    return conf
+
+
+RELAYS = {
+    "relay": RelaySpec("relay", python=False),
+    "nginx": RelaySpec("nginx", python=False),
+    "aiohttp": RelaySpec("aiohttp", python=True),
+    "fastapi": RelaySpec("fastapi", python=True),
+    "direct": RelaySpec("direct", python=False),
+}
