@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest clean
+.PHONY: run test lint typecheck pytest clean bench bench-quick bench-deps
 
 # Runtime install (uvloop, h11, certifi) for `make run`; the dev extras for `make test`.
 $(BIN)/.runtime: pyproject.toml
@@ -29,6 +29,21 @@ typecheck: $(BIN)/.dev
 
 pytest: $(BIN)/.dev
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Benchmarks (bench/README.md): peers are installed by bench-deps (pip extras + apt nginx, wrk).
+$(BIN)/.bench: pyproject.toml $(BIN)/.dev
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	touch $@
+
+bench-deps: $(BIN)/.bench
+	command -v nginx >/dev/null && command -v wrk >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq nginx wrk; }
+
+bench: bench-deps
+	$(BIN)/python -m bench $(ARGS)
+
+bench-quick: bench-deps
+	$(BIN)/python -m bench --quick $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -2,8 +2,9 @@
 
     .venv/bin/python -m bench.micro_framing [--events 200000]
 
-Prints microseconds per event for parsing a chunked upstream body (one ~180-byte event per
-chunk, fed one chunk per read) and for framing one event as a chunk for the client.
+Prints microseconds per event for parsing a chunked upstream body (one ~170-byte event per
+chunk, fed one chunk per read), for framing one event as a chunk for the client, and for the
+pass-through scan that replaces both when both hops are chunked (one event per read, and 100).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 
 import h11
 
-from relay.framing import ChunkedDecoder
+from relay.framing import ChunkedDecoder, ChunkedPassthrough
 
 EVENT = (b'data: {"id":"chatcmpl-x","object":"chat.completion.chunk","created":1700000000,'
          b'"model":"m","choices":[{"index":0,"delta":{"content":" token"},"finish_reason":null}]}'
@@ -41,6 +42,14 @@ def lean_parse(reads: list[bytes]) -> float:
     start = time.perf_counter()
     for data in reads:
         decoder.feed(data)
+    return time.perf_counter() - start
+
+
+def passthrough_scan(reads: list[bytes]) -> float:
+    scanner = ChunkedPassthrough()
+    start = time.perf_counter()
+    for data in reads:
+        scanner.feed(data)
     return time.perf_counter() - start
 
 
@@ -76,9 +85,14 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=200_000)
     n = ap.parse_args().events
     reads = [b"%x\r\n%s\r\n" % (len(EVENT), EVENT)] * n
+    batched = [reads[0] * 100] * (n // 100)  # back-to-back: 100 events per read
     rows = [
         ("parse chunked upstream body", h11_parse(reads), lean_parse(reads)),
         ("frame one chunk for the client", h11_frame(n), lean_frame(n)),
+        ("both: h11 vs pass-through scan", h11_parse(reads) + h11_frame(n),
+         passthrough_scan(reads)),
+        ("same, 100 events per read", h11_parse(batched) + h11_frame(n),
+         passthrough_scan(batched)),
     ]
     print(f"{n} events of {len(EVENT)} bytes, one per read; microseconds per event")
     print(f"{'step':34} {'h11':>8} {'relay':>8} {'ratio':>6}")

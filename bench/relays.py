@@ -45,6 +45,9 @@ class RelaySpec:
         elif self.name == "fastapi":
             argv = [sys.executable, "-m", "bench.peers.fastapi_relay", "--port", str(port),
                     "--upstream", upstream]
+        elif self.name == "pipe":
+            argv = [sys.executable, "-m", "bench.peers.pipe", "--port", str(port),
+                    "--upstream-port", str(upstream_port)]
         elif self.name == "nginx":
             argv = ["nginx", "-c", str(nginx_conf(port, upstream_port, workdir)),
                     "-p", str(workdir)]
@@ -77,5 +80,6 @@ RELAYS = {
     "nginx": RelaySpec("nginx", python=False),
     "aiohttp": RelaySpec("aiohttp", python=True),
     "fastapi": RelaySpec("fastapi", python=True),
+    "pipe": RelaySpec("pipe", python=False),
     "direct": RelaySpec("direct", python=False),
 }

@@ -21,7 +21,7 @@ METRICS: list[tuple[str, str, str, bool]] = [
     ("S", "requests_per_s", "requests/s", False),
     ("S", "cpu_us_per_request", "relay CPU us per request", True),
 ]
-ORDER = ["relay", "nginx", "aiohttp", "fastapi", "direct"]
+ORDER = ["relay", "nginx", "aiohttp", "fastapi", "pipe", "direct"]
 PYTHON_PEERS = ("aiohttp", "fastapi")
 
 

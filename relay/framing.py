@@ -94,13 +94,8 @@ class CloseDecoder:
 _SIZE, _DATA, _DATA_CRLF, _TRAILER, _DONE = range(5)
 
 
-class ChunkedDecoder:
-    """Incremental ``Transfer-Encoding: chunked`` decoder (RFC 9112 section 7.1).
-
-    The common case, a read holding whole chunks, costs one ``find`` and one ``int()`` per chunk
-    and a slice per payload; partial lines are kept in ``_partial`` until the rest arrives.
-    Line ends must be CRLF, as h11 requires, so an ambiguous body is a FramingError, not a guess.
-    """
+class _Chunked:
+    """State shared by the two chunked scanners: partial lines, trailers, the end."""
 
     __slots__ = ("_partial", "_remaining", "_state", "_trailer_bytes", "done", "trailing")
 
@@ -111,6 +106,41 @@ class ChunkedDecoder:
         self._trailer_bytes = 0
         self.done = False
         self.trailing = b""
+
+    def _keep(self, data: bytes, pos: int) -> None:
+        rest = data[pos:]
+        if len(rest) > MAX_CHUNK_LINE:
+            raise FramingError("chunk size line too long")
+        self._partial = rest
+
+    def _trailer_line(self, data: bytes, pos: int) -> int:
+        """Consume one trailer line (dropped: the relay never forwards trailers); -1 if partial."""
+        eol = data.find(b"\r\n", pos)
+        if eol < 0:
+            self._keep(data, pos)
+            return -1
+        self._trailer_bytes += eol - pos + 2
+        if self._trailer_bytes > MAX_TRAILERS:
+            raise FramingError("chunked trailers too large")
+        if eol == pos:
+            self._state = _DONE
+            self.done = True
+        return eol + 2
+
+    def feed_eof(self) -> None:
+        if not self.done:
+            raise FramingError("connection closed inside a chunked body")
+
+
+class ChunkedDecoder(_Chunked):
+    """Incremental ``Transfer-Encoding: chunked`` decoder (RFC 9112 section 7.1).
+
+    The common case, a read holding whole chunks, costs one ``find`` and one ``int()`` per chunk
+    and a slice per payload; partial lines are kept in ``_partial`` until the rest arrives.
+    Line ends must be CRLF, as h11 requires, so an ambiguous body is a FramingError, not a guess.
+    """
+
+    __slots__ = ()
 
     def feed(self, data: bytes) -> list[bytes]:
         if self._partial:
@@ -164,31 +194,6 @@ class ChunkedDecoder:
                 self.trailing += data[pos:]
                 break
 
-    def _keep(self, data: bytes, pos: int) -> None:
-        rest = data[pos:]
-        if len(rest) > MAX_CHUNK_LINE:
-            raise FramingError("chunk size line too long")
-        self._partial = rest
-
-    def _trailer_line(self, data: bytes, pos: int) -> int:
-        """Consume one trailer line (dropped: the relay never forwards trailers); -1 if partial."""
-        eol = data.find(b"\r\n", pos)
-        if eol < 0:
-            self._keep(data, pos)
-            return -1
-        self._trailer_bytes += eol - pos + 2
-        if self._trailer_bytes > MAX_TRAILERS:
-            raise FramingError("chunked trailers too large")
-        if eol == pos:
-            self._state = _DONE
-            self.done = True
-        return eol + 2
-
-    def feed_eof(self) -> None:
-        if not self.done:
-            raise FramingError("connection closed inside a chunked body")
-
-
 def _parse_size(line: bytes) -> int:
     size = line.split(b";", 1)[0].rstrip(b" \t")
     # int(x, 16) alone would accept "0x1f", "+1f", "1_f" and surrounding spaces.
@@ -225,3 +230,167 @@ def response_decoder(request_method: bytes, status: int, headers: list[tuple[byt
         if name == b"content-length":
             length = int(value)
     return CloseDecoder() if length is None else LengthDecoder(length)
+
+
+class ChunkedPassthrough(_Chunked):
+    """A chunked body forwarded *with its own framing* to a chunked (HTTP/1.1) client.
+
+    When both hops are chunked, the upstream's framing already says what the client needs: one
+    chunk per upstream write. So instead of decoding payloads and framing them again, this
+    scanner walks the chunk headers to validate them and to find the end of the body, and
+    ``feed`` returns slices of already-framed bytes to write as they are. A read made of whole
+    chunks (the usual case) comes back as one slice, the read itself, not copied.
+
+    Two cases are re-framed instead, so the client's stream always stops at a chunk boundary
+    (and a final SSE error event can always be appended): a chunk split across reads (its
+    parts go out as chunks of their own) and a size line that is not plain lower-case hex
+    (extensions are dropped). The terminal chunk and trailers are consumed, not forwarded: the
+    server side writes the last chunk itself. ``tail`` holds the last payload bytes (up to 4),
+    for the event-boundary check the relay makes when a stream fails.
+    """
+
+    __slots__ = ("tail",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tail = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self._partial:
+            data = self._partial + data
+            self._partial = b""
+        raw, pos, last = -1, 0, -1
+        if self._state == _SIZE:
+            raw, pos, last = self._whole_chunks(data, 0, len(data))
+            if pos == len(data) and last >= 0:  # the usual read: whole chunks only
+                self.tail = data[last - 4 : last]
+                return [data]
+        out: list[bytes] = []
+        try:
+            self._scan(data, out, raw, pos, last)
+        except FramingError as exc:
+            exc.pieces = out
+            raise
+        return out
+
+    def _scan(self, data: bytes, out: list[bytes], raw: int, pos: int, last: int) -> None:
+        """The general loop, from ``pos`` on; ``raw``: start of the run of whole, plainly framed
+        chunks being collected (-1: none); ``last``: end of the last payload in that run."""
+        end = len(data)
+        try:
+            while pos < end:
+                state = self._state
+                if state == _SIZE and raw < 0:
+                    raw, pos, last = self._whole_chunks(data, pos, end)
+                    if raw >= 0 and pos >= end:
+                        break
+                if state == _SIZE:
+                    eol = data.find(b"\r\n", pos)
+                    if eol < 0:
+                        self._keep(data, pos)
+                        break
+                    line = data[pos:eol]
+                    try:
+                        size = int(line, 16) if 0 < len(line) <= 16 else -1
+                    except ValueError:
+                        size = -1
+                    plain = size > 0 and b"%x" % size == line
+                    if not plain:
+                        size = _parse_size(line)  # the strict check, and the error if invalid
+                    stop = eol + 2 + size
+                    if plain and stop + 2 <= end:  # a whole chunk: extend the raw run
+                        if data[stop : stop + 2] != b"\r\n":
+                            raise FramingError("chunk data not followed by CRLF")
+                        if raw < 0:
+                            raw = pos
+                        if size < 4:
+                            self._note_tail(data, last)
+                            self.tail = (self.tail + data[eol + 2 : stop])[-4:]
+                            last = -1
+                        else:
+                            last = stop
+                        pos = stop + 2
+                        continue
+                    self._flush(data, out, raw, pos, last)
+                    raw = last = -1
+                    pos = eol + 2
+                    if size == 0:
+                        self._state = _TRAILER
+                    else:
+                        self._remaining, self._state = size, _DATA
+                elif state == _DATA:
+                    take = min(self._remaining, end - pos)
+                    piece = data[pos : pos + take]
+                    out += (b"%x\r\n" % take, piece, b"\r\n")
+                    self.tail = piece[-4:] if take >= 4 else (self.tail + piece)[-4:]
+                    pos += take
+                    self._remaining -= take
+                    if not self._remaining:
+                        self._state = _DATA_CRLF
+                elif state == _DATA_CRLF:
+                    if end - pos < 2:
+                        if data[pos:] != b"\r":
+                            raise FramingError("chunk data not followed by CRLF")
+                        self._partial = b"\r"
+                        break
+                    if data[pos : pos + 2] != b"\r\n":
+                        raise FramingError("chunk data not followed by CRLF")
+                    pos += 2
+                    self._state = _SIZE
+                elif state == _TRAILER:
+                    pos = self._trailer_line(data, pos)
+                    if pos < 0:
+                        pos = end
+                        break
+                else:
+                    self.trailing += data[pos:]
+                    pos = end
+                    break
+        except FramingError:
+            self._flush(data, out, raw, pos, last)  # whole chunks before the error still go
+            raise
+        self._flush(data, out, raw, pos, last)
+
+    @staticmethod
+    def _whole_chunks(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
+        """The fast path: skip consecutive whole chunks with plain sizes of 4 bytes or more.
+
+        Returns (start of the run or -1, where it stopped, end of its last payload or -1).
+        Anything else (a partial chunk, an odd size line, the last chunk) stops the run for the
+        general loop to handle. ``isalnum`` and "no leading 0" make ``int(line, 16)`` strict:
+        they exclude signs, spaces, underscores and a ``0x`` prefix, which int() would accept.
+        """
+        find, startswith = data.find, data.startswith
+        start, last = pos, -1
+        while True:
+            eol = find(b"\r\n", pos)
+            if eol < 0 or eol - pos > 16:
+                break
+            line = data[pos:eol]
+            if not line.isalnum() or line[0] == 48:
+                break
+            try:
+                size = int(line, 16)
+            except ValueError:
+                break
+            stop = eol + 2 + size
+            if size < 4 or stop + 2 > end:
+                break
+            if not startswith(b"\r\n", stop):
+                break  # the general loop reports it, after the chunks before it
+            last = stop
+            pos = stop + 2
+            if pos >= end:
+                break
+        return (start if last >= 0 else -1), pos, last
+
+    def _flush(self, data: bytes, out: list[bytes], raw: int, pos: int, last: int) -> None:
+        if raw < 0:
+            return
+        out.append(data if raw == 0 and pos == len(data) else data[raw:pos])
+        self._note_tail(data, last)
+
+    def _note_tail(self, data: bytes, last: int) -> None:
+        if last >= 0:
+            self.tail = data[last - 4 : last]
+

@@ -40,6 +40,7 @@ class Pool:
         self._ssl = ssl_context if origin.tls else None
         self._idle: deque[UpstreamConnection] = deque()
         self._sweeper: asyncio.TimerHandle | None = None
+        self.loop = asyncio.get_running_loop()  # once: each get_running_loop() costs a getpid()
         self.created = 0
         self.reused = 0
 
@@ -48,7 +49,7 @@ class Pool:
         return len(self._idle)
 
     async def acquire(self) -> UpstreamConnection:
-        now = asyncio.get_running_loop().time()
+        now = self.loop.time()
         while self._idle:
             conn = self._idle.pop()
             if conn.is_available() and not conn.has_expired(now, self._limits.pool_idle_timeout):
@@ -71,7 +72,7 @@ class Pool:
             self._idle.pop().close()
 
     async def _connect(self) -> UpstreamConnection:
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         origin, timeout = self.origin, self._timeouts.connect
         try:
             _, proto = await asyncio.wait_for(

@@ -80,6 +80,7 @@ class Exchange:
         "_transport",
         "_writelines",
         "can_append",
+        "chunked",
         "ended",
         "flow",
         "gone",
@@ -100,6 +101,7 @@ class Exchange:
         self.listener: ExchangeListener | None = None
         self.started = self.ended = self.gone = False
         self.can_append = False  # body not length-framed: more bytes may follow (an error event)
+        self.chunked = False  # the body goes out chunked: write_framed() may be used
         self.write: Callable[[bytes], None] = self._write_before_start
         self.write_pieces: Callable[[list[bytes]], None] = self._write_before_start
 
@@ -123,6 +125,7 @@ class Exchange:
         else:
             self._mode = _H11  # HTTP/1.0: h11 makes it close-delimited and adds Connection: close
         self.can_append = length is None and self._mode != _NONE
+        self.chunked = self._mode == _CHUNKED
         reason = reason or _reason(status)
         head = self._proto.conn.send(h11.Response(status_code=status, headers=hdrs, reason=reason))
         if not self.gone:
@@ -152,6 +155,16 @@ class Exchange:
             if data:
                 out += (b"%x\r\n" % len(data), data, b"\r\n")
         self._writelines(out)
+
+    def write_framed(self, segments: list[bytes]) -> None:
+        """The hot path when both hops are chunked: bytes that already carry chunk framing
+        (validated by :class:`relay.framing.ChunkedPassthrough`), written as they are."""
+        if self.gone:
+            return
+        if len(segments) == 1:
+            self._transport.write(segments[0])
+        else:
+            self._writelines(segments)
 
     def _write_h11(self, data: bytes) -> None:
         if data and not self.gone:
@@ -383,10 +396,10 @@ class ServerProtocol(asyncio.Protocol):
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
             self._arm_idle_timer()
-            if self._read_paused:
+            if self._read_paused:  # h11 said PAUSED: the next request is already buffered
                 self._read_paused = False
                 self.transport.resume_reading()
-            self._loop.call_soon(self._handle_events)  # requests already buffered (pipelining)
+                self._loop.call_soon(self._handle_events)
         else:
             self.transport.close()
 

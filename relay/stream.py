@@ -59,7 +59,7 @@ class RelayStream:
             ex.respond_error(exc.status, str(exc), exc.type, exc.code)
             return
         self._conn = conn
-        self._done = asyncio.get_running_loop().create_future()
+        self._done = self._pool.loop.create_future()
         ex.listener = self
         conn.send_request(req.method, req.target, headers, req.body, self)
         try:
@@ -70,14 +70,20 @@ class RelayStream:
 
     # -- upstream events (ResponseListener) ----------------------------------------------------
 
-    def on_head(self, status: int, reason: bytes, headers: Headers, length: int | None) -> Sink:
+    def on_head(
+        self, status: int, reason: bytes, headers: Headers, length: int | None, chunked: bool
+    ) -> tuple[Sink, bool]:
         out = client_response_headers(headers)
         self._sse = is_event_stream(headers)
         if self._sse:
             out.append((b"x-accel-buffering", b"no"))  # tells an nginx in front not to buffer
-        self._ex.start(status, out, length=length, reason=reason)
-        self._write = self._ex.write_pieces
-        return self._write_sse if self._sse else self._write
+        ex = self._ex
+        ex.start(status, out, length=length, reason=reason)
+        if chunked and ex.chunked:
+            # Both hops chunked: forward the upstream's framing as it is (the fast path).
+            return ex.write_framed, True
+        self._write = ex.write_pieces
+        return (self._write_sse if self._sse else self._write), False
 
     def _write_sse(self, pieces: list[bytes]) -> None:
         # Remember where the stream stands, so a failure can tell whether it is between events.
@@ -96,7 +102,9 @@ class RelayStream:
         if not ex.started:
             ex.respond_error(exc.status, str(exc), exc.type, exc.code)
         elif self._sse and ex.can_append:
-            if not ends_between_events(self._tail):
+            conn = self._conn
+            tail = conn.passthrough.tail if conn and conn.passthrough else self._tail
+            if not ends_between_events(tail):
                 ex.write(b"\n\n")  # end the torn event first; our error must be its own event
             ex.write(sse_error_event(exc))
             ex.end()

@@ -28,7 +28,15 @@ import h11
 from .config import Limits, Timeouts
 from .errors import RelayError, UpstreamClosed, UpstreamProtocolError, UpstreamTimeout
 from .flow import ReadGate
-from .framing import BodyDecoder, CloseDecoder, FramingError, LengthDecoder, response_decoder
+from .framing import (
+    BodyDecoder,
+    ChunkedDecoder,
+    ChunkedPassthrough,
+    CloseDecoder,
+    FramingError,
+    LengthDecoder,
+    response_decoder,
+)
 from .headers import Headers, connection_tokens
 from .tuning import tune_transport
 
@@ -39,8 +47,12 @@ Sink = Callable[[list[bytes]], None]
 class ResponseListener(Protocol):
     """The receiver of one upstream response (the relay stream)."""
 
-    def on_head(self, status: int, reason: bytes, headers: Headers, length: int | None) -> Sink:
-        """The head arrived; return the callable that takes each body piece."""
+    def on_head(
+        self, status: int, reason: bytes, headers: Headers, length: int | None, chunked: bool
+    ) -> tuple[Sink, bool]:
+        """The head arrived. Return the callable that takes the body, and whether it takes the
+        body still chunk-framed (possible when the upstream body is chunked, ``chunked``, and the
+        client's is too) rather than as payload pieces."""
         ...
 
     def on_complete(self) -> None: ...
@@ -78,6 +90,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._decoder: BodyDecoder | None = None
         self._sink: Sink | None = None
         self._reusable = False
+        self.passthrough: ChunkedPassthrough | None = None  # kept after the end: its ``tail``
         self._timer: asyncio.TimerHandle | None = None
         self._last_read = 0.0
 
@@ -112,14 +125,18 @@ class UpstreamConnection(asyncio.Protocol):
         self.requests += 1
         self._listener = listener
         self._method = method
+        self.passthrough = None
         conn = self._h11 = h11.Connection(
             h11.CLIENT, max_incomplete_event_size=self._limits.max_head_size
         )
-        out = [conn.send(h11.Request(method=method, target=target, headers=headers)) or b""]
+        head = conn.send(h11.Request(method=method, target=target, headers=headers)) or b""
+        # The body (framed by the Content-Length set in headers.py) is written as it is: this
+        # h11 connection only has to parse the response head, then it is dropped, so walking
+        # it through Data/EndOfMessage would cost ~6 us per request for nothing.
         if body:
-            out.append(conn.send(h11.Data(data=body)) or b"")
-        out.append(conn.send(h11.EndOfMessage()) or b"")
-        self.transport.writelines(out)
+            self.transport.writelines((head, body))
+        else:
+            self.transport.write(head)
         self._arm(self._timeouts.first_byte)
 
     # -- asyncio callbacks ---------------------------------------------------------------------
@@ -201,13 +218,18 @@ class UpstreamConnection(asyncio.Protocol):
         rest, _ = conn.trailing_data  # body bytes that came in the same read as the head
         self._h11 = None
         headers = list(response.headers)
-        decoder = response_decoder(self._method, response.status_code, headers)
+        decoder: BodyDecoder = response_decoder(self._method, response.status_code, headers)
         keep_alive = response.http_version == b"1.1" and b"close" not in connection_tokens(headers)
         self._reusable = keep_alive and not isinstance(decoder, CloseDecoder)
         # The client gets Content-Length only for a length-framed body that has one.
         no_body = self._method == b"HEAD" or response.status_code in (204, 304)
         length = decoder.remaining if isinstance(decoder, LengthDecoder) and not no_body else None
-        self._sink = self._listener.on_head(response.status_code, response.reason, headers, length)
+        chunked = isinstance(decoder, ChunkedDecoder)
+        self._sink, framed = self._listener.on_head(
+            response.status_code, response.reason, headers, length, chunked
+        )
+        if framed and chunked:
+            decoder = self.passthrough = ChunkedPassthrough()
         self._decoder = decoder
         self._last_read = self._loop.time()
         self._arm(self._timeouts.read)
