@@ -63,6 +63,9 @@ class WriteFlow:
             waiter.exception()  # mark retrieved: no "never retrieved" warning without waiters
 
 
+_NO_REASONS: frozenset[str] = frozenset()
+
+
 class ReadGate:
     """Pauses a transport's reads while at least one reason holds, resumes when none does.
 
@@ -74,7 +77,7 @@ class ReadGate:
 
     def __init__(self, transport: asyncio.ReadTransport) -> None:
         self._transport = transport
-        self._reasons: set[str] = set()
+        self._reasons = _NO_REASONS  # shared while none: no set object per connection
 
     @property
     def paused(self) -> bool:
@@ -83,11 +86,11 @@ class ReadGate:
     def pause(self, reason: str) -> None:
         if not self._reasons and not self._transport.is_closing():
             self._transport.pause_reading()
-        self._reasons.add(reason)
+        self._reasons |= {reason}
 
     def resume(self, reason: str) -> None:
         if reason not in self._reasons:
             return
-        self._reasons.discard(reason)
+        self._reasons -= {reason}
         if not self._reasons and not self._transport.is_closing():
             self._transport.resume_reading()

@@ -17,6 +17,7 @@ from collections import deque
 import certifi
 
 from .config import Limits, Origin, Timeouts
+from .deadlines import Deadlines
 from .errors import UpstreamConnectError, UpstreamTimeout
 from .upstream import ConnState, UpstreamConnection
 
@@ -41,6 +42,8 @@ class Pool:
         self._idle: deque[UpstreamConnection] = deque()
         self._sweeper: asyncio.TimerHandle | None = None
         self.loop = asyncio.get_running_loop()  # once: each get_running_loop() costs a getpid()
+        tick = min(1.0, timeouts.first_byte / 4, timeouts.read / 4)
+        self.deadlines = Deadlines(self.loop, tick)
         self.created = 0
         self.reused = 0
 
@@ -68,6 +71,7 @@ class Pool:
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
+        self.deadlines.close()
         while self._idle:
             self._idle.pop().close()
 
@@ -77,7 +81,9 @@ class Pool:
         try:
             _, proto = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: UpstreamConnection(self._limits, self._timeouts, self._discard),
+                    lambda: UpstreamConnection(
+                        self._limits, self._timeouts, self.deadlines, self._discard
+                    ),
                     origin.host,
                     origin.port,
                     ssl=self._ssl,

@@ -81,6 +81,7 @@ class Exchange:
         "_writelines",
         "can_append",
         "chunked",
+        "detached",
         "ended",
         "flow",
         "gone",
@@ -102,6 +103,9 @@ class Exchange:
         self.started = self.ended = self.gone = False
         self.can_append = False  # body not length-framed: more bytes may follow (an error event)
         self.chunked = False  # the body goes out chunked: write_framed() may be used
+        # Set by a callback-driven handler that returns before its response ends: its
+        # callbacks own the exchange from then on (so no task is held per open stream).
+        self.detached = False
         self.write: Callable[[bytes], None] = self._write_before_start
         self.write_pieces: Callable[[list[bytes]], None] = self._write_before_start
 
@@ -353,7 +357,12 @@ class ServerProtocol(asyncio.Protocol):
         self._body = []
         self._request = None
         ex = self._exchange = Exchange(self, request)
-        self._task = self._loop.create_task(self._run(ex))
+        self._task = task = self._loop.create_task(self._run(ex))
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if self._task is task:
+            self._task = None  # a detached stream keeps no finished task alive
 
     async def _run(self, ex: Exchange) -> None:
         try:
@@ -364,7 +373,7 @@ class ServerProtocol(asyncio.Protocol):
             log.exception("handler failed for %s %s", ex.request.method, ex.request.path)
             if not ex.started:
                 ex.respond_error(500, "internal error in the relay", "server_error", None)
-        if not ex.ended:
+        if not ex.ended and not ex.detached:
             log.error("handler returned without ending its response; connection aborted")
             ex.abort()
 
@@ -384,7 +393,7 @@ class ServerProtocol(asyncio.Protocol):
         ex.gone = True
         if ex.listener is not None:
             ex.listener.client_gone()
-        if self._task is not None:
+        if self._task is not None and not self._task.done():
             self._task.cancel()
 
     # -- response side -------------------------------------------------------------------------

@@ -20,8 +20,6 @@ stream holds at most the client high-water mark plus one upstream read in user s
 
 from __future__ import annotations
 
-import asyncio
-
 from .config import Origin
 from .errors import RelayError, sse_error_event
 from .headers import Headers, client_response_headers, is_event_stream, upstream_request_headers
@@ -33,7 +31,7 @@ from .upstream import ConnState, Sink, UpstreamConnection
 class RelayStream:
     """Relays one client request to the upstream origin (see the module docstring)."""
 
-    __slots__ = ("_api_key", "_conn", "_done", "_ex", "_origin", "_pool", "_sse", "_tail", "_write")
+    __slots__ = ("_api_key", "_conn", "_ex", "_origin", "_pool", "_sse", "_tail", "_write")
 
     def __init__(self, ex: Exchange, pool: Pool, api_key: str | None) -> None:
         self._ex = ex
@@ -41,32 +39,32 @@ class RelayStream:
         self._origin: Origin = pool.origin
         self._api_key = api_key
         self._conn: UpstreamConnection | None = None
-        self._done: asyncio.Future[None] | None = None
         self._sse = False
         self._tail = b""
         self._write: Sink = ex.write_pieces
 
     async def run(self) -> None:
+        """Acquire an upstream connection and send the request; then return. From here on the
+        exchange is *detached*: upstream and client callbacks drive it to one of its endings,
+        so an open stream holds no task, coroutine frame or future."""
         ex = self._ex
-        req = ex.request
-        headers = upstream_request_headers(
-            req.headers, host=self._origin.host_header, body_length=len(req.body),
-            api_key=self._api_key,
-        )
         try:
             conn = await self._pool.acquire()
         except RelayError as exc:
             ex.respond_error(exc.status, str(exc), exc.type, exc.code)
             return
+        if ex.gone:  # the client left while we connected: the request is never sent
+            self._pool.release(conn)
+            return
         self._conn = conn
-        self._done = self._pool.loop.create_future()
         ex.listener = self
+        ex.detached = True
+        req = ex.request
+        headers = upstream_request_headers(
+            req.headers, host=self._origin.host_header, body_length=len(req.body),
+            api_key=self._api_key,
+        )
         conn.send_request(req.method, req.target, headers, req.body, self)
-        try:
-            await self._done
-        finally:
-            if conn.state is ConnState.ACTIVE:  # cancelled while in flight: never leave it open
-                conn.close()
 
     # -- upstream events (ResponseListener) ----------------------------------------------------
 
@@ -95,7 +93,6 @@ class RelayStream:
         self._ex.end()
         if self._conn is not None:
             self._pool.release(self._conn)
-        self._finish()
 
     def on_error(self, exc: RelayError) -> None:
         ex = self._ex
@@ -110,7 +107,6 @@ class RelayStream:
             ex.end()
         else:
             ex.abort()
-        self._finish()
 
     # -- client events (ExchangeListener) ------------------------------------------------------
 
@@ -125,11 +121,6 @@ class RelayStream:
     def client_gone(self) -> None:
         if self._conn is not None and self._conn.state is not ConnState.CLOSED:
             self._conn.close()
-        self._finish()
-
-    def _finish(self) -> None:
-        if self._done is not None and not self._done.done():
-            self._done.set_result(None)
 
 
 def ends_between_events(tail: bytes) -> bool:

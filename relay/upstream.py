@@ -12,8 +12,9 @@ head (for the relay: the client exchange's chunk writer). So one upstream read c
 and one client write (one ``writev`` however many events the read held), all inside
 ``data_received``, with no queue and no task switch.
 
-One timer per connection watches time: the first-byte deadline until the head arrives, then the
-idle-read deadline (which does not run while the client's backpressure holds reads paused).
+Deadlines: the first-byte deadline until the head arrives, then the idle-read deadline (which
+does not run while the client's backpressure holds reads paused), checked by the pool's shared
+:class:`relay.deadlines.Deadlines` tick rather than a timer per connection.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Protocol, cast
 import h11
 
 from .config import Limits, Timeouts
+from .deadlines import Deadlines
 from .errors import RelayError, UpstreamClosed, UpstreamProtocolError, UpstreamTimeout
 from .flow import ReadGate
 from .framing import (
@@ -73,6 +75,7 @@ class UpstreamConnection(asyncio.Protocol):
         self,
         limits: Limits,
         timeouts: Timeouts,
+        deadlines: Deadlines,
         on_closed: Callable[[UpstreamConnection], None] | None = None,
     ) -> None:
         self._limits = limits
@@ -91,7 +94,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._sink: Sink | None = None
         self._reusable = False
         self.passthrough: ChunkedPassthrough | None = None  # kept after the end: its ``tail``
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadlines = deadlines
+        self._sent_at = 0.0
         self._last_read = 0.0
 
     # -- pool interface ------------------------------------------------------------------------
@@ -137,7 +141,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.writelines((head, body))
         else:
             self.transport.write(head)
-        self._arm(self._timeouts.first_byte)
+        self._sent_at = self._loop.time()
+        self._deadlines.add(self)
 
     # -- asyncio callbacks ---------------------------------------------------------------------
 
@@ -232,7 +237,6 @@ class UpstreamConnection(asyncio.Protocol):
             decoder = self.passthrough = ChunkedPassthrough()
         self._decoder = decoder
         self._last_read = self._loop.time()
-        self._arm(self._timeouts.read)
         if decoder.done:
             self._finish()
         elif rest:
@@ -242,7 +246,7 @@ class UpstreamConnection(asyncio.Protocol):
         decoder, listener = self._decoder, self._listener
         assert decoder is not None and listener is not None
         self._decoder = self._sink = self._listener = None
-        self._cancel_timer()
+        self._deadlines.discard(self)
         if self._reusable and not decoder.trailing and not self.transport.is_closing():
             self.state = ConnState.IDLE
             self.idle_since = self._loop.time()
@@ -264,33 +268,23 @@ class UpstreamConnection(asyncio.Protocol):
         if self.state is ConnState.CLOSED:
             return
         self.state = ConnState.CLOSED
-        self._cancel_timer()
+        self._deadlines.discard(self)
         if self._on_closed is not None:
             self._on_closed(self)
 
-    # -- the one timer -------------------------------------------------------------------------
+    # -- deadlines (checked by the pool's shared Deadlines tick) -------------------------------
 
-    def _arm(self, delay: float) -> None:
-        self._cancel_timer()
-        self._timer = self._loop.call_later(delay, self._on_timer)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _on_timer(self) -> None:
-        self._timer = None
+    def check_deadline(self, now: float) -> None:
         if self._listener is None:
+            self._deadlines.discard(self)
             return
         if self._decoder is None:
-            t = self._timeouts.first_byte
-            self._fail(UpstreamTimeout(f"upstream did not answer within {t:g} s"))
+            if now - self._sent_at >= self._timeouts.first_byte:
+                t = self._timeouts.first_byte
+                self._fail(UpstreamTimeout(f"upstream did not answer within {t:g} s"))
             return
-        now, timeout = self._loop.time(), self._timeouts.read
-        if self.gate.paused:  # the client is slow, not the upstream: restart the idle clock
+        if self.gate.paused:  # the client is slow, not the upstream: the idle clock waits
             self._last_read = now
-        if now - self._last_read >= timeout:
-            self._fail(UpstreamTimeout(f"upstream sent nothing for {timeout:g} s"))
-        else:
-            self._timer = self._loop.call_at(self._last_read + timeout, self._on_timer)
+        elif now - self._last_read >= self._timeouts.read:
+            t = self._timeouts.read
+            self._fail(UpstreamTimeout(f"upstream sent nothing for {t:g} s"))
