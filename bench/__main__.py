@@ -75,12 +75,13 @@ def run_relay(name: str, scenarios: list[str], levels: list[int], seconds: int, 
         wait_port(mock_port)
         relay = spec.start(port, mock_port, relay_cpus, workdir)
         url = f"http://127.0.0.1:{mock_port if relay is None else port}"
+        idle_rss = relay.rss_bytes() if relay else 0
         saturated = False
         for scenario in scenarios:
             runs: list[tuple[str, Any]] = []
             if scenario == "C":
-                runs = [(f"C{n}", lambda n=n: scenario_c(url, relay, n, load_cpus, workdir))
-                        for n in levels]
+                runs = [(f"C{n}", lambda n=n: scenario_c(url, relay, n, load_cpus, workdir,
+                                                         idle_rss)) for n in levels]
             elif scenario == "T":
                 runs = [("T", lambda: scenario_t(url, relay, load_cpus, seconds))]
             elif scenario == "M":

@@ -6,6 +6,7 @@ uvloop is imported here only, where the loop is created.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import signal
 import ssl
@@ -147,6 +148,20 @@ def banner(relay: Relay) -> str:
     ])
 
 
+def tune_gc() -> None:
+    """Make the cyclic garbage collector rare.
+
+    A full (generation 2) collection walks every live object: with 10,000 open streams that
+    paused the event loop for up to 170 ms (measured with gc.callbacks), the relay's worst
+    latency. The relay's per-request objects form no reference cycles (a test checks this), so
+    reference counting frees them; the collector is left for rare cycles (exception tracebacks),
+    with startup objects frozen out of its scans and high thresholds.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
 async def wait_for_signal() -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -157,6 +172,7 @@ async def wait_for_signal() -> None:
 
 async def serve(config: Config) -> None:
     relay = await start_relay(config)
+    tune_gc()
     print(banner(relay), flush=True)
     try:
         await wait_for_signal()
@@ -167,6 +183,7 @@ async def serve(config: Config) -> None:
 async def serve_mock(host: str, port: int, ssl_context: ssl.SSLContext | None) -> None:
     limits, timeouts = Limits(), Timeouts()
     listener = await listen(MockUpstream(), host, port, limits, timeouts, ssl_context)
+    tune_gc()
     scheme = "https" if ssl_context else "http"
     print(f"mock upstream listening on {scheme}://{host}:{listener.port}", flush=True)
     try:

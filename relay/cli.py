@@ -51,6 +51,8 @@ def parser() -> argparse.ArgumentParser:
     _add(s, "--max-head-size", _L.max_head_size, "request head bytes", type=int)
     _add(s, "--write-high-water", _L.write_high_water, "client buffer bytes before pausing "
          "upstream reads", type=int)
+    _add(s, "--upstream-rcvbuf", _L.upstream_rcvbuf, "SO_RCVBUF of upstream sockets: caps one "
+         "read (0: kernel default)", type=int)
     _add(s, "--pool-size", _L.pool_size, "idle upstream connections kept", type=int)
     _add(s, "--pool-idle-timeout", _L.pool_idle_timeout, "seconds an idle upstream "
          "connection is kept", type=float)
@@ -85,6 +87,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
             max_body_size=int(args.max_body_size),
             write_high_water=high,
             write_low_water=high // 4,
+            upstream_rcvbuf=int(args.upstream_rcvbuf),
             pool_size=int(args.pool_size),
             pool_idle_timeout=float(args.pool_idle_timeout),
         ),

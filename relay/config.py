@@ -69,13 +69,16 @@ class Timeouts:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Sizes in bytes and counts. The water marks bound what one stream buffers in user space:
-    at most ``write_high_water`` plus one upstream read (uvloop reads up to 256 KiB at a time)."""
+    """Sizes in bytes and counts. What one stream buffers in user space is bounded by the
+    client's ``write_high_water`` plus one upstream read; ``upstream_rcvbuf`` (SO_RCVBUF of the
+    upstream sockets, which Linux doubles) bounds that read to about twice its value, instead of
+    the 256 KiB uvloop would read at once: ~192 KiB per stream with the defaults."""
 
     max_head_size: int = 32 * KIB
     max_body_size: int = 16 * MIB
     write_high_water: int = 64 * KIB
     write_low_water: int = 16 * KIB
+    upstream_rcvbuf: int = 64 * KIB  # 0: the kernel's default (autotuned, up to MiBs)
     pool_size: int = 100  # idle keep-alive upstream connections kept
     pool_idle_timeout: float = 60.0
 

@@ -7,7 +7,9 @@ import socket
 from typing import cast
 
 
-def tune_transport(transport: asyncio.BaseTransport, high: int, low: int) -> None:
+def tune_transport(
+    transport: asyncio.BaseTransport, high: int, low: int, rcvbuf: int = 0
+) -> None:
     """TCP_NODELAY (no Nagle delay on small events) and explicit buffer water marks.
 
     asyncio and uvloop usually set TCP_NODELAY already; setting it here makes it a guarantee.
@@ -17,6 +19,8 @@ def tune_transport(transport: asyncio.BaseTransport, high: int, low: int) -> Non
     sock = transport.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if rcvbuf:  # caps one read, hence what a paused stream can hold (see Limits)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     cast(asyncio.WriteTransport, transport).set_write_buffer_limits(high=high, low=low)
     # A TLS transport keeps reading ciphertext while our reads are paused, up to its own
     # incoming-buffer limit (asyncio's default: 256 KiB); hold it to the same marks.

@@ -150,7 +150,8 @@ class UpstreamConnection(asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport, so no isinstance check here.
         self.transport = transport = cast(asyncio.Transport, transport)
         self.gate = ReadGate(transport)
-        tune_transport(transport, self._limits.write_high_water, self._limits.write_low_water)
+        tune_transport(transport, self._limits.write_high_water, self._limits.write_low_water,
+                       rcvbuf=self._limits.upstream_rcvbuf)
 
     def data_received(self, data: bytes) -> None:
         decoder = self._decoder

@@ -346,3 +346,37 @@ def test_death_inside_a_json_body_cuts_the_client(scripted: object,
 
     with pytest.raises(h11.RemoteProtocolError):
         client.read_reply()
+
+
+def test_relayed_requests_leave_no_reference_cycles(mock_server: MockServer,
+                                                    make_relay: RelayFactory) -> None:
+    """The relay tunes the cyclic GC down (app.tune_gc) because its full collections paused the
+    loop for 100+ ms at 10k streams; that is only safe while requests leave no cycles."""
+    import gc
+
+    relay = make_relay(mock_server.url)
+    ours = {"ServerProtocol", "Exchange", "HttpRequest", "RelayStream", "UpstreamConnection",
+            "WriteFlow", "ReadGate", "ChunkedPassthrough"}
+    gc.collect()
+    gc.disable()
+    try:
+        for stream in (True, False, True):
+            client = H11Client(connect(relay.port))
+            client.send(b"POST", b"/v1/chat/completions", chat_body(3, stream=stream))
+            client.read_reply()
+            client.sock.close()
+        client = H11Client(connect(relay.port))  # and one client that leaves mid-stream
+        client.send(b"POST", b"/v1/chat/completions", chat_body(50),
+                    [(b"x-mock-delay-ms", b"20")])
+        client.sock.recv(100)
+        client.sock.close()
+        assert wait_until(lambda: not relay.listener.connections, 2)
+        time.sleep(0.1)  # let the relay's loop finish its callbacks for the closed connections
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        leaked = [type(o).__name__ for o in gc.garbage if type(o).__name__ in ours]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert leaked == []
