@@ -88,7 +88,7 @@ def table(doc: dict[str, Any]) -> str:
                       *[f"- {n}" for n in meta.get("notes", [])]]).rstrip() + "\n"
 
 
-def plots(doc: dict[str, Any], out: Path) -> list[Path]:
+def plots(doc: dict[str, Any], out: Path, stem: str = "latest") -> list[Path]:
     try:
         import matplotlib
 
@@ -120,15 +120,15 @@ def plots(doc: dict[str, Any], out: Path) -> list[Path]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    path = out / "scenario_c.png"
+    path = out / f"{stem}_scenario_c.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path]
 
 
-def write_report(doc: dict[str, Any], out: Path) -> str:
+def write_report(doc: dict[str, Any], out: Path, stem: str = "latest") -> str:
     md = table(doc)
-    images = plots(doc, out)
+    images = plots(doc, out, stem)
     md += "".join(f"\n![{p.stem}]({p.name})\n" for p in images)
-    (out / "latest.md").write_text(md)
+    (out / f"{stem}.md").write_text(md)
     return md

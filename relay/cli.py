@@ -45,6 +45,8 @@ def parser() -> argparse.ArgumentParser:
     _add(s, "--first-byte-timeout", _T.first_byte, "seconds to the response head",
          type=float)
     _add(s, "--read-timeout", _T.read, "seconds of upstream silence mid-body", type=float)
+    _add(s, "--heartbeat", _T.heartbeat, "seconds of stream silence before a heartbeat comment "
+         "(0: off)", type=float)
     _add(s, "--keepalive-timeout", _T.keepalive, "idle client keep-alive seconds",
          type=float)
     _add(s, "--max-body-size", _L.max_body_size, "request body bytes (413 above)", type=int)
@@ -81,6 +83,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
             first_byte=float(args.first_byte_timeout),
             read=float(args.read_timeout),
             keepalive=float(args.keepalive_timeout),
+            heartbeat=float(args.heartbeat),
         ),
         limits=Limits(
             max_head_size=int(args.max_head_size),

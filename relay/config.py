@@ -65,6 +65,7 @@ class Timeouts:
     first_byte: float = 300.0
     read: float = 300.0
     keepalive: float = 75.0  # idle client connection between requests (nginx's default)
+    heartbeat: float = 15.0  # SSE silence before a heartbeat comment goes out (0: never)
 
 
 @dataclass(frozen=True, slots=True)

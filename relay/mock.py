@@ -25,6 +25,7 @@ import json
 import time
 from typing import Any
 
+from .eventsource import serve_back_to_back, serve_paced, start_stream
 from .server import Exchange
 
 WORDS = (
@@ -39,7 +40,6 @@ _ERROR_TYPES = {
     404: ("invalid_request_error", "model_not_found"),
     429: ("requests", "rate_limit_exceeded"),
 }
-_BATCH = 32  # back-to-back streams write this many events per write, then let others run
 
 
 def completion_text(max_tokens: int) -> str:
@@ -107,7 +107,7 @@ class MockUpstream:
         ttft = int(hdr.get(b"x-mock-ttft-ms", 0)) / 1000
         fail_after = int(hdr[b"x-mock-fail-after"]) if b"x-mock-fail-after" in hdr else -1
         stamp = hdr.get(b"x-mock-timestamps") == b"1"
-        ex.start(200, [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")])
+        start_stream(ex)
         if ttft:
             await asyncio.sleep(ttft)
         if 0 <= fail_after < len(events):
@@ -116,71 +116,14 @@ class MockUpstream:
             fail_after = -1
             events = [*events, DONE]
         if delay:
-            await _Pacer(ex, events, delay, stamp).run()
+            await serve_paced(ex, events, delay, stamp)
         else:
-            await _back_to_back(ex, events, stamp)
+            await serve_back_to_back(ex, events, stamp)
         if fail_after >= 0:
             ex.abort()  # mid-body close: the reader sees a truncated chunked body
             return
         ex.end()
         self.streams_completed += 1
-
-
-def _stamped(event: bytes) -> bytes:
-    """The event with the time it is written, for latency measurements (``[DONE]`` unchanged)."""
-    if not event.endswith(b"}\n\n"):
-        return event
-    return event[:-3] + b',"mock_sent_at":%.6f}\n\n' % time.time()
-
-
-async def _back_to_back(ex: Exchange, events: list[bytes], stamp: bool) -> None:
-    """Write events as fast as the reader takes them: a batch per write, each event its own
-    chunk, yielding to other connections between batches and waiting when the reader is slow."""
-    for start in range(0, len(events), _BATCH):
-        batch = events[start : start + _BATCH]
-        ex.write_pieces([_stamped(e) for e in batch] if stamp else batch)
-        if ex.flow.paused:
-            await ex.drain()
-        else:
-            await asyncio.sleep(0)
-
-
-class _Pacer:
-    """Writes one event every ``delay`` seconds from a timer callback (no task wake-up per
-    event): cheap enough for tens of thousands of paced events per second. Deadlines advance
-    by ``delay`` from the first event, so the pace does not drift; a paused reader skips ticks."""
-
-    def __init__(self, ex: Exchange, events: list[bytes], delay: float, stamp: bool) -> None:
-        self._ex, self._events, self._delay, self._stamp = ex, events, delay, stamp
-        self._loop = asyncio.get_running_loop()
-        self._done: asyncio.Future[None] = self._loop.create_future()
-        self._next = 0
-        self._at = self._loop.time()
-        self._handle: asyncio.TimerHandle | None = None
-
-    async def run(self) -> None:
-        self._tick()
-        try:
-            await self._done
-        finally:
-            if self._handle is not None:
-                self._handle.cancel()
-
-    def _tick(self) -> None:
-        ex = self._ex
-        if ex.gone:
-            self._done.set_result(None)
-            return
-        if not ex.flow.paused:
-            event = self._events[self._next]
-            ex.write(_stamped(event) if self._stamp else event)
-            self._next += 1
-            if self._next == len(self._events):
-                self._handle = None
-                self._done.set_result(None)
-                return
-        self._at += self._delay
-        self._handle = self._loop.call_at(self._at, self._tick)
 
 
 def _events(cid: str, created: int, model: str, n: int, usage: bool) -> list[bytes]:

@@ -42,7 +42,8 @@ class Pool:
         self._idle: deque[UpstreamConnection] = deque()
         self._sweeper: asyncio.TimerHandle | None = None
         self.loop = asyncio.get_running_loop()  # once: each get_running_loop() costs a getpid()
-        tick = min(1.0, timeouts.first_byte / 4, timeouts.read / 4)
+        tick = min(1.0, timeouts.first_byte / 4, timeouts.read / 4,
+                   timeouts.heartbeat / 4 if timeouts.heartbeat > 0 else 1.0)
         self.deadlines = Deadlines(self.loop, tick)
         self.created = 0
         self.reused = 0

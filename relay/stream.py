@@ -22,9 +22,16 @@ from __future__ import annotations
 
 from .config import Origin
 from .errors import RelayError, sse_error_event
-from .headers import Headers, client_response_headers, is_event_stream, upstream_request_headers
+from .headers import (
+    Headers,
+    client_response_headers,
+    header_value,
+    is_event_stream,
+    upstream_request_headers,
+)
 from .pool import Pool
 from .server import Exchange
+from .sse import HEARTBEAT
 from .upstream import ConnState, Sink, UpstreamConnection
 
 
@@ -72,7 +79,10 @@ class RelayStream:
         self, status: int, reason: bytes, headers: Headers, length: int | None, chunked: bool
     ) -> tuple[Sink, bool]:
         out = client_response_headers(headers)
-        self._sse = is_event_stream(headers)
+        # An encoded (gzip...) event stream is relayed untouched: no heartbeat or error event
+        # can be spliced into compressed bytes.
+        encoding = header_value(headers, b"content-encoding")
+        self._sse = is_event_stream(headers) and encoding in (None, b"identity")
         if self._sse:
             out.append((b"x-accel-buffering", b"no"))  # tells an nginx in front not to buffer
         ex = self._ex
@@ -107,6 +117,20 @@ class RelayStream:
             ex.end()
         else:
             ex.abort()
+
+    def heartbeat(self) -> bool:
+        """A comment line, only where it cannot change what the client parses: in an SSE body
+        we can append to, between two events (never after a lone CR, which an LF may complete),
+        and not while the client is too slow to take it."""
+        ex = self._ex
+        if not self._sse or not ex.can_append or ex.gone or ex.ended or ex.flow.paused:
+            return False
+        conn = self._conn
+        tail = conn.passthrough.tail if conn and conn.passthrough else self._tail
+        if tail.endswith(b"\r") or not ends_between_events(tail):
+            return False
+        ex.write(HEARTBEAT)
+        return True
 
     # -- client events (ExchangeListener) ------------------------------------------------------
 

@@ -60,6 +60,10 @@ class ResponseListener(Protocol):
     def on_complete(self) -> None: ...
     def on_error(self, exc: RelayError) -> None: ...
 
+    def heartbeat(self) -> bool:
+        """The body has been silent for the heartbeat period: send one if it is safe now."""
+        ...
+
 
 class ConnState(enum.Enum):
     NEW = "new"
@@ -97,6 +101,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._deadlines = deadlines
         self._sent_at = 0.0
         self._last_read = 0.0
+        self._last_beat = 0.0
 
     # -- pool interface ------------------------------------------------------------------------
 
@@ -289,3 +294,8 @@ class UpstreamConnection(asyncio.Protocol):
         elif now - self._last_read >= self._timeouts.read:
             t = self._timeouts.read
             self._fail(UpstreamTimeout(f"upstream sent nothing for {t:g} s"))
+            return
+        beat = self._timeouts.heartbeat
+        silent = now - max(self._last_read, self._last_beat)
+        if beat > 0 and silent >= beat and self._listener.heartbeat():
+            self._last_beat = now

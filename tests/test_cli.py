@@ -40,9 +40,11 @@ def test_env_variables_configure_every_flag(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("RELAY_FIRST_BYTE_TIMEOUT", "7.5")
     monkeypatch.setenv("RELAY_POOL_SIZE", "3")
     monkeypatch.setenv("RELAY_LOOP", "asyncio")
+    monkeypatch.setenv("RELAY_UPSTREAM_RCVBUF", "0")
     cfg = config_from_args(parser().parse_args(["serve"]))
     assert cfg.port == 9999 and cfg.upstream == Origin("https", "example.org", 443)
     assert cfg.timeouts.first_byte == 7.5 and cfg.limits.pool_size == 3 and cfg.loop == "asyncio"
+    assert cfg.limits.upstream_rcvbuf == 0
     cfg = config_from_args(parser().parse_args(["serve", "--port", "1234"]))
     assert cfg.port == 1234  # the flag wins over the environment
 

@@ -100,3 +100,22 @@ def test_pool_keeps_at_most_pool_size_idle(make_relay: RelayFactory, lt: LoopThr
         assert c.read_reply().status == 200
     assert lt.call(lambda: relay.pool.created) == 4
     assert lt.call(lambda: relay.pool.idle_count) == 2
+
+
+def test_upstream_sockets_cap_their_receive_buffer(make_relay: RelayFactory,
+                                                   lt: LoopThread) -> None:
+    """SO_RCVBUF bounds one upstream read, hence what a paused stream holds (Limits docs)."""
+    import socket as socket_module
+
+    relay = make_relay(limits=Limits(upstream_rcvbuf=32 * 1024))
+    client = H11Client(connect(relay.port))
+    client.send(b"GET", b"/v1/models")
+    assert client.read_reply().status == 200
+
+    def rcvbuf() -> int:
+        conn = relay.pool._idle[0]
+        sock = conn.transport.get_extra_info("socket")
+        value: int = sock.getsockopt(socket_module.SOL_SOCKET, socket_module.SO_RCVBUF)
+        return value
+
+    assert lt.call(rcvbuf) == 2 * 32 * 1024  # Linux doubles the value it is given

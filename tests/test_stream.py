@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
+import threading
 import time
+from typing import Any
 
 import openai
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relay.mock import completion_text
 
@@ -380,3 +385,110 @@ def test_relayed_requests_leave_no_reference_cycles(mock_server: MockServer,
         gc.garbage.clear()
         gc.enable()
     assert leaked == []
+
+
+# -- heartbeats (issue 4) --------------------------------------------------------------------
+
+CHUNK1 = (b'{"id":"c1","object":"chat.completion.chunk","created":0,"model":"m",'
+          b'"choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}')
+CHUNK2 = CHUNK1.replace(b'"Hel"', b'"lo"')
+
+
+def _heartbeat_script(pause_inside: float, quiet: float) -> Any:
+    """An upstream that sends ``id:`` lines (the openai-python trap), stays quiet before its
+    first event and after its last, and pauses ``pause_inside`` s in the middle of an event."""
+
+    async def script(c: UpstreamConn) -> None:
+        await c.read_request()
+        c.write(SSE_HEAD)
+        await asyncio.sleep(quiet)
+        c.write(chunked(b"id: 1\ndata: " + CHUNK1[:40]))
+        await asyncio.sleep(pause_inside)
+        c.write(chunked(CHUNK1[40:] + b"\n\n", b"id: 2\ndata: " + CHUNK2 + b"\n\n"))
+        await asyncio.sleep(quiet)
+        c.write(chunked(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        await c.watch_close()
+
+    return script
+
+
+def test_heartbeats_only_between_events_and_sdk_unaffected(scripted: object,
+                                                           make_relay: RelayFactory) -> None:
+    from relay.config import Timeouts
+    from relay.sse import HEARTBEAT
+
+    up: ScriptedUpstream = scripted(_heartbeat_script(3.5, 1.6))  # type: ignore[operator]
+    relay = make_relay(up.url, timeouts=Timeouts(heartbeat=1.0))
+    sdk_chunks: list[Any] = []
+
+    def sdk() -> None:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{relay.port}/v1", api_key="x",
+                               max_retries=0)
+        stream = client.chat.completions.create(model="m", messages=[], stream=True)
+        sdk_chunks.extend(stream)
+
+    thread = threading.Thread(target=sdk)
+    thread.start()  # the SDK and a raw client read the same kind of stream at the same time
+    client = H11Client(connect(relay.port, timeout=20))
+    client.send(b"POST", b"/v1/chat/completions", chat_body())
+    body = client.read_reply().body
+    thread.join(20)
+
+    upstream_bytes = (b"id: 1\ndata: " + CHUNK1 + b"\n\nid: 2\ndata: " + CHUNK2
+                      + b"\n\ndata: [DONE]\n\n")
+    assert body.replace(HEARTBEAT, b"") == upstream_bytes  # otherwise byte-identical
+    before, rest = body.split(b"id: 1\n", 1)
+    inside, after = rest.split(b"\n\n", 1)
+    assert before.count(HEARTBEAT) >= 1  # before the first upstream byte of the body
+    assert HEARTBEAT not in inside  # never inside the event, though it paused 3.5 s
+    assert after.split(b"data: [DONE]")[0].count(HEARTBEAT) >= 1  # and after it
+    assert [c.choices[0].delta.content for c in sdk_chunks] == ["Hel", "lo"]
+
+
+def test_no_heartbeat_into_an_encoded_stream(scripted: object, make_relay: RelayFactory) -> None:
+    from relay.config import Timeouts
+
+    async def script(c: UpstreamConn) -> None:
+        await c.read_request()
+        c.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-encoding: gzip"
+                b"\r\ntransfer-encoding: chunked\r\n\r\n")
+        await asyncio.sleep(0.8)
+        c.write(chunked(b"\x1f\x8b compressed bytes") + b"0\r\n\r\n")
+        await c.watch_close()
+
+    up: ScriptedUpstream = scripted(script)  # type: ignore[operator]
+    relay = make_relay(up.url, timeouts=Timeouts(heartbeat=0.2))
+    client = H11Client(connect(relay.port))
+    client.send(b"POST", b"/v1/chat/completions", chat_body())
+    reply = client.read_reply()
+    assert reply.headers[b"content-encoding"] == b"gzip"
+    assert reply.body == b"\x1f\x8b compressed bytes"
+
+
+def test_relay_is_byte_transparent(scripted: object, make_relay: RelayFactory) -> None:
+    """Any upstream bytes (random, CR-only line ends, BOM, invalid UTF-8), in any chunking,
+    reach the client unchanged (heartbeats off). One relay serves every hypothesis example."""
+    from relay.config import Timeouts
+
+    current: list[bytes] = []
+
+    async def script(c: UpstreamConn) -> None:
+        while await c.read_request():
+            c.write(SSE_HEAD + chunked(*current) + b"0\r\n\r\n")
+            await c.writer.drain()
+
+    up: ScriptedUpstream = scripted(script)  # type: ignore[operator]
+    relay = make_relay(up.url, timeouts=Timeouts(heartbeat=0))
+
+    @settings(max_examples=40, deadline=None)
+    @given(pieces=st.lists(st.binary(min_size=1, max_size=300) | st.sampled_from(
+        [b"\r", b"\n", b"\r\n", b"\xef\xbb\xbf", b"\xff\xfe", b"data: x\r", b": c\n\n"]),
+        min_size=1, max_size=12))
+    def check(pieces: list[bytes]) -> None:
+        current[:] = pieces
+        client = H11Client(connect(relay.port))
+        client.send(b"POST", b"/v1/chat/completions", chat_body())
+        assert client.read_reply().body == b"".join(pieces)
+        client.sock.close()
+
+    check()
