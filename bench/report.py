@@ -103,19 +103,23 @@ def plots(doc: dict[str, Any], out: Path, stem: str = "latest") -> list[Path]:
         return []
     ns = [int(k[1:]) for k in c_keys]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colors = dict(zip(ORDER, ("tab:blue", "tab:green", "tab:orange", "tab:red", "tab:purple",
+                              "tab:gray"), strict=True))
     for relay in relays:
+        color = colors.get(relay, "black")
         cpu = [med.get((relay, k), {}).get("cpu_s_per_1m_events") for k in c_keys]
         if any(v is not None for v in cpu):
-            ax1.plot(ns, [v if v is not None else float("nan") for v in cpu], "o-", label=relay)
+            ax1.plot(ns, [v if v is not None else float("nan") for v in cpu], "o-", label=relay,
+                     color=color)
         for metric, style in (("latency_p50_ms", "o-"), ("latency_p99_ms", "s--")):
             lat = [med.get((relay, k), {}).get(metric) for k in c_keys]
             if any(v is not None for v in lat):
                 ax2.plot(ns, [v if v is not None else float("nan") for v in lat], style,
-                         label=f"{relay} {metric[8:11]}")
+                         label=f"{relay} {metric[8:11]}", color=color)
     ax1.set(title="Scenario C: relay CPU per 1M events", xlabel="concurrent streams",
-            ylabel="CPU seconds")
-    ax2.set(title="Scenario C: per-event latency", xlabel="concurrent streams", ylabel="ms",
-            yscale="log")
+            ylabel="CPU seconds (log)", yscale="log")
+    ax2.set(title="Scenario C: per-event latency (solid p50, dashed p99)",
+            xlabel="concurrent streams", ylabel="ms (log)", yscale="log")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

@@ -31,14 +31,14 @@ from .headers import (
 )
 from .pool import Pool
 from .server import Exchange
-from .sse import HEARTBEAT
+from .sse import HEARTBEAT, BoundaryTracker, tail_between_events
 from .upstream import ConnState, Sink, UpstreamConnection
 
 
 class RelayStream:
     """Relays one client request to the upstream origin (see the module docstring)."""
 
-    __slots__ = ("_api_key", "_conn", "_ex", "_origin", "_pool", "_sse", "_tail", "_write")
+    __slots__ = ("_api_key", "_boundary", "_conn", "_ex", "_origin", "_pool", "_sse", "_write")
 
     def __init__(self, ex: Exchange, pool: Pool, api_key: str | None) -> None:
         self._ex = ex
@@ -47,7 +47,7 @@ class RelayStream:
         self._api_key = api_key
         self._conn: UpstreamConnection | None = None
         self._sse = False
-        self._tail = b""
+        self._boundary = BoundaryTracker()  # the decode path's view of event boundaries
         self._write: Sink = ex.write_pieces
 
     async def run(self) -> None:
@@ -94,10 +94,19 @@ class RelayStream:
         return (self._write_sse if self._sse else self._write), False
 
     def _write_sse(self, pieces: list[bytes]) -> None:
-        # Remember where the stream stands, so a failure can tell whether it is between events.
-        last = pieces[-1]
-        self._tail = last if len(last) >= 4 else (self._tail + b"".join(pieces))[-4:]
+        # Track where the stream stands (between events or not), for heartbeats and errors.
+        for piece in pieces:
+            self._boundary.feed(piece)
         self._write(pieces)
+
+    def _between_events(self) -> bool:
+        """Whether the client's stream stands between two events: from the pass-through
+        scanner's last payload bytes (free: it keeps them anyway) or the decode path's
+        tracker."""
+        conn = self._conn
+        if conn is not None and conn.passthrough is not None:
+            return tail_between_events(conn.passthrough.tail)
+        return self._boundary.at_boundary
 
     def on_complete(self) -> None:
         self._ex.end()
@@ -109,9 +118,7 @@ class RelayStream:
         if not ex.started:
             ex.respond_error(exc.status, str(exc), exc.type, exc.code)
         elif self._sse and ex.can_append:
-            conn = self._conn
-            tail = conn.passthrough.tail if conn and conn.passthrough else self._tail
-            if not ends_between_events(tail):
+            if not self._between_events():
                 ex.write(b"\n\n")  # end the torn event first; our error must be its own event
             ex.write(sse_error_event(exc))
             ex.end()
@@ -125,9 +132,7 @@ class RelayStream:
         ex = self._ex
         if not self._sse or not ex.can_append or ex.gone or ex.ended or ex.flow.paused:
             return False
-        conn = self._conn
-        tail = conn.passthrough.tail if conn and conn.passthrough else self._tail
-        if tail.endswith(b"\r") or not ends_between_events(tail):
+        if not self._between_events():
             return False
         ex.write(HEARTBEAT)
         return True
@@ -145,20 +150,3 @@ class RelayStream:
     def client_gone(self) -> None:
         if self._conn is not None and self._conn.state is not ConnState.CLOSED:
             self._conn.close()
-
-
-def ends_between_events(tail: bytes) -> bool:
-    """Whether an event stream whose last bytes are ``tail`` stands between two events.
-
-    True at the very start, or after a blank line: a line terminator (CRLF, LF or CR) right
-    after another one. ``tail`` needs at most the last 4 bytes.
-    """
-    if not tail:
-        return True
-    if tail.endswith(b"\r\n"):
-        rest = tail[:-2]
-    elif tail.endswith((b"\n", b"\r")):
-        rest = tail[:-1]
-    else:
-        return False
-    return rest.endswith((b"\n", b"\r"))

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.sse import BoundaryTracker, Event, SSEParser, encode_event
+from relay.sse import BoundaryTracker, Event, SSEParser, encode_event, tail_between_events
 
 E = Event
 
@@ -152,3 +152,13 @@ def test_boundary_tracker_cases() -> None:
     assert not at(b"data: a\n") and not at(b"data: a") and not at(b"data: a\r\n")
     assert not at(b"data: a\r\n\r")  # a lone CR at the end: an LF may follow
     assert at(b"data: a\r\n\r", b"\n")
+
+
+@settings(max_examples=500, deadline=None)
+@given(chunks=st.lists(st.sampled_from([b"a", b"\n", b"\r", b"\r\n", b"data: x", b": c"]),
+                       max_size=10))
+def test_tail_rule_agrees_with_the_tracker(chunks: list[bytes]) -> None:
+    tracker = BoundaryTracker()
+    for chunk in chunks:
+        tracker.feed(chunk)
+    assert tail_between_events(b"".join(chunks)[-4:]) == tracker.at_boundary
