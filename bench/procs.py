@@ -72,15 +72,20 @@ class Proc:
             todo.extend(children.get(pid, []))
         return out
 
-    def cpu_seconds(self) -> float:
-        total = 0.0
+    def cpu_times(self) -> tuple[float, float]:
+        """(user, system) CPU seconds of the whole process tree, from /proc/PID/stat."""
+        user = system = 0.0
         for pid in self.tree():
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            total += (int(fields[11]) + int(fields[12])) / TICK
-        return total
+            user += int(fields[11]) / TICK
+            system += int(fields[12]) / TICK
+        return user, system
+
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu_times())
 
     def rss_bytes(self) -> int:
         total = 0

@@ -13,31 +13,12 @@ import argparse
 import asyncio
 import json
 import os
-import re
-import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-_LISTENING = re.compile(r"listening on http://[^:]+:(\d+)")
-
-
-def start(*args: str) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen([sys.executable, "-m", "relay", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    for _ in range(50):
-        match = _LISTENING.search(proc.stdout.readline())
-        if match:
-            return proc, int(match.group(1))
-    raise RuntimeError(f"{args} did not start")
-
-
-def cpu_times(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of a process, from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
+from .procs import Proc, cpu_sets, free_port, wait_port
 
 
 async def one_stream(port: int, tokens: int) -> tuple[int, int]:
@@ -68,24 +49,27 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=2000)
     ap.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"])
     args = ap.parse_args()
-    mock, mock_port = start("mock", "--port", "0")
-    relay, port = start("serve", "--port", "0", "--loop", args.loop,
-                        "--upstream", f"http://127.0.0.1:{mock_port}")
+    relay_cpus, load_cpus = cpu_sets()
+    os.sched_setaffinity(0, load_cpus)
+    logs = Path(tempfile.mkdtemp(prefix="relay-cpu-"))
+    mock_port, port = free_port(), free_port()
+    mock = Proc([sys.executable, "-m", "relay", "mock", "--port", str(mock_port)], load_cpus,
+                logs / "mock.log")
+    relay = Proc([sys.executable, "-m", "relay", "serve", "--port", str(port), "--loop",
+                  args.loop, "--upstream", f"http://127.0.0.1:{mock_port}"], relay_cpus,
+                 logs / "relay.log")
     try:
-        if (os.cpu_count() or 1) >= 2:
-            os.sched_setaffinity(relay.pid, {0})
-            os.sched_setaffinity(mock.pid, {1})
-            os.sched_setaffinity(0, {1})
+        wait_port(mock_port)
+        wait_port(port)
         asyncio.run(load(port, 2, 100))  # warm up
-        (u0, s0), t0 = cpu_times(relay.pid), time.monotonic()
+        (u0, s0), t0 = relay.cpu_times(), time.monotonic()
         events, nbytes = asyncio.run(load(port, args.streams, args.tokens))
-        (u1, s1), wall = cpu_times(relay.pid), time.monotonic() - t0
+        (u1, s1), wall = relay.cpu_times(), time.monotonic() - t0
         user, system = u1 - u0, s1 - s0
         cpu = user + system
     finally:
-        for p in (relay, mock):
-            p.terminate()
-            p.wait()
+        relay.stop()
+        mock.stop()
     print(f"loop={args.loop} streams={args.streams} events={events} bytes={nbytes} "
           f"wall={wall:.2f}s events/s={events / wall:,.0f}")
     print(f"relay CPU {cpu:.2f}s (user {user:.2f}s, system {system:.2f}s): "

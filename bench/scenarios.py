@@ -31,19 +31,21 @@ def _pinned(cpus: set[int]) -> Any:
     return lambda: os.sched_setaffinity(0, cpus)
 
 
-def _measure(relay: Proc | None, argv: list[str], cpus: set[int], timeout: float
+def _measure(relay: Proc | None, argv: list[str], cpus: set[int], timeout: float,
+             env: dict[str, str] | None = None
              ) -> tuple[subprocess.CompletedProcess[str], float, int, int, float]:
     """Run a load process; return it, relay CPU seconds, RSS before, peak RSS, wall seconds."""
     rss0 = relay.rss_bytes() if relay else 0
     cpu0 = relay.cpu_seconds() if relay else 0.0
     t0 = time.monotonic()
+    full_env = {**os.environ, **(env or {})}
     if relay is None:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                             preexec_fn=_pinned(cpus))
+                             preexec_fn=_pinned(cpus), env=full_env)
         return out, 0.0, 0, 0, time.monotonic() - t0
     with RssSampler(relay) as sampler:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                             preexec_fn=_pinned(cpus))
+                             preexec_fn=_pinned(cpus), env=full_env)
     return out, relay.cpu_seconds() - cpu0, rss0, sampler.peak, time.monotonic() - t0
 
 
@@ -79,16 +81,7 @@ def scenario_c(url: str, relay: Proc | None, n: int, cpus: set[int], workdir: Pa
 def _wrk(url: str, script: str, relay: Proc | None, cpus: set[int], seconds: int,
          env: dict[str, str]) -> tuple[int, float, float, str]:
     argv = ["wrk", "-t1", "-c50", f"-d{seconds}s", "-s", str(HERE / "lua" / script), url]
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        out, cpu, _, _, _ = _measure(relay, argv, cpus, seconds + 60)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    out, cpu, _, _, _ = _measure(relay, argv, cpus, seconds + 60, env)
     match = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out.stdout)
     if not match:
         raise RuntimeError(f"wrk output not understood:\n{out.stdout}\n{out.stderr}")

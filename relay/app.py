@@ -12,7 +12,7 @@ import signal
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +20,8 @@ from . import __version__
 from .config import Config, Limits, Origin, Timeouts
 from .mock import MockUpstream
 from .pool import Pool, tls_context
-from .server import Exchange, ServerProtocol
+from .server import Exchange, Handler, ServerProtocol
 from .stream import RelayStream
-
-Handler = Callable[[Exchange], Awaitable[None]]
 
 
 @dataclass

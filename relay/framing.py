@@ -127,6 +127,18 @@ class _Chunked:
             self.done = True
         return eol + 2
 
+    def _data_crlf(self, data: bytes, pos: int, end: int) -> int:
+        """Consume the CRLF that ends a chunk's data; -1 if only its CR has arrived yet."""
+        if end - pos < 2:
+            if data[pos:] != b"\r":
+                raise FramingError("chunk data not followed by CRLF")
+            self._partial = b"\r"
+            return -1
+        if data[pos : pos + 2] != b"\r\n":
+            raise FramingError("chunk data not followed by CRLF")
+        self._state = _SIZE
+        return pos + 2
+
     def feed_eof(self) -> None:
         if not self.done:
             raise FramingError("connection closed inside a chunked body")
@@ -177,15 +189,9 @@ class ChunkedDecoder(_Chunked):
                 else:
                     self._state = _TRAILER
             elif state == _DATA_CRLF:
-                if end - pos < 2:
-                    if data[pos:] != b"\r":
-                        raise FramingError("chunk data not followed by CRLF")
-                    self._partial = b"\r"
+                pos = self._data_crlf(data, pos, end)
+                if pos < 0:
                     break
-                if data[pos : pos + 2] != b"\r\n":
-                    raise FramingError("chunk data not followed by CRLF")
-                pos += 2
-                self._state = _SIZE
             elif state == _TRAILER:
                 pos = self._trailer_line(data, pos)
                 if pos < 0:
@@ -208,9 +214,6 @@ def chunk(data: bytes) -> tuple[bytes, bytes, bytes]:
     Callers must never frame an empty payload: a zero-size chunk ends the body.
     """
     return b"%x\r\n" % len(data), data, b"\r\n"
-
-
-LAST_CHUNK = b"0\r\n\r\n"
 
 
 def response_decoder(request_method: bytes, status: int, headers: list[tuple[bytes, bytes]]) -> (
@@ -321,22 +324,17 @@ class ChunkedPassthrough(_Chunked):
                 elif state == _DATA:
                     take = min(self._remaining, end - pos)
                     piece = data[pos : pos + take]
-                    out += (b"%x\r\n" % take, piece, b"\r\n")
+                    out += chunk(piece)
                     self.tail = piece[-4:] if take >= 4 else (self.tail + piece)[-4:]
                     pos += take
                     self._remaining -= take
                     if not self._remaining:
                         self._state = _DATA_CRLF
                 elif state == _DATA_CRLF:
-                    if end - pos < 2:
-                        if data[pos:] != b"\r":
-                            raise FramingError("chunk data not followed by CRLF")
-                        self._partial = b"\r"
+                    new = self._data_crlf(data, pos, end)
+                    if new < 0:
                         break
-                    if data[pos : pos + 2] != b"\r\n":
-                        raise FramingError("chunk data not followed by CRLF")
-                    pos += 2
-                    self._state = _SIZE
+                    pos = new
                 elif state == _TRAILER:
                     pos = self._trailer_line(data, pos)
                     if pos < 0:

@@ -28,6 +28,7 @@ import h11
 from .config import Limits, Timeouts
 from .errors import ClientGone, error_body
 from .flow import WriteFlow
+from .framing import chunk
 from .headers import Headers
 from .tuning import tune_transport
 
@@ -147,7 +148,7 @@ class Exchange:
 
     def _write_chunk(self, data: bytes) -> None:
         if data and not self.gone:
-            self._writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+            self._writelines(chunk(data))
 
     def _write_chunks(self, pieces: list[bytes]) -> None:
         # The hot path: every piece of one upstream read, each framed as its own chunk (so each
@@ -161,7 +162,7 @@ class Exchange:
         out: list[bytes] = []
         for data in pieces:
             if data:
-                out += (b"%x\r\n" % len(data), data, b"\r\n")
+                out += chunk(data)
         self._writelines(out)
 
     def write_framed(self, segments: list[bytes]) -> None:

@@ -38,7 +38,7 @@ from .upstream import ConnState, Sink, UpstreamConnection
 class RelayStream:
     """Relays one client request to the upstream origin (see the module docstring)."""
 
-    __slots__ = ("_api_key", "_boundary", "_conn", "_ex", "_origin", "_pool", "_sse", "_write")
+    __slots__ = ("_api_key", "_boundary", "_conn", "_ex", "_origin", "_pool", "_sse")
 
     def __init__(self, ex: Exchange, pool: Pool, api_key: str | None) -> None:
         self._ex = ex
@@ -48,7 +48,6 @@ class RelayStream:
         self._conn: UpstreamConnection | None = None
         self._sse = False
         self._boundary = BoundaryTracker()  # the decode path's view of event boundaries
-        self._write: Sink = ex.write_pieces
 
     async def run(self) -> None:
         """Acquire an upstream connection and send the request; then return. From here on the
@@ -90,14 +89,13 @@ class RelayStream:
         if chunked and ex.chunked:
             # Both hops chunked: forward the upstream's framing as it is (the fast path).
             return ex.write_framed, True
-        self._write = ex.write_pieces
-        return (self._write_sse if self._sse else self._write), False
+        return (self._write_sse if self._sse else ex.write_pieces), False
 
     def _write_sse(self, pieces: list[bytes]) -> None:
         # Track where the stream stands (between events or not), for heartbeats and errors.
         for piece in pieces:
             self._boundary.feed(piece)
-        self._write(pieces)
+        self._ex.write_pieces(pieces)
 
     def _between_events(self) -> bool:
         """Whether the client's stream stands between two events: from the pass-through

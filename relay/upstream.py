@@ -90,7 +90,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.gate: ReadGate = None  # type: ignore[assignment]
         self.idle_since = 0.0
-        self.requests = 0
         self._h11: h11.Connection | None = None
         self._method = b""
         self._listener: ResponseListener | None = None
@@ -131,7 +130,6 @@ class UpstreamConnection(asyncio.Protocol):
     ) -> None:
         assert self.is_available(), self.state
         self.state = ConnState.ACTIVE
-        self.requests += 1
         self._listener = listener
         self._method = method
         self.passthrough = None

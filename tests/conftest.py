@@ -65,8 +65,11 @@ def make_relay(lt: LoopThread) -> Iterator[RelayFactory]:
         lt.run(relay.close())
 
 
+ScriptedFactory = Callable[[Script], ScriptedUpstream]
+
+
 @pytest.fixture
-def scripted(lt: LoopThread) -> Iterator[Callable[[Script], ScriptedUpstream]]:
+def scripted(lt: LoopThread) -> Iterator[ScriptedFactory]:
     ups: list[ScriptedUpstream] = []
 
     def make(script: Script) -> ScriptedUpstream:

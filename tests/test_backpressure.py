@@ -22,6 +22,19 @@ SLOW_TOKENS = 80_000  # ~16 MiB of chunk events
 FAST_TOKENS = 20_000  # ~4 MiB
 
 
+def settled_rss(pid: int, timeout: float = 3.0) -> int:
+    """The process's RSS once two samples 50 ms apart agree (or at the deadline)."""
+    deadline = time.monotonic() + timeout
+    previous = rss_bytes(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        current = rss_bytes(pid)
+        if current == previous:
+            return current
+        previous = current
+    return previous
+
+
 def fast_stream(port: int) -> tuple[float, int]:
     """Fetch a FAST_TOKENS stream as fast as possible: (seconds, bytes)."""
     sock = connect(port, timeout=30)
@@ -58,8 +71,7 @@ def test_slow_reader_bounded_memory_and_fast_stream_unaffected(scheme: str,
              relay, port, _):
         baseline_time, fast_bytes = fast_stream(port)  # also warms the relay up
         assert fast_bytes > 3 * MIB
-        time.sleep(0.2)
-        rss_before = rss_bytes(relay.pid)
+        rss_before = settled_rss(relay.pid)
 
         slow = socket.socket()
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)  # before connect

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from relay.cli import config_from_args, parser
 from relay.config import Config, Origin, api_key_from_env
 
+from .conftest import ScriptedFactory
 from .helpers import H11Client, ScriptedUpstream, UpstreamConn, chat_body, connect, sse_data
 from .processes import spawn
 
@@ -71,13 +74,13 @@ def test_banner_has_curl_and_sdk_snippets() -> None:
         assert f'OpenAI(base_url="http://127.0.0.1:{port}/v1"' in text
 
 
-def test_key_from_environment_is_injected_and_never_printed(scripted: object) -> None:
+def test_key_from_environment_is_injected_and_never_printed(scripted: ScriptedFactory) -> None:
     async def script(c: UpstreamConn) -> None:
         await c.read_request()
         c.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
         await c.watch_close()
 
-    up: ScriptedUpstream = scripted(script)  # type: ignore[operator]
+    up: ScriptedUpstream = scripted(script)
     with spawn("serve", "--port", "0", "--upstream", up.url,
                env={"OPENAI_API_KEY": "sk-live-SECRET"}) as (proc, port, banner):
         client = H11Client(connect(port))
@@ -91,7 +94,7 @@ def test_key_from_environment_is_injected_and_never_printed(scripted: object) ->
 
 
 def test_console_script_and_module_entry_points() -> None:
-    relay = shutil.which("relay", path=str(__import__("pathlib").Path(sys.executable).parent))
+    relay = shutil.which("relay", path=str(Path(sys.executable).parent))
     assert relay is not None
     out = subprocess.run([relay, "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("relay ")
@@ -110,7 +113,7 @@ def test_make_run_starts_the_relay_in_front_of_the_mock() -> None:
     """The README's first command (on a free port so it can run beside anything)."""
     make = shutil.which("make")
     assert make is not None
-    root = __import__("pathlib").Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parent.parent
     proc = subprocess.Popen([make, "-s", "run", "ARGS=--port 0"], cwd=root, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -126,8 +129,6 @@ def test_make_run_starts_the_relay_in_front_of_the_mock() -> None:
         client.send(b"POST", b"/v1/chat/completions", chat_body(2))
         assert sse_data(client.read_reply().body)[-1] == b"[DONE]"
     finally:
-        import os
-
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(10)
         if proc.stdout is not None:

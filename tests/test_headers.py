@@ -10,7 +10,7 @@ from relay.headers import (
     upstream_request_headers,
 )
 
-from .conftest import RelayFactory
+from .conftest import RelayFactory, ScriptedFactory
 from .helpers import H11Client, ScriptedUpstream, UpstreamConn, connect
 
 CLIENT_HEADERS = [
@@ -76,7 +76,7 @@ def test_is_event_stream() -> None:
     assert not is_event_stream([])
 
 
-def test_headers_over_the_wire(scripted: object, make_relay: RelayFactory) -> None:
+def test_headers_over_the_wire(scripted: ScriptedFactory, make_relay: RelayFactory) -> None:
     """What the upstream receives and what the client gets back, through real sockets."""
 
     async def script(c: UpstreamConn) -> None:
@@ -87,7 +87,7 @@ def test_headers_over_the_wire(scripted: object, make_relay: RelayFactory) -> No
         await c.writer.drain()
         await c.watch_close()
 
-    up: ScriptedUpstream = scripted(script)  # type: ignore[operator]
+    up: ScriptedUpstream = scripted(script)
     relay = make_relay(up.url, api_key="sk-test-key")
     client = H11Client(connect(relay.port))
     body = b'{"a":1}'

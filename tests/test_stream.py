@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
 import socket
 import subprocess
 import threading
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from relay.mock import completion_text
 
-from .conftest import MockServer, RelayFactory
+from .conftest import MockServer, RelayFactory, ScriptedFactory
 from .helpers import (
     SSE_HEAD,
     H11Client,
@@ -74,7 +75,7 @@ def test_curl_output_byte_identical_to_direct(mock_server: MockServer,
     assert relayed == direct
 
 
-def test_odd_bytes_and_chunk_boundaries_pass_unchanged(scripted: object, lt: LoopThread,
+def test_odd_bytes_and_chunk_boundaries_pass_unchanged(scripted: ScriptedFactory, lt: LoopThread,
                                                        make_relay: RelayFactory) -> None:
     """Chunk boundaries inside events, CR-only line ends, a BOM, invalid UTF-8: bytes are bytes."""
     pieces = [b"\xef\xbb\xbfdata: a", b"b\r\rdata: \xff\xfe\r", b"\n", b": c\n\ndata",
@@ -88,7 +89,7 @@ def test_odd_bytes_and_chunk_boundaries_pass_unchanged(scripted: object, lt: Loo
             await c.writer.drain()
         c.write(b"0\r\n\r\n")
 
-    up = scripted(script)  # type: ignore[operator]
+    up = scripted(script)
     relay = make_relay(up.url)
     client = H11Client(connect(relay.port))
     client.send(b"POST", b"/v1/chat/completions", chat_body())
@@ -126,20 +127,20 @@ def test_no_buffering_each_event_arrives_within_50ms(mock_server: MockServer,
     assert max(lags) < 0.050, f"per-event lag up to {max(lags) * 1000:.1f} ms"
 
 
-def test_client_disconnect_closes_upstream_within_200ms(scripted: object, lt: LoopThread,
+def test_client_disconnect_closes_upstream_within_200ms(scripted: ScriptedFactory, lt: LoopThread,
                                                         make_relay: RelayFactory) -> None:
     async def script(c: UpstreamConn) -> None:
         await c.read_request()
         c.write(SSE_HEAD)
-        watcher = __import__("asyncio").ensure_future(c.watch_close())
+        watcher = asyncio.ensure_future(c.watch_close())
         for i in range(200):  # 10 s of events unless the relay closes us
             if c.closed.is_set():
                 break
             c.write(chunked(b"data: {\"n\": %d}\n\n" % i))
-            await __import__("asyncio").sleep(0.05)
+            await asyncio.sleep(0.05)
         await watcher
 
-    up: ScriptedUpstream = scripted(script)  # type: ignore[operator]
+    up: ScriptedUpstream = scripted(script)
     relay = make_relay(up.url)
     sock = connect(relay.port)
     H11Client(sock).send(b"POST", b"/v1/chat/completions", chat_body())
@@ -167,7 +168,7 @@ def test_pool_reuses_connection_after_clean_response(mock_server: MockServer,
     assert lt.call(lambda: (relay.pool.created, relay.pool.reused)) == (1, 4)
 
 
-def test_upstream_closing_idle_connection_is_not_reused(scripted: object, lt: LoopThread,
+def test_upstream_closing_idle_connection_is_not_reused(scripted: ScriptedFactory, lt: LoopThread,
                                                         make_relay: RelayFactory) -> None:
     """A keep-alive response, then the upstream closes the idle socket: the next request must
     go on a new connection, never fail with 'server disconnected'."""
@@ -177,7 +178,7 @@ def test_upstream_closing_idle_connection_is_not_reused(scripted: object, lt: Lo
         c.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
         await c.writer.drain()
 
-    up: ScriptedUpstream = scripted(script)  # type: ignore[operator]
+    up: ScriptedUpstream = scripted(script)
     relay = make_relay(up.url)
     for n in (1, 2):
         client = H11Client(connect(relay.port))
@@ -237,14 +238,14 @@ def test_dns_failure_gives_502(make_relay: RelayFactory) -> None:
     assert json.loads(reply.body)["error"]["code"] == "upstream_connect_failed"
 
 
-def test_first_byte_timeout_gives_504(scripted: object, make_relay: RelayFactory) -> None:
+def test_first_byte_timeout_gives_504(scripted: ScriptedFactory, make_relay: RelayFactory) -> None:
     from relay.config import Timeouts
 
     async def script(c: UpstreamConn) -> None:
         await c.read_request()
         await c.watch_close()  # never answer
 
-    up: ScriptedUpstream = scripted(script)  # type: ignore[operator]
+    up: ScriptedUpstream = scripted(script)
     relay = make_relay(up.url, timeouts=Timeouts(first_byte=0.3))
     client = H11Client(connect(relay.port))
     started = time.monotonic()
@@ -270,7 +271,8 @@ def test_connect_timeout_gives_504(make_relay: RelayFactory) -> None:
         s.setblocking(False)
         s.connect_ex(("127.0.0.1", port))
         fillers.append(s)
-    time.sleep(0.05)
+    _, connected, _ = select.select([], fillers, [], 5)  # the queue holds its first one(s)
+    assert connected
     try:
         relay = make_relay(f"http://127.0.0.1:{port}", timeouts=Timeouts(connect=0.3))
         client = H11Client(connect(relay.port))
@@ -313,7 +315,7 @@ def test_openai_sdk_raises_on_mid_stream_death(mock_server: MockServer,
     assert len(got) == 5
 
 
-def test_death_inside_an_event_keeps_the_error_event_separate(scripted: object,
+def test_death_inside_an_event_keeps_the_error_event_separate(scripted: ScriptedFactory,
                                                               make_relay: RelayFactory) -> None:
     async def script(c: UpstreamConn) -> None:
         await c.read_request()
@@ -321,7 +323,7 @@ def test_death_inside_an_event_keeps_the_error_event_separate(scripted: object,
         await c.writer.drain()
         c.writer.transport.abort()
 
-    up: ScriptedUpstream = scripted(script)  # type: ignore[operator]
+    up: ScriptedUpstream = scripted(script)
     relay = make_relay(up.url)
     client = H11Client(connect(relay.port))
     client.send(b"POST", b"/v1/chat/completions", chat_body())
@@ -332,7 +334,7 @@ def test_death_inside_an_event_keeps_the_error_event_separate(scripted: object,
     assert json.loads(events[2][6:])["error"]["code"] == "upstream_closed"
 
 
-def test_death_inside_a_json_body_cuts_the_client(scripted: object,
+def test_death_inside_a_json_body_cuts_the_client(scripted: ScriptedFactory,
                                                   make_relay: RelayFactory) -> None:
     """A truncated non-SSE body must not look complete: the client connection is cut."""
 
@@ -343,7 +345,7 @@ def test_death_inside_a_json_body_cuts_the_client(scripted: object,
         await c.writer.drain()
         c.writer.transport.abort()
 
-    up: ScriptedUpstream = scripted(script)  # type: ignore[operator]
+    up: ScriptedUpstream = scripted(script)
     relay = make_relay(up.url)
     client = H11Client(connect(relay.port))
     client.send(b"POST", b"/v1/chat/completions", chat_body(stream=False))
@@ -354,7 +356,8 @@ def test_death_inside_a_json_body_cuts_the_client(scripted: object,
 
 
 def test_relayed_requests_leave_no_reference_cycles(mock_server: MockServer,
-                                                    make_relay: RelayFactory) -> None:
+                                                    make_relay: RelayFactory,
+                                                    lt: LoopThread) -> None:
     """The relay tunes the cyclic GC down (app.tune_gc) because its full collections paused the
     loop for 100+ ms at 10k streams; that is only safe while requests leave no cycles."""
     import gc
@@ -376,7 +379,9 @@ def test_relayed_requests_leave_no_reference_cycles(mock_server: MockServer,
         client.sock.recv(100)
         client.sock.close()
         assert wait_until(lambda: not relay.listener.connections, 2)
-        time.sleep(0.1)  # let the relay's loop finish its callbacks for the closed connections
+        assert wait_until(lambda: lt.call(lambda: len(relay.pool.deadlines)) == 0, 2)
+        for _ in range(3):  # round trips through the loop run the callbacks already queued
+            lt.call(lambda: None)
         gc.set_debug(gc.DEBUG_SAVEALL)
         gc.collect()
         leaked = [type(o).__name__ for o in gc.garbage if type(o).__name__ in ours]
@@ -412,12 +417,12 @@ def _heartbeat_script(pause_inside: float, quiet: float) -> Any:
     return script
 
 
-def test_heartbeats_only_between_events_and_sdk_unaffected(scripted: object,
+def test_heartbeats_only_between_events_and_sdk_unaffected(scripted: ScriptedFactory,
                                                            make_relay: RelayFactory) -> None:
     from relay.config import Timeouts
     from relay.sse import HEARTBEAT
 
-    up: ScriptedUpstream = scripted(_heartbeat_script(3.5, 1.6))  # type: ignore[operator]
+    up: ScriptedUpstream = scripted(_heartbeat_script(3.5, 1.6))
     relay = make_relay(up.url, timeouts=Timeouts(heartbeat=1.0))
     sdk_chunks: list[Any] = []
 
@@ -445,7 +450,8 @@ def test_heartbeats_only_between_events_and_sdk_unaffected(scripted: object,
     assert [c.choices[0].delta.content for c in sdk_chunks] == ["Hel", "lo"]
 
 
-def test_no_heartbeat_into_an_encoded_stream(scripted: object, make_relay: RelayFactory) -> None:
+def test_no_heartbeat_into_an_encoded_stream(scripted: ScriptedFactory,
+                                             make_relay: RelayFactory) -> None:
     from relay.config import Timeouts
 
     async def script(c: UpstreamConn) -> None:
@@ -456,7 +462,7 @@ def test_no_heartbeat_into_an_encoded_stream(scripted: object, make_relay: Relay
         c.write(chunked(b"\x1f\x8b compressed bytes") + b"0\r\n\r\n")
         await c.watch_close()
 
-    up: ScriptedUpstream = scripted(script)  # type: ignore[operator]
+    up: ScriptedUpstream = scripted(script)
     relay = make_relay(up.url, timeouts=Timeouts(heartbeat=0.2))
     client = H11Client(connect(relay.port))
     client.send(b"POST", b"/v1/chat/completions", chat_body())
@@ -465,7 +471,7 @@ def test_no_heartbeat_into_an_encoded_stream(scripted: object, make_relay: Relay
     assert reply.body == b"\x1f\x8b compressed bytes"
 
 
-def test_relay_is_byte_transparent(scripted: object, make_relay: RelayFactory) -> None:
+def test_relay_is_byte_transparent(scripted: ScriptedFactory, make_relay: RelayFactory) -> None:
     """Any upstream bytes (random, CR-only line ends, BOM, invalid UTF-8), in any chunking,
     reach the client unchanged (heartbeats off). One relay serves every hypothesis example."""
     from relay.config import Timeouts
@@ -477,7 +483,7 @@ def test_relay_is_byte_transparent(scripted: object, make_relay: RelayFactory) -
             c.write(SSE_HEAD + chunked(*current) + b"0\r\n\r\n")
             await c.writer.drain()
 
-    up: ScriptedUpstream = scripted(script)  # type: ignore[operator]
+    up: ScriptedUpstream = scripted(script)
     relay = make_relay(up.url, timeouts=Timeouts(heartbeat=0))
 
     @settings(max_examples=40, deadline=None)

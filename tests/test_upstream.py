@@ -7,7 +7,7 @@ import json
 
 from relay.config import Timeouts
 
-from .conftest import RelayFactory
+from .conftest import RelayFactory, ScriptedFactory
 from .helpers import (
     SSE_HEAD,
     H11Client,
@@ -27,14 +27,14 @@ def _relay_reply(up: ScriptedUpstream, make_relay: RelayFactory, **kw: object) -
     return reply.status, reply.body
 
 
-def test_idle_read_timeout_mid_stream_ends_with_error_event(scripted: object,
+def test_idle_read_timeout_mid_stream_ends_with_error_event(scripted: ScriptedFactory,
                                                             make_relay: RelayFactory) -> None:
     async def script(c: UpstreamConn) -> None:
         await c.read_request()
         c.write(SSE_HEAD + chunked(b"data: {\"n\": 1}\n\n"))
         await c.watch_close()  # then silence
 
-    up: ScriptedUpstream = scripted(script)  # type: ignore[operator]
+    up: ScriptedUpstream = scripted(script)
     status, body = _relay_reply(up, make_relay, timeouts=Timeouts(read=0.3))
     assert status == 200
     first, error, rest = body.split(b"\n\n")
@@ -43,7 +43,7 @@ def test_idle_read_timeout_mid_stream_ends_with_error_event(scripted: object,
     assert up.connections[0].closed.wait(2)
 
 
-def test_steady_events_do_not_trip_the_read_timeout(scripted: object,
+def test_steady_events_do_not_trip_the_read_timeout(scripted: ScriptedFactory,
                                                     make_relay: RelayFactory) -> None:
     async def script(c: UpstreamConn) -> None:
         await c.read_request()
@@ -53,31 +53,31 @@ def test_steady_events_do_not_trip_the_read_timeout(scripted: object,
             c.write(chunked(b"data: %d\n\n" % i))
         c.write(b"0\r\n\r\n")
 
-    up: ScriptedUpstream = scripted(script)  # type: ignore[operator]
+    up: ScriptedUpstream = scripted(script)
     status, body = _relay_reply(up, make_relay, timeouts=Timeouts(read=0.3))
     assert status == 200 and body.count(b"data: ") == 8 and b"error" not in body
 
 
-def test_malformed_status_line_is_502(scripted: object, make_relay: RelayFactory) -> None:
+def test_malformed_status_line_is_502(scripted: ScriptedFactory, make_relay: RelayFactory) -> None:
     async def script(c: UpstreamConn) -> None:
         await c.read_request()
         c.write(b"HTTP/1.1 OK-ish\r\n\r\n")
         await c.watch_close()
 
-    up: ScriptedUpstream = scripted(script)  # type: ignore[operator]
+    up: ScriptedUpstream = scripted(script)
     status, body = _relay_reply(up, make_relay)
     assert status == 502
     assert json.loads(body)["error"]["code"] == "upstream_protocol_error"
 
 
-def test_broken_chunk_framing_mid_stream_gives_error_event(scripted: object,
+def test_broken_chunk_framing_mid_stream_gives_error_event(scripted: ScriptedFactory,
                                                            make_relay: RelayFactory) -> None:
     async def script(c: UpstreamConn) -> None:
         await c.read_request()
         c.write(SSE_HEAD + chunked(b"data: ok\n\n") + b"zz\r\nnot a chunk\r\n")
         await c.watch_close()
 
-    up: ScriptedUpstream = scripted(script)  # type: ignore[operator]
+    up: ScriptedUpstream = scripted(script)
     status, body = _relay_reply(up, make_relay)
     assert status == 200
     events = body.split(b"\n\n")
@@ -85,33 +85,34 @@ def test_broken_chunk_framing_mid_stream_gives_error_event(scripted: object,
     assert json.loads(events[1][6:])["error"]["code"] == "upstream_protocol_error"
 
 
-def test_close_without_response_is_502(scripted: object, make_relay: RelayFactory) -> None:
+def test_close_without_response_is_502(scripted: ScriptedFactory, make_relay: RelayFactory) -> None:
     async def script(c: UpstreamConn) -> None:
         await c.read_request()
 
-    up: ScriptedUpstream = scripted(script)  # type: ignore[operator]
+    up: ScriptedUpstream = scripted(script)
     status, body = _relay_reply(up, make_relay)
     assert status == 502
     assert json.loads(body)["error"]["code"] == "upstream_closed"
 
 
-def test_close_delimited_upstream_body_is_relayed_and_not_pooled(scripted: object,
+def test_close_delimited_upstream_body_is_relayed_and_not_pooled(scripted: ScriptedFactory,
                                                                  make_relay: RelayFactory) -> None:
     async def script(c: UpstreamConn) -> None:
         await c.read_request()
         c.write(b"HTTP/1.0 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: a\n\n")
         c.write(b"data: b\n\n")
 
-    up: ScriptedUpstream = scripted(script)  # type: ignore[operator]
+    up: ScriptedUpstream = scripted(script)
     status, body = _relay_reply(up, make_relay)
     assert status == 200 and body == b"data: a\n\ndata: b\n\n"
 
 
-def test_interim_100_response_is_skipped(scripted: object, make_relay: RelayFactory) -> None:
+def test_interim_100_response_is_skipped(scripted: ScriptedFactory,
+                                         make_relay: RelayFactory) -> None:
     async def script(c: UpstreamConn) -> None:
         await c.read_request()
         c.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
         await c.watch_close()
 
-    up: ScriptedUpstream = scripted(script)  # type: ignore[operator]
+    up: ScriptedUpstream = scripted(script)
     assert _relay_reply(up, make_relay) == (200, b"ok")
