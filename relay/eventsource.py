@@ -59,7 +59,11 @@ async def serve_events(ex: Exchange, source: AsyncIterator[Event | bytes], *,
         ex.end()
     finally:
         if pending is not None and not pending.done():
+            # The source is suspended inside its own await; cancelling the step wakes it with
+            # CancelledError (its finally blocks run), and aclose() must wait until that step
+            # has really stopped, or it finds the generator "already running".
             pending.cancel()
+            await asyncio.wait({pending})
         aclose = getattr(source, "aclose", None)
         if aclose is not None:
             await aclose()

@@ -14,14 +14,18 @@ from relay.eventsource import HEARTBEAT, serve_events
 from relay.server import Exchange
 from relay.sse import Event, SSEParser
 
-from .helpers import H11Client, LoopThread, connect
+from .helpers import H11Client, LoopThread, connect, wait_until
+
+Endpoint = tuple[int, threading.Event, list[BaseException | None]]
 
 
 @pytest.fixture
-def endpoint(lt: LoopThread) -> Iterator[tuple[int, threading.Event]]:
+def endpoint(lt: LoopThread) -> Iterator[Endpoint]:
     """An endpoint streaming a, (0.5 s of silence), b, raw; heartbeat every 0.2 s; retry 3000.
-    ``closed`` is set when the generator is closed (end of stream or client gone)."""
+    ``closed`` is set when the generator is closed (end of stream or client gone); ``ended``
+    gets how each handler ended (None, or the exception it raised)."""
     closed = threading.Event()
+    ended: list[BaseException | None] = []
 
     async def source(slow: bool) -> AsyncIterator[Event | bytes]:
         try:
@@ -34,15 +38,20 @@ def endpoint(lt: LoopThread) -> Iterator[tuple[int, threading.Event]]:
 
     async def handler(ex: Exchange) -> None:
         slow = ex.request.path == b"/slow"
-        await serve_events(ex, source(slow), retry=3000, heartbeat=0.2)
+        try:
+            await serve_events(ex, source(slow), retry=3000, heartbeat=0.2)
+        except BaseException as exc:
+            ended.append(exc)
+            raise
+        ended.append(None)
 
     listener: Listener = lt.run(listen(handler, "127.0.0.1", 0, Limits(), Timeouts()))
-    yield listener.port, closed
+    yield listener.port, closed, ended
     lt.call(listener.close)
 
 
-def test_events_retry_and_heartbeats(endpoint: tuple[int, threading.Event]) -> None:
-    port, closed = endpoint
+def test_events_retry_and_heartbeats(endpoint: Endpoint) -> None:
+    port, closed, ended = endpoint
     client = H11Client(connect(port))
     client.send(b"GET", b"/events")
     reply = client.read_reply()
@@ -56,12 +65,21 @@ def test_events_retry_and_heartbeats(endpoint: tuple[int, threading.Event]) -> N
     assert parser.feed(body) == [Event("a"), Event("b", "x", "7"), Event("raw", id="7")]
     assert parser.retry == 3000
     assert closed.wait(2)
+    assert wait_until(lambda: ended == [None], 2)
 
 
-def test_client_leaving_closes_the_source(endpoint: tuple[int, threading.Event]) -> None:
-    port, closed = endpoint
+def test_client_leaving_closes_the_source(endpoint: Endpoint) -> None:
+    port, closed, ended = endpoint
     sock = connect(port)
     H11Client(sock).send(b"GET", b"/slow")
-    assert b"data: a" in sock.recv(65536)
+    received = b""
+    while b"data: a" not in received:  # the head, retry and first event may come in pieces
+        data = sock.recv(65536)
+        assert data, received
+        received += data
     sock.close()
     assert closed.wait(2)  # the generator was closed, not left sleeping for 30 s
+    # ...and the handler ended by the server's cancellation, not by a failure while closing
+    # the source (aclose() on a generator whose step is still running raises RuntimeError).
+    assert wait_until(lambda: bool(ended), 2)
+    assert isinstance(ended[0], asyncio.CancelledError), ended
