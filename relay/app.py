@@ -22,6 +22,7 @@ from .mock import MockUpstream
 from .pool import Pool, tls_context
 from .server import Exchange, Handler, ServerProtocol
 from .stream import RelayStream
+from .tuning import set_nodelay
 
 
 @dataclass
@@ -57,6 +58,8 @@ async def listen(
         lambda: ServerProtocol(handler, limits, timeouts, connections),
         host, port, ssl=ssl_context, reuse_address=True, backlog=4096,
     )
+    for sock in server.sockets:
+        set_nodelay(sock)  # accepted sockets inherit it (Linux); see tune_transport
     return Listener(server, connections)
 
 

@@ -274,7 +274,8 @@ class ServerProtocol(asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport, so no isinstance check here.
         self.transport = transport = cast(asyncio.Transport, transport)
         self._registry.add(self)
-        tune_transport(transport, self._limits.write_high_water, self._limits.write_low_water)
+        tune_transport(transport, self._limits.write_high_water, self._limits.write_low_water,
+                       nodelay=False)  # inherited from the listening socket (app.listen)
         self._arm_idle_timer()
 
     def data_received(self, data: bytes) -> None:
