@@ -65,6 +65,10 @@ class Timeouts:
     first_byte: float = 300.0
     read: float = 300.0
     keepalive: float = 75.0  # idle client connection between requests (nginx's default)
+    request_head: float = 60.0  # the whole request head, from its first byte (slowloris; 408)
+    request_body: float = 60.0  # longest silence between two reads of a request body (408)
+    send: float = 60.0  # a client that takes nothing for this long is cut (nginx send_timeout)
+    queue: float = 30.0  # wait for a free upstream connection at max_upstream, then 503
     heartbeat: float = 15.0  # SSE silence before a heartbeat comment goes out (0: never)
 
 
@@ -75,13 +79,18 @@ class Limits:
     upstream sockets, which Linux doubles) bounds that read to about twice its value, instead of
     the 256 KiB uvloop would read at once: ~192 KiB per stream with the defaults."""
 
-    max_head_size: int = 32 * KIB
+    max_head_size: int = 32 * KIB  # nginx: 4 buffers of 8k
+    max_line_size: int = 8 * KIB  # request line (414) or one header line (431)
+    max_headers: int = 100  # header lines in a request head (431)
     max_body_size: int = 16 * MIB
     write_high_water: int = 64 * KIB
     write_low_water: int = 16 * KIB
     upstream_rcvbuf: int = 64 * KIB  # 0: the kernel's default (autotuned, up to MiBs)
     pool_size: int = 100  # idle keep-alive upstream connections kept
     pool_idle_timeout: float = 60.0
+    max_connections: int = 10_000  # open client connections; beyond: 503 with Retry-After
+    max_upstream: int = 0  # upstream connections in use at once (0: no cap, like nginx)
+    socket_buffer: int = 0  # SO_SNDBUF/SO_RCVBUF of client sockets (0: the kernel's autotuning)
 
 
 @dataclass(frozen=True, slots=True)

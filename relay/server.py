@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Protocol, cast
@@ -31,6 +31,7 @@ from .flow import WriteFlow
 from .framing import chunk
 from .headers import Headers
 from .tuning import tune_transport
+from .validate import HeadReader, check_head
 
 log = logging.getLogger("relay.server")
 
@@ -264,7 +265,12 @@ class ServerProtocol(asyncio.Protocol):
         self._body_size = 0
         self._exchange: Exchange | None = None
         self._task: asyncio.Task[None] | None = None
-        self._idle_timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # keep-alive idle, head or body deadline
+        self._send_timer: asyncio.TimerHandle | None = None  # armed while the client is paused
+        # Set while a request head is awaited: our own count and checks run before h11 parses.
+        self._reader: HeadReader | None = HeadReader(limits.max_head_size)
+        self._head_started = False
+        self._overloaded = False
         self._read_paused = False
         self._closed = False
 
@@ -274,15 +280,18 @@ class ServerProtocol(asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport, so no isinstance check here.
         self.transport = transport = cast(asyncio.Transport, transport)
         self._registry.add(self)
+        # Over the cap, the connection is still accepted and its request read, so the client
+        # gets a 503 it can act on (Retry-After) instead of a hang or a reset.
+        self._overloaded = len(self._registry) > self._limits.max_connections
         tune_transport(transport, self._limits.write_high_water, self._limits.write_low_water,
                        nodelay=False)  # inherited from the listening socket (app.listen)
-        self._arm_idle_timer()
+        self._head_started = True  # a new connection's head deadline runs from the accept
+        self._arm(self._timeouts.request_head, self._head_timeout)
 
     def data_received(self, data: bytes) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
         self.conn.receive_data(data)
+        if self._reader is not None and not self._read_head(data):
+            return
         self._handle_events()
 
     def eof_received(self) -> bool:
@@ -294,20 +303,26 @@ class ServerProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._registry.discard(self)
         self._closed = True
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
+        self._disarm()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
         self.flow.lost()
         self._client_gone()
         self._exchange = None  # no protocol <-> exchange cycle left behind
 
     def pause_writing(self) -> None:
         self.flow.pause()
+        if self._send_timer is None:
+            self._send_timer = self._loop.call_later(self._timeouts.send, self._send_timeout)
         ex = self._exchange
         if ex is not None and ex.listener is not None:
             ex.listener.client_paused()
 
     def resume_writing(self) -> None:
         self.flow.resume()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
         ex = self._exchange
         if ex is not None and ex.listener is not None:
             ex.listener.client_resumed()
@@ -317,7 +332,36 @@ class ServerProtocol(asyncio.Protocol):
         if not self._closed:
             self.transport.abort()
 
+    def _send_timeout(self) -> None:
+        """The client took nothing for ``Timeouts.send`` seconds: cut it. Its exchange sees the
+        client go, so a relayed stream closes its upstream; memory held for it is freed."""
+        self._send_timer = None
+        if not self._closed:
+            log.info("client made no progress reading for %g s; connection cut",
+                     self._timeouts.send)
+            self.transport.abort()
+
     # -- request side --------------------------------------------------------------------------
+
+    def _read_head(self, data: bytes) -> bool:
+        """Count and check the awaited request head; True once h11 may parse it."""
+        reader = self._reader
+        assert reader is not None
+        if not self._head_started:  # first byte of a keep-alive request: the head deadline
+            self._head_started = True
+            self._arm(self._timeouts.request_head, self._head_timeout)
+        verdict = reader.feed(data)
+        if verdict == 0:
+            return False
+        if isinstance(verdict, int):
+            head = self.conn.trailing_data[0][:verdict]  # h11 holds the head from its start
+            rejection = check_head(head, self._limits)
+            if rejection is None:
+                self._reader = None
+                return True
+            verdict = rejection
+        self._reject(verdict.status, verdict.message)
+        return False
 
     def _handle_events(self) -> None:
         while not self._closed:
@@ -332,6 +376,10 @@ class ServerProtocol(asyncio.Protocol):
                 self._pause_reading()
                 return
             if isinstance(event, h11.Request):
+                if self._overloaded:
+                    self._reject(503, "the relay is at its connection limit; retry shortly",
+                                 [(b"retry-after", b"1")])
+                    return
                 self._on_request(event)
             elif isinstance(event, h11.Data):
                 self._on_body(event.data)
@@ -350,16 +398,15 @@ class ServerProtocol(asyncio.Protocol):
             body=b"",
         )
         self._body, self._body_size = [], 0
-        declared = dict(event.headers).get(b"content-length")
-        if declared is not None and int(declared) > self._limits.max_body_size:
-            self._reject(413, "request body too large")
-            return
+        # (A declared length over the limit was answered 413 by check_head already.)
+        self._arm(self._timeouts.request_body, self._body_timeout)
         if self.conn.they_are_waiting_for_100_continue:
             # The relay always reads the body, so say so at once instead of making curl wait 1 s.
             continue_100 = h11.InformationalResponse(status_code=100, headers=[])
             self.transport.write(self.conn.send(continue_100) or b"")
 
     def _on_body(self, data: bytes) -> None:
+        self._arm(self._timeouts.request_body, self._body_timeout)
         self._body_size += len(data)
         if self._body_size > self._limits.max_body_size:
             self._reject(413, "request body too large")
@@ -369,6 +416,7 @@ class ServerProtocol(asyncio.Protocol):
     def _dispatch(self) -> None:
         request = self._request
         assert request is not None
+        self._disarm()  # the request is in: no client-side deadline while it is answered
         request.body = b"".join(self._body)
         self._body = []
         self._request = None
@@ -421,21 +469,39 @@ class ServerProtocol(asyncio.Protocol):
         conn = self.conn
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
-            self._arm_idle_timer()
-            if self._read_paused:  # h11 said PAUSED: the next request is already buffered
-                self._read_paused = False
-                self.transport.resume_reading()
-                self._loop.call_soon(self._handle_events)
+            self._reader = HeadReader(self._limits.max_head_size)
+            self._head_started = False
+            self._arm(self._timeouts.keepalive, self._idle_timeout)
+            if self._read_paused:  # h11 said PAUSED: the next request may be buffered already
+                self._loop.call_soon(self._next_buffered)
         else:
             self.transport.close()
 
-    def _reject(self, status: int, message: str) -> None:
+    def _next_buffered(self) -> None:
+        """After a response: read again, after checking and parsing what h11 buffered (a
+        pipelined request). Reading resumes only here, so no new bytes can arrive before the
+        buffered ones are counted."""
+        if self._closed:
+            return
+        self._read_paused = False
+        self.transport.resume_reading()
+        buffered = self.conn.trailing_data[0]
+        if buffered and self._reader is not None and not self._read_head(buffered):
+            return
+        self._handle_events()
+
+    def _reject(self, status: int, message: str, extra: Sequence[tuple[bytes, bytes]] = ()
+                ) -> None:
         """Answer a request we will not serve (bad framing, too large...) and close."""
+        if self._closed:
+            return
+        self._disarm()
         body = error_body(message, "invalid_request_error", None)
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", b"%d" % len(body)),
             (b"connection", b"close"),
+            *extra,
         ]
         try:
             data = self.conn.send(h11.Response(status_code=status, headers=headers))
@@ -453,10 +519,31 @@ class ServerProtocol(asyncio.Protocol):
             self._read_paused = True
             self.transport.pause_reading()
 
-    def _arm_idle_timer(self) -> None:
-        self._idle_timer = self._loop.call_later(self._timeouts.keepalive, self._idle_timeout)
+    # -- client-side deadlines: one timer per connection, re-armed as the request advances ----
+
+    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_later(delay, callback)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _idle_timeout(self) -> None:
-        self._idle_timer = None
-        if self._exchange is None and self._request is None:
+        """No byte of a next request within the keep-alive timeout: close quietly."""
+        self._timer = None
+        if self._exchange is None and not self._head_started:
             self.transport.close()
+
+    def _head_timeout(self) -> None:
+        """Slowloris: the head did not arrive whole in time."""
+        self._timer = None
+        if self._reader is not None and not self._closed:
+            self._reject(408, "request head not received in time")
+
+    def _body_timeout(self) -> None:
+        self._timer = None
+        if self._request is not None and not self._closed:
+            self._reject(408, "request body not received in time")
