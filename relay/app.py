@@ -9,6 +9,7 @@ import asyncio
 import gc
 import json
 import signal
+import socket
 import ssl
 import sys
 import time
@@ -17,7 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import __version__
+from .auth import ClientAuth
 from .config import Config, Limits, Origin, Timeouts
+from .headers import header_value
 from .mock import MockUpstream
 from .pool import Pool, tls_context
 from .server import Exchange, Handler, ServerProtocol
@@ -59,18 +62,31 @@ async def listen(
         host, port, ssl=ssl_context, reuse_address=True, backlog=4096,
     )
     for sock in server.sockets:
-        set_nodelay(sock)  # accepted sockets inherit it (Linux); see tune_transport
+        # Accepted sockets inherit these from the listening socket (Linux): no per-connection
+        # system calls. SO_SNDBUF/SO_RCVBUF cap what the kernel holds per client (it doubles
+        # the value for its bookkeeping), so a slow client's bound is real, not just RSS.
+        set_nodelay(sock)
+        if limits.socket_buffer:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limits.socket_buffer)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, limits.socket_buffer)
     return Listener(server, connections)
 
 
-def router(pool: Pool, api_key: str | None) -> Handler:
-    """``/v1/*`` goes upstream; ``/healthz`` is answered here; anything else is a 404."""
+def router(pool: Pool, api_key: str | None, auth: ClientAuth | None = None) -> Handler:
+    """``/v1/*`` goes upstream (after the client token check, when tokens are set);
+    ``/healthz`` is answered here; anything else is a 404."""
     started = time.time()
+    auth = auth or ClientAuth(())
 
     async def handle(ex: Exchange) -> None:
         path = ex.request.path
         if path.startswith(b"/v1/"):
-            await RelayStream(ex, pool, api_key).run()
+            if not auth.allows(header_value(ex.request.headers, b"authorization")):
+                ex.respond_error(401, "missing or invalid relay token (Authorization: Bearer)",
+                                 "invalid_request_error", "invalid_api_key",
+                                 [(b"www-authenticate", b'Bearer realm="relay"')])
+                return
+            await RelayStream(ex, pool, api_key, auth.enabled).run()
         elif path == b"/healthz":
             doc = {"status": "ok", "version": __version__, "uptime_s": round(time.time() - started)}
             ex.respond(200, json.dumps(doc).encode())
@@ -115,8 +131,8 @@ async def start_relay(config: Config) -> Relay:
         upstream = Origin("http", "127.0.0.1", mock_listener.port)
     ctx = tls_context(config.upstream_ca) if upstream.tls else None
     pool = Pool(upstream, config.limits, config.timeouts, ctx)
-    listener = await listen(router(pool, config.api_key), config.host, config.port,
-                            config.limits, config.timeouts)
+    listener = await listen(router(pool, config.api_key, ClientAuth(config.client_tokens)),
+                            config.host, config.port, config.limits, config.timeouts)
     return Relay(config, listener, pool, mock_listener, mock)
 
 

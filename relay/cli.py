@@ -14,6 +14,7 @@ from typing import Any
 
 from . import __version__
 from .app import run, serve, serve_mock
+from .auth import parse_tokens
 from .config import Config, Limits, Origin, Timeouts, api_key_from_env
 
 _T, _L = Timeouts(), Limits()  # defaults shown in --help
@@ -49,8 +50,25 @@ def parser() -> argparse.ArgumentParser:
          "(0: off)", type=float)
     _add(s, "--keepalive-timeout", _T.keepalive, "idle client keep-alive seconds",
          type=float)
+    _add(s, "--request-head-timeout", _T.request_head, "seconds to receive a request head, "
+         "from its first byte (408)", type=float)
+    _add(s, "--request-body-timeout", _T.request_body, "longest silence inside a request body "
+         "(408)", type=float)
+    _add(s, "--send-timeout", _T.send, "seconds a client may take nothing before it is cut",
+         type=float)
+    _add(s, "--queue-timeout", _T.queue, "seconds to wait for an upstream connection at "
+         "--max-upstream (then 503)", type=float)
     _add(s, "--max-body-size", _L.max_body_size, "request body bytes (413 above)", type=int)
-    _add(s, "--max-head-size", _L.max_head_size, "request head bytes", type=int)
+    _add(s, "--max-head-size", _L.max_head_size, "request head bytes (431)", type=int)
+    _add(s, "--max-line-size", _L.max_line_size, "request line (414) or header line (431) "
+         "bytes", type=int)
+    _add(s, "--max-headers", _L.max_headers, "request header lines (431)", type=int)
+    _add(s, "--max-connections", _L.max_connections, "open client connections (503 with "
+         "Retry-After beyond)", type=int)
+    _add(s, "--max-upstream", _L.max_upstream, "upstream connections open at once (0: no "
+         "cap); more requests queue", type=int)
+    _add(s, "--socket-buffer", _L.socket_buffer, "SO_SNDBUF/SO_RCVBUF of client sockets and "
+         "SO_SNDBUF upstream (0: kernel autotuning)", type=int)
     _add(s, "--write-high-water", _L.write_high_water, "client buffer bytes before pausing "
          "upstream reads", type=int)
     _add(s, "--upstream-rcvbuf", _L.upstream_rcvbuf, "SO_RCVBUF of upstream sockets: caps one "
@@ -58,6 +76,9 @@ def parser() -> argparse.ArgumentParser:
     _add(s, "--pool-size", _L.pool_size, "idle upstream connections kept", type=int)
     _add(s, "--pool-idle-timeout", _L.pool_idle_timeout, "seconds an idle upstream "
          "connection is kept", type=float)
+    s.add_argument("--client-token", default=os.environ.get("RELAY_CLIENT_TOKENS", ""),
+                   help="bearer token(s) clients must send: 'a,b' or '@file' (one per line); "
+                   "off when empty [env RELAY_CLIENT_TOKENS]")
     _add(s, "--log-level", "info", "logging level")
 
     m = sub.add_parser("mock", help="run the OpenAI-compatible mock upstream")
@@ -77,17 +98,27 @@ def config_from_args(args: argparse.Namespace) -> Config:
         upstream=Origin.parse(args.upstream) if args.upstream else None,
         upstream_ca=args.upstream_ca,
         api_key=api_key_from_env(args.api_key_env),
+        client_tokens=parse_tokens(args.client_token),
         loop=args.loop,
         timeouts=Timeouts(
             connect=float(args.connect_timeout),
             first_byte=float(args.first_byte_timeout),
             read=float(args.read_timeout),
             keepalive=float(args.keepalive_timeout),
+            request_head=float(args.request_head_timeout),
+            request_body=float(args.request_body_timeout),
+            send=float(args.send_timeout),
+            queue=float(args.queue_timeout),
             heartbeat=float(args.heartbeat),
         ),
         limits=Limits(
             max_head_size=int(args.max_head_size),
             max_body_size=int(args.max_body_size),
+            max_line_size=int(args.max_line_size),
+            max_headers=int(args.max_headers),
+            max_connections=int(args.max_connections),
+            max_upstream=int(args.max_upstream),
+            socket_buffer=int(args.socket_buffer),
             write_high_water=high,
             write_low_water=high // 4,
             upstream_rcvbuf=int(args.upstream_rcvbuf),
@@ -104,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:
             config = config_from_args(args)
-        except ValueError as exc:
+        except (ValueError, OSError) as exc:
             sys.exit(f"relay: {exc}")
         run(serve(config), config.loop)
     else:

@@ -102,6 +102,7 @@ class Config:
     upstream: Origin | None = None
     upstream_ca: str | None = None
     api_key: str | None = field(default=None, repr=False)
+    client_tokens: tuple[str, ...] = field(default=(), repr=False)  # relay auth (off when empty)
     loop: str = "uvloop"
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()

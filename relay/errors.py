@@ -16,6 +16,7 @@ class RelayError(Exception):
     status = 502
     type = "upstream_error"
     code = "upstream_error"
+    headers: tuple[tuple[bytes, bytes], ...] = ()  # extra response headers (Retry-After...)
 
     def body(self) -> bytes:
         return error_body(str(self), self.type, self.code)
@@ -39,6 +40,15 @@ class UpstreamProtocolError(RelayError):
     """The upstream sent something that is not valid HTTP/1.1 (bad status line, bad chunking)."""
 
     code = "upstream_protocol_error"
+
+
+class UpstreamBusy(RelayError):
+    """Every upstream connection the relay may open is in use, and none freed up in time."""
+
+    status = 503
+    type = "server_error"
+    code = "upstream_busy"
+    headers = ((b"retry-after", b"1"),)
 
 
 class UpstreamClosed(RelayError):

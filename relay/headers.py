@@ -52,16 +52,19 @@ def upstream_request_headers(
     host: bytes,
     body_length: int,
     api_key: str | None,
+    drop_authorization: bool = False,
 ) -> Headers:
     """The header list sent upstream for one client request.
 
     ``Host`` becomes the upstream's; the body is re-framed with ``Content-Length`` (the relay reads
     request bodies whole); ``Accept-Encoding: identity`` keeps streams uncompressed so every event
-    can be flushed as it arrives; with a configured key the client's ``Authorization`` is replaced.
+    can be flushed as it arrives; with a configured key the client's ``Authorization`` is replaced,
+    and with ``drop_authorization`` (client tokens on: it holds the relay's token) it is dropped.
     """
+    drop_auth = api_key is not None or drop_authorization
     out: Headers = [(b"host", host)]
     for name, value in strip_hop_by_hop(headers):
-        if name in _REQUEST_OWNED or (api_key is not None and name == b"authorization"):
+        if name in _REQUEST_OWNED or (drop_auth and name == b"authorization"):
             continue
         out.append((name, value))
     if body_length:

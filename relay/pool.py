@@ -5,6 +5,10 @@ freshest one is the least likely to have been closed by the upstream's own idle 
 opens a new one. ``release()`` takes a connection back only if its last response ended cleanly
 (state IDLE); anything else is closed. A connection the upstream closes while idle tells the pool
 through ``connection_lost`` and is dropped from the idle list at once, so it is never reused.
+
+With ``Limits.max_upstream`` set, at most that many connections are open (in use, idle or being
+opened). An ``acquire()`` beyond it waits in a FIFO queue until one is released or closed, for
+at most ``Timeouts.queue`` seconds; then it fails with :class:`UpstreamBusy` (503).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import certifi
 
 from .config import Limits, Origin, Timeouts
 from .deadlines import Deadlines
-from .errors import UpstreamConnectError, UpstreamTimeout
+from .errors import UpstreamBusy, UpstreamConnectError, UpstreamTimeout
 from .upstream import ConnState, UpstreamConnection
 
 
@@ -47,6 +51,8 @@ class Pool:
         self.deadlines = Deadlines(self.loop, tick)
         self.created = 0
         self.reused = 0
+        self.open = 0  # connections open or being opened (what max_upstream caps)
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     @property
     def idle_count(self) -> int:
@@ -60,12 +66,46 @@ class Pool:
                 self.reused += 1
                 return conn
             conn.close()
-        return await self._connect()
+        cap = self._limits.max_upstream
+        if cap and self.open >= cap:
+            await self._wait_for_room(cap)
+            if self._idle:  # a connection was released to the pool while we waited
+                return await self.acquire()
+        self.open += 1
+        try:
+            return await self._connect()
+        except BaseException:
+            self._closed_one()
+            raise
+
+    async def _wait_for_room(self, cap: int) -> None:
+        waiter = self.loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, self._timeouts.queue)
+        except TimeoutError:
+            raise UpstreamBusy(f"all {cap} upstream connections are in use; waited "
+                               f"{self._timeouts.queue:g} s") from None
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _closed_one(self) -> None:
+        self.open -= 1
+        self._wake_one()
 
     def release(self, conn: UpstreamConnection) -> None:
         if conn.state is ConnState.IDLE and len(self._idle) < self._limits.pool_size:
             self._idle.append(conn)
             self._schedule_sweep()
+            self._wake_one()  # a queued acquire can take it
         elif conn.state is not ConnState.CLOSED:
             conn.close()
 
@@ -107,8 +147,10 @@ class Pool:
         return proto
 
     def _discard(self, conn: UpstreamConnection) -> None:
+        """Called once by every connection this pool opened, when it closes."""
         with contextlib.suppress(ValueError):
             self._idle.remove(conn)
+        self._closed_one()
 
     def _schedule_sweep(self) -> None:
         if self._sweeper is None:

@@ -220,13 +220,15 @@ class Exchange:
             self._proto.transport.abort()
         self.release()
 
-    def respond(self, status: int, body: bytes, content_type: bytes = b"application/json") -> None:
-        self.start(status, [(b"content-type", content_type)], length=len(body))
+    def respond(self, status: int, body: bytes, content_type: bytes = b"application/json",
+                extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        self.start(status, [(b"content-type", content_type), *extra], length=len(body))
         self.write(body)
         self.end()
 
-    def respond_error(self, status: int, message: str, type_: str, code: str | None) -> None:
-        self.respond(status, error_body(message, type_, code))
+    def respond_error(self, status: int, message: str, type_: str, code: str | None,
+                      extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        self.respond(status, error_body(message, type_, code), extra=extra)
 
     async def drain(self) -> None:
         """Wait while the client's write buffer is over its high-water mark."""

@@ -38,13 +38,15 @@ from .upstream import ConnState, Sink, UpstreamConnection
 class RelayStream:
     """Relays one client request to the upstream origin (see the module docstring)."""
 
-    __slots__ = ("_api_key", "_boundary", "_conn", "_ex", "_origin", "_pool", "_sse")
+    __slots__ = ("_api_key", "_boundary", "_conn", "_drop_auth", "_ex", "_origin", "_pool", "_sse")
 
-    def __init__(self, ex: Exchange, pool: Pool, api_key: str | None) -> None:
+    def __init__(self, ex: Exchange, pool: Pool, api_key: str | None,
+                 drop_authorization: bool = False) -> None:
         self._ex = ex
         self._pool = pool
         self._origin: Origin = pool.origin
         self._api_key = api_key
+        self._drop_auth = drop_authorization
         self._conn: UpstreamConnection | None = None
         self._sse = False
         self._boundary = BoundaryTracker()  # the decode path's view of event boundaries
@@ -57,7 +59,7 @@ class RelayStream:
         try:
             conn = await self._pool.acquire()
         except RelayError as exc:
-            ex.respond_error(exc.status, str(exc), exc.type, exc.code)
+            ex.respond_error(exc.status, str(exc), exc.type, exc.code, exc.headers)
             return
         if ex.gone:  # the client left while we connected: the request is never sent
             self._pool.release(conn)
@@ -68,7 +70,7 @@ class RelayStream:
         req = ex.request
         headers = upstream_request_headers(
             req.headers, host=self._origin.host_header, body_length=len(req.body),
-            api_key=self._api_key,
+            api_key=self._api_key, drop_authorization=self._drop_auth,
         )
         conn.send_request(req.method, req.target, headers, req.body, self)
 

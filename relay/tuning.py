@@ -15,7 +15,8 @@ def set_nodelay(sock: socket.socket) -> None:
 
 
 def tune_transport(
-    transport: asyncio.BaseTransport, high: int, low: int, rcvbuf: int = 0, nodelay: bool = True
+    transport: asyncio.BaseTransport, high: int, low: int, rcvbuf: int = 0, nodelay: bool = True,
+    sndbuf: int = 0,
 ) -> None:
     """TCP_NODELAY (unless the listener already gave it) and explicit buffer water marks.
 
@@ -25,12 +26,14 @@ def tune_transport(
     uvloop's default low-water mark is tiny, so resume_writing would fire for every few bytes
     drained; explicit marks make pause/resume (and so upstream read pauses) coarse and cheap.
     """
-    sock = transport.get_extra_info("socket") if nodelay or rcvbuf else None
+    sock = transport.get_extra_info("socket") if nodelay or rcvbuf or sndbuf else None
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         if nodelay:
             set_nodelay(sock)
         if rcvbuf:  # caps one read, hence what a paused stream can hold (see Limits)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if sndbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
     cast(asyncio.WriteTransport, transport).set_write_buffer_limits(high=high, low=low)
     # A TLS transport keeps reading ciphertext while our reads are paused, up to its own
     # incoming-buffer limit (asyncio's default: 256 KiB); hold it to the same marks.

@@ -154,7 +154,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = transport = cast(asyncio.Transport, transport)
         self.gate = ReadGate(transport)
         tune_transport(transport, self._limits.write_high_water, self._limits.write_low_water,
-                       rcvbuf=self._limits.upstream_rcvbuf)
+                       rcvbuf=self._limits.upstream_rcvbuf, sndbuf=self._limits.socket_buffer)
 
     def data_received(self, data: bytes) -> None:
         decoder = self._decoder
