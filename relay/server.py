@@ -297,7 +297,15 @@ class ServerProtocol(asyncio.Protocol):
         self._handle_events()
 
     def eof_received(self) -> bool:
-        # Keep the write side open: a pipelining client may half-close after its last request.
+        ex = self._exchange
+        if ex is not None and not ex.ended:
+            # EOF while a response is in flight: like nginx (499), the client has gone away,
+            # and a relayed stream closes its upstream now, not at its next write.
+            self._client_gone()
+            self.transport.close()
+            return True
+        # Keep the write side open: a pipelining client may half-close after its last request
+        # (its buffered requests are read with reading paused, so this EOF comes after them).
         self.conn.receive_data(b"")
         self._handle_events()
         return True
@@ -375,7 +383,11 @@ class ServerProtocol(asyncio.Protocol):
             if event is h11.NEED_DATA:
                 return
             if event is h11.PAUSED:
-                self._pause_reading()
+                # The request is complete. Keep reading while nothing else is buffered, so a
+                # client that leaves mid-response is noticed at once (EOF or reset), not at
+                # the next write; stop reading once a pipelined request is buffered.
+                if self.conn.trailing_data[0]:
+                    self._pause_reading()
                 return
             if isinstance(event, h11.Request):
                 if self._overloaded:

@@ -21,7 +21,7 @@ stream holds at most the client high-water mark plus one upstream read in user s
 from __future__ import annotations
 
 from .config import Origin
-from .errors import RelayError, sse_error_event
+from .errors import RelayError, UpstreamClosed, sse_error_event
 from .headers import (
     Headers,
     client_response_headers,
@@ -38,7 +38,8 @@ from .upstream import ConnState, Sink, UpstreamConnection
 class RelayStream:
     """Relays one client request to the upstream origin (see the module docstring)."""
 
-    __slots__ = ("_api_key", "_boundary", "_conn", "_drop_auth", "_ex", "_origin", "_pool", "_sse")
+    __slots__ = ("_api_key", "_boundary", "_conn", "_drop_auth", "_eof_framed", "_ex", "_origin",
+                 "_pool", "_sse", "_tail")
 
     def __init__(self, ex: Exchange, pool: Pool, api_key: str | None,
                  drop_authorization: bool = False) -> None:
@@ -50,6 +51,8 @@ class RelayStream:
         self._conn: UpstreamConnection | None = None
         self._sse = False
         self._boundary = BoundaryTracker()  # the decode path's view of event boundaries
+        self._eof_framed = False  # the upstream body ends at EOF (no length, not chunked)
+        self._tail = b""  # last bytes of an EOF-framed event stream, to look for [DONE]
 
     async def run(self) -> None:
         """Acquire an upstream connection and send the request; then return. From here on the
@@ -86,6 +89,7 @@ class RelayStream:
         self._sse = is_event_stream(headers) and encoding in (None, b"identity")
         if self._sse:
             out.append((b"x-accel-buffering", b"no"))  # tells an nginx in front not to buffer
+        self._eof_framed = length is None and not chunked
         ex = self._ex
         ex.start(status, out, length=length, reason=reason)
         if chunked and ex.chunked:
@@ -97,6 +101,8 @@ class RelayStream:
         # Track where the stream stands (between events or not), for heartbeats and errors.
         for piece in pieces:
             self._boundary.feed(piece)
+        if self._eof_framed and pieces:
+            self._tail = (self._tail + pieces[-1])[-64:]
         self._ex.write_pieces(pieces)
 
     def _between_events(self) -> bool:
@@ -109,6 +115,13 @@ class RelayStream:
         return self._boundary.at_boundary
 
     def on_complete(self) -> None:
+        if self._sse and self._eof_framed and not _ends_with_done(self._tail):
+            # A body framed by the connection's end cannot tell a finished stream from a cut
+            # one; OpenAI-style streams end with [DONE], so without it the client is told.
+            if self._conn is not None:
+                self._conn.close()
+            self.on_error(UpstreamClosed("upstream closed the stream without data: [DONE]"))
+            return
         self._ex.end()
         if self._conn is not None:
             self._pool.release(self._conn)
@@ -150,3 +163,9 @@ class RelayStream:
     def client_gone(self) -> None:
         if self._conn is not None and self._conn.state is not ConnState.CLOSED:
             self._conn.close()
+
+
+def _ends_with_done(tail: bytes) -> bool:
+    """Whether an event stream's last event is ``data: [DONE]`` (any line-end style)."""
+    last = tail.replace(b"\r\n", b"\n").replace(b"\r", b"\n").rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    return last.strip() == b"data: [DONE]" or last.strip() == b"data:[DONE]"

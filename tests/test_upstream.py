@@ -100,11 +100,27 @@ def test_close_delimited_upstream_body_is_relayed_and_not_pooled(scripted: Scrip
     async def script(c: UpstreamConn) -> None:
         await c.read_request()
         c.write(b"HTTP/1.0 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: a\n\n")
-        c.write(b"data: b\n\n")
+        c.write(b"data: b\n\ndata: [DONE]\r\n\r\n")
 
     up: ScriptedUpstream = scripted(script)
     status, body = _relay_reply(up, make_relay)
-    assert status == 200 and body == b"data: a\n\ndata: b\n\n"
+    assert status == 200 and body == b"data: a\n\ndata: b\n\ndata: [DONE]\r\n\r\n"
+
+
+def test_close_delimited_stream_without_done_tells_the_client(scripted: ScriptedFactory,
+                                                              make_relay: RelayFactory) -> None:
+    """An upstream body framed by EOF looks the same finished or cut; without [DONE] the
+    client gets a final error event, never a silent success."""
+    async def script(c: UpstreamConn) -> None:
+        await c.read_request()
+        c.write(b"HTTP/1.0 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: a\n\n")
+        c.write(b"data: {\"partial\"")  # and the connection ends
+
+    up: ScriptedUpstream = scripted(script)
+    status, body = _relay_reply(up, make_relay)
+    assert status == 200
+    assert body.startswith(b"data: a\n\ndata: {\"partial\"\n\ndata: {\"error\"")
+    assert b"without data: [DONE]" in body and b"upstream_closed" in body
 
 
 def test_interim_100_response_is_skipped(scripted: ScriptedFactory,
