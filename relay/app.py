@@ -53,10 +53,12 @@ async def listen(
     limits: Limits,
     timeouts: Timeouts,
     ssl_context: ssl.SSLContext | None = None,
+    connections: set[ServerProtocol] | None = None,
 ) -> Listener:
-    """Start a server whose connections are ServerProtocols calling ``handler`` per request."""
+    """Start a server whose connections are ServerProtocols calling ``handler`` per request
+    (``connections``: the registry of open ones, created here unless given)."""
     loop = asyncio.get_running_loop()
-    connections: set[ServerProtocol] = set()
+    connections = set() if connections is None else connections
     server = await loop.create_server(
         lambda: ServerProtocol(handler, limits, timeouts, connections),
         host, port, ssl=ssl_context, reuse_address=True, backlog=4096,
@@ -72,11 +74,13 @@ async def listen(
     return Listener(server, connections)
 
 
-def router(pool: Pool, api_key: str | None, auth: ClientAuth | None = None) -> Handler:
+def router(pool: Pool, api_key: str | None, auth: ClientAuth | None = None,
+           connections: set[ServerProtocol] | None = None) -> Handler:
     """``/v1/*`` goes upstream (after the client token check, when tokens are set);
     ``/healthz`` is answered here; anything else is a 404."""
     started = time.time()
     auth = auth or ClientAuth(())
+    connections = set() if connections is None else connections
 
     async def handle(ex: Exchange) -> None:
         path = ex.request.path
@@ -88,7 +92,11 @@ def router(pool: Pool, api_key: str | None, auth: ClientAuth | None = None) -> H
                 return
             await RelayStream(ex, pool, api_key, auth.enabled).run()
         elif path == b"/healthz":
-            doc = {"status": "ok", "version": __version__, "uptime_s": round(time.time() - started)}
+            # Liveness, plus the counts a soak test checks return to zero after load.
+            doc = {"status": "ok", "version": __version__,
+                   "uptime_s": round(time.time() - started),
+                   "client_connections": len(connections), "upstream_open": pool.open,
+                   "upstream_idle": pool.idle_count, "tasks": len(asyncio.all_tasks())}
             ex.respond(200, json.dumps(doc).encode())
         else:
             ex.respond_error(404, "not found: the relay serves /v1/* and /healthz",
@@ -131,8 +139,10 @@ async def start_relay(config: Config) -> Relay:
         upstream = Origin("http", "127.0.0.1", mock_listener.port)
     ctx = tls_context(config.upstream_ca) if upstream.tls else None
     pool = Pool(upstream, config.limits, config.timeouts, ctx)
-    listener = await listen(router(pool, config.api_key, ClientAuth(config.client_tokens)),
-                            config.host, config.port, config.limits, config.timeouts)
+    connections: set[ServerProtocol] = set()
+    handler = router(pool, config.api_key, ClientAuth(config.client_tokens), connections)
+    listener = await listen(handler, config.host, config.port, config.limits, config.timeouts,
+                            connections=connections)
     return Relay(config, listener, pool, mock_listener, mock)
 
 

@@ -88,6 +88,14 @@ class ReadGate:
             self._transport.pause_reading()
         self._reasons |= {reason}
 
+    def clear(self) -> None:
+        """Drop every reason and read again: a finished response must not leave its connection
+        paused in the pool (it would never read the next response, nor notice a close)."""
+        if self._reasons:
+            self._reasons = _NO_REASONS
+            if not self._transport.is_closing():
+                self._transport.resume_reading()
+
     def resume(self, reason: str) -> None:
         if reason not in self._reasons:
             return

@@ -452,7 +452,8 @@ class ServerProtocol(asyncio.Protocol):
             if not ex.started:
                 ex.respond_error(500, "internal error in the relay", "server_error", None)
         if not ex.ended and not ex.detached:
-            log.error("handler returned without ending its response; connection aborted")
+            if not ex.gone:  # (a handler may just return once its client has left)
+                log.error("handler returned without ending its response; connection aborted")
             ex.abort()
 
     def _on_client_eof(self) -> None:

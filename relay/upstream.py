@@ -252,6 +252,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._decoder = self._sink = self._listener = None
         self._deadlines.discard(self)
         if self._reusable and not decoder.trailing and not self.transport.is_closing():
+            # The last read may have paused reads (the client's buffer filled on it): the
+            # stream is over, so that pause ends here, before the pool hands this out again.
+            self.gate.clear()
             self.state = ConnState.IDLE
             self.idle_since = self._loop.time()
         else:

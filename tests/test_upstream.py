@@ -132,3 +132,74 @@ def test_interim_100_response_is_skipped(scripted: ScriptedFactory,
 
     up: ScriptedUpstream = scripted(script)
     assert _relay_reply(up, make_relay) == (200, b"ok")
+
+
+class _Transport:
+    """A transport that records pause/resume (the gate test needs no socket)."""
+
+    def __init__(self) -> None:
+        self.reading = True
+        self.written = b""
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def writelines(self, parts: list[bytes]) -> None:
+        self.written += b"".join(parts)
+
+    def set_write_buffer_limits(self, high: int, low: int) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
+    def abort(self) -> None:
+        pass
+
+
+def test_a_pause_on_the_last_read_does_not_follow_the_connection_into_the_pool() -> None:
+    """The client's buffer filling on the read that also ends the body used to leave the
+    connection paused while idle: the next request on it never got its response read."""
+    from relay.config import Limits
+    from relay.deadlines import Deadlines
+    from relay.upstream import ConnState, UpstreamConnection
+
+    async def scenario() -> tuple[ConnState, bool, bool]:
+        loop = asyncio.get_running_loop()
+        conn = UpstreamConnection(Limits(), Timeouts(), Deadlines(loop, 1.0))
+        transport = _Transport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        completed: list[bool] = []
+
+        class Listener:
+            def on_head(self, *args: object) -> tuple[object, bool]:
+                return self.sink, False
+
+            def sink(self, pieces: list[bytes]) -> None:
+                conn.gate.pause("client")  # the client's write buffer went over high water
+
+            def on_complete(self) -> None:
+                completed.append(True)
+
+            def on_error(self, exc: Exception) -> None:
+                raise AssertionError(exc)
+
+            def heartbeat(self) -> bool:
+                return False
+
+        conn.send_request(b"GET", b"/v1/x", [(b"host", b"u")], b"", Listener())  # type: ignore[arg-type]
+        conn.data_received(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+        return conn.state, transport.reading, bool(completed)
+
+    state, reading, completed = asyncio.run(scenario())
+    assert completed and state is ConnState.IDLE
+    assert reading  # without ReadGate.clear() in _finish: False, and the pool hands it out
