@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest clean bench bench-quick bench-deps
+.PHONY: run test lint typecheck pytest clean bench bench-quick bench-deps soak
 
 # Runtime install (uvloop, h11, certifi) for `make run`; the dev extras for `make test`.
 $(BIN)/.runtime: pyproject.toml
@@ -44,6 +44,9 @@ bench: bench-deps
 
 bench-quick: bench-deps
 	$(BIN)/python -m bench --quick $(ARGS)
+
+soak: $(BIN)/.dev
+	$(BIN)/python -m bench.soak --json bench/results/soak-latest.json $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
