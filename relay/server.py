@@ -381,6 +381,8 @@ class ServerProtocol(asyncio.Protocol):
                 self._reject(exc.error_status_hint, str(exc) or "bad request")
                 return
             if event is h11.NEED_DATA:
+                if self._request is not None:  # inside a body: its silence deadline, re-armed
+                    self._arm(self._timeouts.request_body, self._body_timeout)  # per read
                 return
             if event is h11.PAUSED:
                 # The request is complete. Keep reading while nothing else is buffered, so a
@@ -413,14 +415,12 @@ class ServerProtocol(asyncio.Protocol):
         )
         self._body, self._body_size = [], 0
         # (A declared length over the limit was answered 413 by check_head already.)
-        self._arm(self._timeouts.request_body, self._body_timeout)
         if self.conn.they_are_waiting_for_100_continue:
             # The relay always reads the body, so say so at once instead of making curl wait 1 s.
             continue_100 = h11.InformationalResponse(status_code=100, headers=[])
             self.transport.write(self.conn.send(continue_100) or b"")
 
     def _on_body(self, data: bytes) -> None:
-        self._arm(self._timeouts.request_body, self._body_timeout)
         self._body_size += len(data)
         if self._body_size > self._limits.max_body_size:
             self._reject(413, "request body too large")
