@@ -55,8 +55,8 @@ def main() -> None:
     mock_port, port = free_port(), free_port()
     mock = Proc([sys.executable, "-m", "relay", "mock", "--port", str(mock_port)], load_cpus,
                 logs / "mock.log")
-    relay = Proc([sys.executable, "-m", "relay", "serve", "--port", str(port), "--loop",
-                  args.loop, "--upstream", f"http://127.0.0.1:{mock_port}"], relay_cpus,
+    relay = Proc([sys.executable, "-m", "relay", "serve", "--port", str(port), "--access-log",
+                  "off", "--loop", args.loop, "--upstream", f"http://127.0.0.1:{mock_port}"], relay_cpus,
                  logs / "relay.log")
     try:
         wait_port(mock_port)

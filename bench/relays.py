@@ -38,7 +38,8 @@ class RelaySpec:
             return None
         if self.name == "relay":
             argv = [sys.executable, "-m", "relay", "serve", "--port", str(port),
-                    "--upstream", upstream, "--log-level", "warning"]
+                    "--upstream", upstream, "--log-level", "warning",
+                    "--access-log", "off"]  # as nginx's peer config (access_log off)
         elif self.name == "aiohttp":
             argv = [sys.executable, "-m", "bench.peers.aiohttp_relay", "--port", str(port),
                     "--upstream", upstream]

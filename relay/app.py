@@ -13,15 +13,18 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 from . import __version__
 from .auth import ClientAuth
 from .config import Config, Limits, Origin, Timeouts
+from .errors import error_body
 from .headers import header_value
+from .metrics import CONTENT_TYPE as METRICS_TYPE
 from .mock import MockUpstream
+from .observe import AccessLog, Observer, Record, request_id
 from .pool import Pool, tls_context
 from .server import Exchange, Handler, ServerProtocol
 from .stream import RelayStream
@@ -74,35 +77,87 @@ async def listen(
     return Listener(server, connections)
 
 
-def router(pool: Pool, api_key: str | None, auth: ClientAuth | None = None,
-           connections: set[ServerProtocol] | None = None) -> Handler:
+def router(pool: Pool, api_key: str | None, observer: Observer | None = None, *,
+           auth: ClientAuth | None = None, connections: set[ServerProtocol] | None = None,
+           metrics: bool = True) -> Handler:
     """``/v1/*`` goes upstream (after the client token check, when tokens are set);
-    ``/healthz`` is answered here; anything else is a 404."""
-    started = time.time()
+    ``/healthz`` and ``/metrics`` (unless an admin port serves it) are answered here, never
+    upstream; anything else is a 404. Every request gets a :class:`Record`, finished once."""
+    obs = observer or Observer(AccessLog(None), asyncio.get_running_loop().time)
     auth = auth or ClientAuth(())
-    connections = set() if connections is None else connections
+    local = LocalEndpoints(pool, obs, connections)
 
     async def handle(ex: Exchange) -> None:
-        path = ex.request.path
-        if path.startswith(b"/v1/"):
-            if not auth.allows(header_value(ex.request.headers, b"authorization")):
-                ex.respond_error(401, "missing or invalid relay token (Authorization: Bearer)",
-                                 "invalid_request_error", "invalid_api_key",
-                                 [(b"www-authenticate", b'Bearer realm="relay"')])
+        req = ex.request
+        rid = request_id(header_value(req.headers, b"x-request-id"))
+        record = Record(req.method, req.path, ex.peer() if obs.log.enabled else "", rid,
+                        len(req.body), obs.clock())
+        obs.start(record)
+        if req.path.startswith(b"/v1/"):
+            if not auth.allows(header_value(req.headers, b"authorization")):
+                local.error(ex, record, 401, "missing or invalid relay token (Authorization: "
+                            "Bearer)", "invalid_api_key",
+                            [(b"www-authenticate", b'Bearer realm="relay"')])
                 return
-            await RelayStream(ex, pool, api_key, auth.enabled).run()
-        elif path == b"/healthz":
-            # Liveness, plus the counts a soak test checks return to zero after load.
-            doc = {"status": "ok", "version": __version__,
-                   "uptime_s": round(time.time() - started),
-                   "client_connections": len(connections), "upstream_open": pool.open,
-                   "upstream_idle": pool.idle_count, "tasks": len(asyncio.all_tasks())}
-            ex.respond(200, json.dumps(doc).encode())
-        else:
-            ex.respond_error(404, "not found: the relay serves /v1/* and /healthz",
-                             "invalid_request_error", "unknown_url")
+            await RelayStream(ex, pool, api_key, obs, record, auth.enabled).run()
+        elif not local.serve(ex, record, metrics):
+            local.error(ex, record, 404, "not found: the relay serves /v1/*, /healthz and "
+                        "/metrics", "unknown_url")
 
     return handle
+
+
+def admin_router(pool: Pool, observer: Observer, connections: set[ServerProtocol]) -> Handler:
+    """The ``--admin-port`` listener: ``/metrics`` and ``/healthz`` only."""
+    local = LocalEndpoints(pool, observer, connections)
+
+    async def handle(ex: Exchange) -> None:
+        req = ex.request
+        record = Record(req.method, req.path, "", request_id(None), 0, observer.clock())
+        if not local.serve(ex, record, True):
+            local.error(ex, record, 404, "not found: the admin port serves /metrics and "
+                        "/healthz", "unknown_url")
+
+    return handle
+
+
+class LocalEndpoints:
+    """``/healthz`` (liveness: version, uptime, and the live counts a soak checks) and
+    ``/metrics`` (Prometheus text)."""
+
+    def __init__(self, pool: Pool, observer: Observer,
+                 connections: set[ServerProtocol] | None) -> None:
+        self.pool, self.obs, self.started = pool, observer, time.time()
+        self.connections = set() if connections is None else connections
+
+    def serve(self, ex: Exchange, record: Record, metrics: bool) -> bool:
+        path = ex.request.path
+        if path == b"/healthz":
+            pool = self.pool
+            doc = {"status": "ok", "version": __version__,
+                   "uptime_s": round(time.time() - self.started),
+                   "client_connections": len(self.connections), "upstream_open": pool.open,
+                   "upstream_idle": pool.idle_count, "tasks": len(asyncio.all_tasks())}
+            self.respond(ex, record, 200, json.dumps(doc).encode(), b"application/json")
+        elif path == b"/metrics" and metrics:
+            self.respond(ex, record, 200, self.obs.registry.render(), METRICS_TYPE)
+        else:
+            return False
+        return True
+
+    def respond(self, ex: Exchange, record: Record, status: int, body: bytes,
+                content_type: bytes, extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        record.status = status
+        record.ttfb = self.obs.clock() - record.started
+        ex.respond(status, body, content_type,
+                   [*extra, (b"x-request-id", record.request_id.encode())])
+        record.bytes_out = len(body)
+        self.obs.finish(record, "complete")
+
+    def error(self, ex: Exchange, record: Record, status: int, message: str, code: str,
+              extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        self.respond(ex, record, status, error_body(message, "invalid_request_error", code),
+                     b"application/json", extra)
 
 
 @dataclass
@@ -114,6 +169,9 @@ class Relay:
     pool: Pool
     mock_listener: Listener | None = None
     mock: MockUpstream | None = None
+    observer: Observer | None = None
+    admin_listener: Listener | None = None
+    access_log: TextIO | None = None
 
     @property
     def port(self) -> int:
@@ -125,9 +183,13 @@ class Relay:
 
     async def close(self) -> None:
         self.listener.close()
+        if self.admin_listener is not None:
+            self.admin_listener.close()
         await self.pool.close()
         if self.mock_listener is not None:
             self.mock_listener.close()
+        if self.access_log is not None and self.access_log is not sys.stderr:
+            self.access_log.close()
 
 
 async def start_relay(config: Config) -> Relay:
@@ -140,10 +202,30 @@ async def start_relay(config: Config) -> Relay:
     ctx = tls_context(config.upstream_ca) if upstream.tls else None
     pool = Pool(upstream, config.limits, config.timeouts, ctx)
     connections: set[ServerProtocol] = set()
-    handler = router(pool, config.api_key, ClientAuth(config.client_tokens), connections)
+    log_stream = open_access_log(config.access_log)
+    observer = Observer(AccessLog(log_stream), asyncio.get_running_loop().time)
+    observer.client_connections.read = lambda: len(connections)
+    observer.watch_pool(pool)
+    admin = config.admin_port is not None
+    handler = router(pool, config.api_key, observer, auth=ClientAuth(config.client_tokens),
+                     connections=connections, metrics=not admin)
     listener = await listen(handler, config.host, config.port, config.limits, config.timeouts,
                             connections=connections)
-    return Relay(config, listener, pool, mock_listener, mock)
+    admin_listener = None
+    if config.admin_port is not None:
+        admin_listener = await listen(admin_router(pool, observer, connections), config.host,
+                                      config.admin_port, config.limits, config.timeouts)
+    return Relay(config, listener, pool, mock_listener, mock, observer, admin_listener,
+                 log_stream)
+
+
+def open_access_log(where: str) -> TextIO | None:
+    """``-``: stderr; ``off``: none; anything else: a file, appended to, line by line."""
+    if where == "off":
+        return None
+    if where == "-":
+        return sys.stderr
+    return open(where, "a", buffering=1, encoding="utf-8")  # closed by Relay.close()
 
 
 def banner(relay: Relay) -> str:

@@ -79,6 +79,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--client-token", default=os.environ.get("RELAY_CLIENT_TOKENS", ""),
                    help="bearer token(s) clients must send: 'a,b' or '@file' (one per line); "
                    "off when empty [env RELAY_CLIENT_TOKENS]")
+    _add(s, "--access-log", "-", "JSON access log: '-' stderr, a file path, or 'off'")
+    _add(s, "--admin-port", None, "serve /metrics and /healthz on this port (then /metrics is "
+         "off the main port)", type=int)
     _add(s, "--log-level", "info", "logging level")
 
     m = sub.add_parser("mock", help="run the OpenAI-compatible mock upstream")
@@ -100,6 +103,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         api_key=api_key_from_env(args.api_key_env),
         client_tokens=parse_tokens(args.client_token),
         loop=args.loop,
+        access_log=args.access_log,
+        admin_port=None if args.admin_port is None else int(args.admin_port),
         timeouts=Timeouts(
             connect=float(args.connect_timeout),
             first_byte=float(args.first_byte_timeout),

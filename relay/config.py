@@ -104,6 +104,8 @@ class Config:
     api_key: str | None = field(default=None, repr=False)
     client_tokens: tuple[str, ...] = field(default=(), repr=False)  # relay auth (off when empty)
     loop: str = "uvloop"
+    access_log: str = "off"  # "-": stderr, a path: append there, "off": none
+    admin_port: int | None = None  # /metrics on its own listener (then off the public port)
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()
 

@@ -53,6 +53,7 @@ def upstream_request_headers(
     body_length: int,
     api_key: str | None,
     drop_authorization: bool = False,
+    request_id: bytes | None = None,
 ) -> Headers:
     """The header list sent upstream for one client request.
 
@@ -66,21 +67,39 @@ def upstream_request_headers(
     for name, value in strip_hop_by_hop(headers):
         if name in _REQUEST_OWNED or (drop_auth and name == b"authorization"):
             continue
+        if request_id is not None and name == b"x-request-id":
+            continue  # replaced by the relay's (the client's own, when it sent a sane one)
         out.append((name, value))
     if body_length:
         out.append((b"content-length", str(body_length).encode()))
     out.append((b"accept-encoding", b"identity"))
     if api_key is not None:
         out.append((b"authorization", b"Bearer " + api_key.encode()))
+    if request_id is not None:
+        out.append((b"x-request-id", request_id))
     return out
 
 
-def client_response_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
+def client_response_headers(headers: Iterable[tuple[bytes, bytes]],
+                            request_id: bytes | None = None) -> Headers:
     """Upstream response headers minus hop-by-hop ones and ``Content-Length``.
 
     The server side re-adds the length (or chooses chunked / close-delimited framing) itself.
+    With ``request_id``, the response carries the relay's ``X-Request-ID``; an upstream's own id
+    (OpenAI sends one) is kept as ``X-Upstream-Request-ID``.
     """
-    return [(n, v) for n, v in strip_hop_by_hop(headers) if n != b"content-length"]
+    out = []
+    for n, v in strip_hop_by_hop(headers):
+        if n == b"content-length":
+            continue
+        if request_id is not None and n == b"x-request-id":
+            if v != request_id:
+                out.append((b"x-upstream-request-id", v))
+            continue
+        out.append((n, v))
+    if request_id is not None:
+        out.append((b"x-request-id", request_id))
+    return out
 
 
 def header_value(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:

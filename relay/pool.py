@@ -23,6 +23,7 @@ import certifi
 from .config import Limits, Origin, Timeouts
 from .deadlines import Deadlines
 from .errors import UpstreamBusy, UpstreamConnectError, UpstreamTimeout
+from .metrics import Histogram
 from .upstream import ConnState, UpstreamConnection
 
 
@@ -52,6 +53,7 @@ class Pool:
         self.created = 0
         self.reused = 0
         self.open = 0  # connections open or being opened (what max_upstream caps)
+        self.connect_seconds: Histogram | None = None  # set by the observer
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     @property
@@ -119,6 +121,7 @@ class Pool:
     async def _connect(self) -> UpstreamConnection:
         loop = self.loop
         origin, timeout = self.origin, self._timeouts.connect
+        started = loop.time()
         try:
             _, proto = await asyncio.wait_for(
                 loop.create_connection(
@@ -144,6 +147,8 @@ class Pool:
             why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise UpstreamConnectError(f"cannot connect to upstream {origin}: {why}") from None
         self.created += 1
+        if self.connect_seconds is not None:
+            self.connect_seconds.observe(loop.time() - started)
         return proto
 
     def _discard(self, conn: UpstreamConnection) -> None:

@@ -230,6 +230,13 @@ class Exchange:
                       extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
         self.respond(status, error_body(message, type_, code), extra=extra)
 
+    def peer(self) -> str:
+        """The client's address as ``host:port`` (for the access log)."""
+        addr = self._transport.get_extra_info("peername")
+        if isinstance(addr, tuple) and len(addr) >= 2:
+            return f"{addr[0]}:{addr[1]}"
+        return str(addr or "")
+
     async def drain(self) -> None:
         """Wait while the client's write buffer is over its high-water mark."""
         if self.gone:

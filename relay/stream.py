@@ -21,7 +21,7 @@ stream holds at most the client high-water mark plus one upstream read in user s
 from __future__ import annotations
 
 from .config import Origin
-from .errors import RelayError, UpstreamClosed, sse_error_event
+from .errors import RelayError, UpstreamClosed, UpstreamTimeout, sse_error_event
 from .headers import (
     Headers,
     client_response_headers,
@@ -29,6 +29,7 @@ from .headers import (
     is_event_stream,
     upstream_request_headers,
 )
+from .observe import Observer, Record
 from .pool import Pool
 from .server import Exchange
 from .sse import HEARTBEAT, BoundaryTracker, tail_between_events
@@ -38,12 +39,15 @@ from .upstream import ConnState, Sink, UpstreamConnection
 class RelayStream:
     """Relays one client request to the upstream origin (see the module docstring)."""
 
-    __slots__ = ("_api_key", "_boundary", "_conn", "_drop_auth", "_eof_framed", "_ex", "_origin",
-                 "_pool", "_sse", "_tail")
+    __slots__ = ("_api_key", "_boundary", "_conn", "_drop_auth", "_eof_framed", "_ex", "_obs",
+                 "_origin", "_pool", "_rec", "_sent", "_sse", "_tail")
 
-    def __init__(self, ex: Exchange, pool: Pool, api_key: str | None,
-                 drop_authorization: bool = False) -> None:
+    def __init__(self, ex: Exchange, pool: Pool, api_key: str | None, observer: Observer,
+                 record: Record, drop_authorization: bool = False) -> None:
         self._ex = ex
+        self._obs = observer
+        self._rec = record
+        self._sent = 0.0
         self._pool = pool
         self._origin: Origin = pool.origin
         self._api_key = api_key
@@ -62,10 +66,17 @@ class RelayStream:
         try:
             conn = await self._pool.acquire()
         except RelayError as exc:
-            ex.respond_error(exc.status, str(exc), exc.type, exc.code, exc.headers)
+            self._failed(exc)
+            ex.respond_error(exc.status, str(exc), exc.type, exc.code,
+                             [*exc.headers, (b"x-request-id", self._rec.request_id.encode())])
+            self._obs.finish(self._rec, _ending(exc))
             return
+        except BaseException:
+            self._obs.finish(self._rec, "client_disconnect")  # cancelled: the client left
+            raise
         if ex.gone:  # the client left while we connected: the request is never sent
             self._pool.release(conn)
+            self._obs.finish(self._rec, "client_disconnect")
             return
         self._conn = conn
         ex.listener = self
@@ -74,15 +85,23 @@ class RelayStream:
         headers = upstream_request_headers(
             req.headers, host=self._origin.host_header, body_length=len(req.body),
             api_key=self._api_key, drop_authorization=self._drop_auth,
+            request_id=self._rec.request_id.encode(),
         )
         conn.send_request(req.method, req.target, headers, req.body, self)
+        self._sent = self._obs.clock()
 
     # -- upstream events (ResponseListener) ----------------------------------------------------
 
     def on_head(
         self, status: int, reason: bytes, headers: Headers, length: int | None, chunked: bool
     ) -> tuple[Sink, bool]:
-        out = client_response_headers(headers)
+        now = self._obs.clock()
+        rec = self._rec
+        rec.upstream_status = rec.status = status
+        rec.ttfb = now - rec.started
+        self._obs.upstream_ttfb.observe(now - self._sent)
+        self._obs.client_ttfb.observe(rec.ttfb)
+        out = client_response_headers(headers, rec.request_id.encode())
         # An encoded (gzip...) event stream is relayed untouched: no heartbeat or error event
         # can be spliced into compressed bytes.
         encoding = header_value(headers, b"content-encoding")
@@ -125,9 +144,23 @@ class RelayStream:
         self._ex.end()
         if self._conn is not None:
             self._pool.release(self._conn)
+        self._end("complete")
+
+    def _end(self, ended: str) -> None:
+        conn, rec = self._conn, self._rec
+        if conn is not None:
+            rec.bytes_out, rec.events = conn.body_bytes, conn.body_events
+        self._obs.finish(rec, ended)
+
+    def _failed(self, exc: RelayError) -> None:
+        self._obs.upstream_failures.inc(1, (exc.code,))
+        if not self._ex.started:
+            self._rec.status = exc.status
 
     def on_error(self, exc: RelayError) -> None:
         ex = self._ex
+        self._failed(exc)
+        self._end(_ending(exc))
         if not ex.started:
             ex.respond_error(exc.status, str(exc), exc.type, exc.code)
         elif self._sse and ex.can_append:
@@ -148,11 +181,13 @@ class RelayStream:
         if not self._between_events():
             return False
         ex.write(HEARTBEAT)
+        self._obs.heartbeats.inc()
         return True
 
     # -- client events (ExchangeListener) ------------------------------------------------------
 
     def client_paused(self) -> None:
+        self._obs.pauses.inc()
         if self._conn is not None:
             self._conn.gate.pause("client")
 
@@ -163,9 +198,14 @@ class RelayStream:
     def client_gone(self) -> None:
         if self._conn is not None and self._conn.state is not ConnState.CLOSED:
             self._conn.close()
+        self._end("client_disconnect")
 
 
 def _ends_with_done(tail: bytes) -> bool:
     """Whether an event stream's last event is ``data: [DONE]`` (any line-end style)."""
     last = tail.replace(b"\r\n", b"\n").replace(b"\r", b"\n").rstrip(b"\n").rsplit(b"\n", 1)[-1]
     return last.strip() == b"data: [DONE]" or last.strip() == b"data:[DONE]"
+
+
+def _ending(exc: RelayError) -> str:
+    return "timeout" if isinstance(exc, UpstreamTimeout) else "upstream_error"

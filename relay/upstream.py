@@ -101,6 +101,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._sent_at = 0.0
         self._last_read = 0.0
         self._last_beat = 0.0
+        self.body_bytes = 0  # of the current response's body, as read
+        self.body_events = 0
 
     # -- pool interface ------------------------------------------------------------------------
 
@@ -133,6 +135,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._listener = listener
         self._method = method
         self.passthrough = None
+        self.body_bytes = self.body_events = 0
         conn = self._h11 = h11.Connection(
             h11.CLIENT, max_incomplete_event_size=self._limits.max_head_size
         )
@@ -160,6 +163,10 @@ class UpstreamConnection(asyncio.Protocol):
         decoder = self._decoder
         if decoder is not None:  # the hot path: body bytes
             self._last_read = self._loop.time()
+            # Counted here, read once when the stream ends (metrics, access log). Events are
+            # blank lines: one C-level count per read, not a parse.
+            self.body_bytes += len(data)
+            self.body_events += data.count(b"\n\n")
             sink = self._sink
             assert sink is not None
             try:

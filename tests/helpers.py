@@ -261,3 +261,11 @@ def chat_body(max_tokens: int = 4, stream: bool = True, **extra: Any) -> bytes:
 def sse_data(body: bytes) -> list[bytes]:
     """The ``data:`` payloads of a well-formed LF-framed event stream (test-side, simple)."""
     return [line[6:] for line in body.split(b"\n") if line.startswith(b"data: ")]
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 right now (for a listener the test starts at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
