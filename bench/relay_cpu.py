@@ -56,8 +56,8 @@ def main() -> None:
     mock = Proc([sys.executable, "-m", "relay", "mock", "--port", str(mock_port)], load_cpus,
                 logs / "mock.log")
     relay = Proc([sys.executable, "-m", "relay", "serve", "--port", str(port), "--access-log",
-                  "off", "--loop", args.loop, "--upstream", f"http://127.0.0.1:{mock_port}"], relay_cpus,
-                 logs / "relay.log")
+                  "off", "--loop", args.loop, "--upstream", f"http://127.0.0.1:{mock_port}"],
+                 relay_cpus, logs / "relay.log")
     try:
         wait_port(mock_port)
         wait_port(port)
