@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import signal
 import socket
 import ssl
@@ -30,6 +31,8 @@ from .server import Exchange, Handler, ServerProtocol
 from .stream import RelayStream
 from .tuning import set_nodelay
 
+log = logging.getLogger("relay")
+
 
 @dataclass
 class Listener:
@@ -47,6 +50,21 @@ class Listener:
         self.server.close()
         for conn in list(self.connections):
             conn.abort()
+
+    async def drain(self, timeout: float) -> bool:
+        """Stop accepting, close idle connections, let busy ones finish for up to ``timeout``
+        seconds, then end what remains (SSE: a final error event). True if all finished."""
+        self.server.close()  # the listening socket closes: new connections are refused
+        for conn in list(self.connections):
+            conn.drain()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.connections and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        clean = not self.connections
+        for conn in list(self.connections):
+            conn.stop()
+        return clean
 
 
 async def listen(
@@ -181,6 +199,10 @@ class Relay:
     def upstream(self) -> Origin:
         return self.pool.origin
 
+    async def drain(self, timeout: float) -> bool:
+        """Graceful stop of the public listener (see :meth:`Listener.drain`)."""
+        return await self.listener.drain(timeout)
+
     async def close(self) -> None:
         self.listener.close()
         if self.admin_listener is not None:
@@ -287,6 +309,9 @@ async def serve(config: Config) -> None:
     print(banner(relay), flush=True)
     try:
         await wait_for_signal()
+        log.info("signal received: draining (up to %g s)", config.drain_timeout)
+        clean = await relay.drain(config.drain_timeout)
+        log.info("drained %s", "cleanly" if clean else "with streams cut at the timeout")
     finally:
         await relay.close()
 

@@ -82,6 +82,8 @@ def parser() -> argparse.ArgumentParser:
     _add(s, "--access-log", "-", "JSON access log: '-' stderr, a file path, or 'off'")
     _add(s, "--admin-port", None, "serve /metrics and /healthz on this port (then /metrics is "
          "off the main port)", type=int)
+    _add(s, "--drain-timeout", 30.0, "on SIGTERM/SIGINT, seconds in-flight streams may finish "
+         "before they are ended", type=float)
     _add(s, "--log-level", "info", "logging level")
 
     m = sub.add_parser("mock", help="run the OpenAI-compatible mock upstream")
@@ -104,6 +106,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         client_tokens=parse_tokens(args.client_token),
         loop=args.loop,
         access_log=args.access_log,
+        drain_timeout=float(args.drain_timeout),
         admin_port=None if args.admin_port is None else int(args.admin_port),
         timeouts=Timeouts(
             connect=float(args.connect_timeout),

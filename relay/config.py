@@ -106,6 +106,7 @@ class Config:
     loop: str = "uvloop"
     access_log: str = "off"  # "-": stderr, a path: append there, "off": none
     admin_port: int | None = None  # /metrics on its own listener (then off the public port)
+    drain_timeout: float = 30.0  # on SIGTERM/SIGINT: seconds in-flight streams may finish
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()
 

@@ -51,6 +51,14 @@ class UpstreamBusy(RelayError):
     headers = ((b"retry-after", b"1"),)
 
 
+class RelayShutdown(RelayError):
+    """The relay is stopping and its drain timeout passed with this stream still open."""
+
+    status = 503
+    type = "server_error"
+    code = "relay_shutdown"
+
+
 class UpstreamClosed(RelayError):
     """The upstream closed or reset the connection before its response was complete."""
 

@@ -57,6 +57,8 @@ class ExchangeListener(Protocol):
     def client_paused(self) -> None: ...
     def client_resumed(self) -> None: ...
     def client_gone(self) -> None: ...
+    def shutdown(self) -> None:
+        """The server stops now: end the response as cleanly as the body allows."""
 
 
 Handler = Callable[["Exchange"], Awaitable[None]]
@@ -280,6 +282,7 @@ class ServerProtocol(asyncio.Protocol):
         self._reader: HeadReader | None = HeadReader(limits.max_head_size)
         self._head_started = False
         self._overloaded = False
+        self._draining = False
         self._read_paused = False
         self._closed = False
 
@@ -348,6 +351,31 @@ class ServerProtocol(asyncio.Protocol):
         """Close this connection now (server shutdown); an in-flight exchange sees its client go."""
         if not self._closed:
             self.transport.abort()
+
+    @property
+    def busy(self) -> bool:
+        """A response is in flight (a request being read does not count: drain closes it)."""
+        return self._exchange is not None
+
+    def drain(self) -> None:
+        """Graceful shutdown, step one: an idle connection closes now; a busy one finishes its
+        response, then closes instead of reading another request."""
+        self._draining = True
+        if not self.busy and not self._closed:
+            self.transport.close()
+
+    def stop(self) -> None:
+        """Graceful shutdown, last step (the drain timeout passed): the in-flight response ends
+        as cleanly as its body allows (an SSE error event and a clean end), then the close."""
+        ex = self._exchange
+        if ex is not None and ex.listener is not None and not ex.ended:
+            ex.listener.shutdown()
+        if self._closed:
+            return
+        if ex is None or ex.ended:
+            self.transport.close()
+        else:
+            self.transport.abort()  # a body that cannot carry an error: cut, never a clean end
 
     def _send_timeout(self) -> None:
         """The client took nothing for ``Timeouts.send`` seconds: cut it. Its exchange sees the
@@ -489,7 +517,9 @@ class ServerProtocol(asyncio.Protocol):
         """Called by ``Exchange.end()``: next keep-alive cycle, or close."""
         self._exchange = None
         conn = self.conn
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+        if self._draining:
+            self.transport.close()
+        elif conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
             self._reader = HeadReader(self._limits.max_head_size)
             self._head_started = False

@@ -21,7 +21,7 @@ stream holds at most the client high-water mark plus one upstream read in user s
 from __future__ import annotations
 
 from .config import Origin
-from .errors import RelayError, UpstreamClosed, UpstreamTimeout, sse_error_event
+from .errors import RelayError, RelayShutdown, UpstreamClosed, UpstreamTimeout, sse_error_event
 from .headers import (
     Headers,
     client_response_headers,
@@ -194,6 +194,14 @@ class RelayStream:
     def client_resumed(self) -> None:
         if self._conn is not None:
             self._conn.gate.resume("client")
+
+    def shutdown(self) -> None:
+        """The relay stops with this stream still open: the client gets a final error event
+        (SSE) or a cut, and the upstream is closed so it stops generating."""
+        conn = self._conn
+        if conn is not None and conn.state is not ConnState.CLOSED:
+            conn.close()
+        self.on_error(RelayShutdown("the relay is shutting down; retry the request"))
 
     def client_gone(self) -> None:
         if self._conn is not None and self._conn.state is not ConnState.CLOSED:

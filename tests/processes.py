@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +17,10 @@ _LISTENING = re.compile(r"listening on https?://[^:]+:(\d+)")
 @contextmanager
 def spawn(*args: str, env: dict[str, str] | None = None,
           timeout: float = 15) -> Iterator[tuple[subprocess.Popen[str], int, list[str]]]:
-    """Start ``python -m relay ARGS``; yield (process, port from its banner, banner lines)."""
+    """Start ``python -m relay ARGS``; yield (process, port from its banner, output lines).
+
+    After the banner, a thread keeps reading the output into the same list (the access log goes
+    to stderr: an unread pipe would fill and block the process)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "relay", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, env={**os.environ, **(env or {})},
@@ -36,6 +40,14 @@ def spawn(*args: str, env: dict[str, str] | None = None,
                 port = int(match.group(1))
         if port is None:
             raise RuntimeError("process did not start:\n" + "\n".join(lines))
+        stdout = proc.stdout
+
+        def drain() -> None:
+            for line in stdout:
+                lines.append(line.rstrip("\n"))
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
         yield proc, port, lines
     finally:
         proc.terminate()
@@ -44,6 +56,8 @@ def spawn(*args: str, env: dict[str, str] | None = None,
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if port is not None:
+            reader.join(5)
         if proc.stdout is not None:
             proc.stdout.close()
 

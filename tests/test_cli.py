@@ -15,7 +15,15 @@ from relay.cli import config_from_args, parser
 from relay.config import Config, Origin, api_key_from_env
 
 from .conftest import ScriptedFactory
-from .helpers import H11Client, ScriptedUpstream, UpstreamConn, chat_body, connect, sse_data
+from .helpers import (
+    H11Client,
+    ScriptedUpstream,
+    UpstreamConn,
+    chat_body,
+    connect,
+    sse_data,
+    wait_until,
+)
 from .processes import spawn
 
 
@@ -55,21 +63,17 @@ def test_env_variables_configure_every_flag(monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
 def test_serve_with_embedded_mock(loop: str) -> None:
     with spawn("serve", "--port", "0", "--loop", loop, env={"RELAY_UPSTREAM": ""}) as (
-            proc, port, _):
-        assert proc.stdout is not None
-        assert "built-in mock upstream" in proc.stdout.readline()
+            _proc, port, lines):
+        assert wait_until(lambda: any("built-in mock upstream" in line for line in lines))
         client = H11Client(connect(port))
         client.send(b"POST", b"/v1/chat/completions", chat_body(3))
         assert sse_data(client.read_reply().body)[-1] == b"[DONE]"
 
 
 def test_banner_has_curl_and_sdk_snippets() -> None:
-    with spawn("serve", "--port", "0") as (proc, port, _):
-        assert proc.stdout is not None
-        lines = []
-        while len(lines) < 14:
-            lines.append(proc.stdout.readline())
-        text = "".join(lines)
+    with spawn("serve", "--port", "0") as (_proc, port, lines):
+        assert wait_until(lambda: len(lines) >= 14)
+        text = "\n".join(lines)
         assert f"curl -N http://127.0.0.1:{port}/v1/chat/completions" in text
         assert f'OpenAI(base_url="http://127.0.0.1:{port}/v1"' in text
 
