@@ -9,6 +9,7 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -75,6 +76,7 @@ async def listen(
     timeouts: Timeouts,
     ssl_context: ssl.SSLContext | None = None,
     connections: set[ServerProtocol] | None = None,
+    reuse_port: bool = False,
 ) -> Listener:
     """Start a server whose connections are ServerProtocols calling ``handler`` per request
     (``connections``: the registry of open ones, created here unless given)."""
@@ -83,6 +85,7 @@ async def listen(
     server = await loop.create_server(
         lambda: ServerProtocol(handler, limits, timeouts, connections),
         host, port, ssl=ssl_context, reuse_address=True, backlog=4096,
+        reuse_port=reuse_port or None,
     )
     for sock in server.sockets:
         # Accepted sockets inherit these from the listening socket (Linux): no per-connection
@@ -152,7 +155,7 @@ class LocalEndpoints:
         path = ex.request.path
         if path == b"/healthz":
             pool = self.pool
-            doc = {"status": "ok", "version": __version__,
+            doc = {"status": "ok", "version": __version__, "pid": os.getpid(),
                    "uptime_s": round(time.time() - self.started),
                    "client_connections": len(self.connections), "upstream_open": pool.open,
                    "upstream_idle": pool.idle_count, "tasks": len(asyncio.all_tasks())}
@@ -232,7 +235,7 @@ async def start_relay(config: Config) -> Relay:
     handler = router(pool, config.api_key, observer, auth=ClientAuth(config.client_tokens),
                      connections=connections, metrics=not admin)
     listener = await listen(handler, config.host, config.port, config.limits, config.timeouts,
-                            connections=connections)
+                            connections=connections, reuse_port=config.reuse_port)
     admin_listener = None
     if config.admin_port is not None:
         admin_listener = await listen(admin_router(pool, observer, connections), config.host,

@@ -16,6 +16,7 @@ from . import __version__
 from .app import run, serve, serve_mock
 from .auth import parse_tokens
 from .config import Config, Limits, Origin, Timeouts, api_key_from_env
+from .workers import Supervisor
 
 _T, _L = Timeouts(), Limits()  # defaults shown in --help
 
@@ -84,6 +85,10 @@ def parser() -> argparse.ArgumentParser:
          "off the main port)", type=int)
     _add(s, "--drain-timeout", 30.0, "on SIGTERM/SIGINT, seconds in-flight streams may finish "
          "before they are ended", type=float)
+    _add(s, "--workers", 1, "worker processes sharing the port (SO_REUSEPORT), supervised",
+         type=int)
+    s.add_argument("--reuse-port", action="store_true", help="bind with SO_REUSEPORT (set by "
+                   "--workers for its workers)")
     _add(s, "--log-level", "info", "logging level")
 
     m = sub.add_parser("mock", help="run the OpenAI-compatible mock upstream")
@@ -107,6 +112,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         loop=args.loop,
         access_log=args.access_log,
         drain_timeout=float(args.drain_timeout),
+        reuse_port=bool(args.reuse_port),
         admin_port=None if args.admin_port is None else int(args.admin_port),
         timeouts=Timeouts(
             connect=float(args.connect_timeout),
@@ -137,7 +143,15 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
+    if args.command == "serve" and int(args.workers) > 1:
+        rest = argv[argv.index("serve") + 1:]  # the workers get the same flags (later ones win)
+        try:
+            supervisor = Supervisor(rest, int(args.workers), args.host, int(args.port))
+        except OSError as exc:
+            sys.exit(f"relay: cannot bind {args.host}:{args.port}: {exc}")
+        sys.exit(supervisor.run())
     if args.command == "serve":
         logging.basicConfig(level=str(args.log_level).upper(), stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")

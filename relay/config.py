@@ -107,6 +107,7 @@ class Config:
     access_log: str = "off"  # "-": stderr, a path: append there, "off": none
     admin_port: int | None = None  # /metrics on its own listener (then off the public port)
     drain_timeout: float = 30.0  # on SIGTERM/SIGINT: seconds in-flight streams may finish
+    reuse_port: bool = False  # SO_REUSEPORT (the workers of --workers N share one port)
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()
 

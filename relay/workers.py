@@ -1,0 +1,87 @@
+"""``relay serve --workers N``: N relay processes on one port, supervised by the parent.
+
+Each worker is an ordinary ``relay serve`` process that binds the port with SO_REUSEPORT; the
+kernel then spreads new connections over the workers' listening sockets (by a hash of the
+connection's addresses), so no process hands sockets to another. The parent serves nothing. It:
+
+* reserves the port first when ``--port 0`` asks for any free one: it binds a socket with
+  SO_REUSEPORT but never listens on it, so the kernel sends it no connections;
+* starts the workers and restarts one that dies (at most once a second per slot, so a worker
+  that cannot start does not spin);
+* on SIGTERM or SIGINT, passes SIGTERM to every worker (each drains, see ``--drain-timeout``),
+  waits for them, and exits 0 when they all did.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+_RESTART_GAP = 1.0  # seconds between two starts of one worker slot
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """A bound, non-listening SO_REUSEPORT socket holding ``port`` (0: any free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+class Supervisor:
+    """Starts, restarts and stops the worker processes (see the module docstring)."""
+
+    def __init__(self, argv: Sequence[str], workers: int, host: str, port: int) -> None:
+        self._reserved = reserve_port(host, port)
+        self.port: int = self._reserved.getsockname()[1]
+        self._argv = [sys.executable, "-m", "relay", "serve", *argv, "--port", str(self.port),
+                      "--reuse-port", "--workers", "1"]
+        self._procs: list[subprocess.Popen[bytes] | None] = [None] * workers
+        self._started = [0.0] * workers
+        self._stopping = False
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        print(f"relay supervisor {os.getpid()}: {len(self._procs)} workers on port "
+              f"{self.port}", flush=True)
+        while not self._stopping:
+            for slot, proc in enumerate(self._procs):
+                if proc is not None and proc.poll() is None:
+                    continue
+                if proc is not None:
+                    print(f"relay supervisor: worker {proc.pid} exited with "
+                          f"{proc.returncode}; restarting", file=sys.stderr, flush=True)
+                if time.monotonic() - self._started[slot] >= _RESTART_GAP:
+                    self._start(slot)
+            time.sleep(0.1)
+        return self._stop_all()
+
+    def _start(self, slot: int) -> None:
+        self._started[slot] = time.monotonic()
+        self._procs[slot] = subprocess.Popen(self._argv)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._stopping = True
+
+    def _stop_all(self) -> int:
+        procs = [p for p in self._procs if p is not None and p.poll() is None]
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        failed = 0
+        for proc in procs:
+            try:
+                failed |= proc.wait() != 0
+            except KeyboardInterrupt:  # a second Ctrl-C: stop waiting politely
+                proc.kill()
+                failed = 1
+        self._reserved.close()
+        return 1 if failed else 0
