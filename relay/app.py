@@ -30,6 +30,7 @@ from .observe import AccessLog, Observer, Record, request_id
 from .pool import Pool, tls_context
 from .server import Exchange, Handler, ServerProtocol
 from .stream import RelayStream
+from .trace import Tracer
 from .tuning import set_nodelay
 
 log = logging.getLogger("relay")
@@ -77,13 +78,19 @@ async def listen(
     ssl_context: ssl.SSLContext | None = None,
     connections: set[ServerProtocol] | None = None,
     reuse_port: bool = False,
+    tracer: Tracer | None = None,
 ) -> Listener:
     """Start a server whose connections are ServerProtocols calling ``handler`` per request
     (``connections``: the registry of open ones, created here unless given)."""
     loop = asyncio.get_running_loop()
     connections = set() if connections is None else connections
+
+    def factory() -> asyncio.Protocol:
+        proto = ServerProtocol(handler, limits, timeouts, connections)
+        return proto if tracer is None else tracer.wrap(proto, "c")
+
     server = await loop.create_server(
-        lambda: ServerProtocol(handler, limits, timeouts, connections),
+        factory,
         host, port, ssl=ssl_context, reuse_address=True, backlog=4096,
         reuse_port=reuse_port or None,
     )
@@ -225,7 +232,8 @@ async def start_relay(config: Config) -> Relay:
         mock_listener = await listen(mock, "127.0.0.1", 0, config.limits, config.timeouts)
         upstream = Origin("http", "127.0.0.1", mock_listener.port)
     ctx = tls_context(config.upstream_ca) if upstream.tls else None
-    pool = Pool(upstream, config.limits, config.timeouts, ctx)
+    tracer = Tracer() if config.trace else None
+    pool = Pool(upstream, config.limits, config.timeouts, ctx, tracer)
     connections: set[ServerProtocol] = set()
     log_stream = open_access_log(config.access_log)
     observer = Observer(AccessLog(log_stream), asyncio.get_running_loop().time)
@@ -235,7 +243,8 @@ async def start_relay(config: Config) -> Relay:
     handler = router(pool, config.api_key, observer, auth=ClientAuth(config.client_tokens),
                      connections=connections, metrics=not admin)
     listener = await listen(handler, config.host, config.port, config.limits, config.timeouts,
-                            connections=connections, reuse_port=config.reuse_port)
+                            connections=connections, reuse_port=config.reuse_port,
+                            tracer=tracer)
     admin_listener = None
     if config.admin_port is not None:
         admin_listener = await listen(admin_router(pool, observer, connections), config.host,

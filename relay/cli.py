@@ -87,6 +87,9 @@ def parser() -> argparse.ArgumentParser:
          "before they are ended", type=float)
     _add(s, "--workers", 1, "worker processes sharing the port (SO_REUSEPORT), supervised",
          type=int)
+    s.add_argument("--trace", action="store_true", default=_env("--trace", "") == "1",
+                   help="print the raw bytes crossing each side, per connection, to stderr "
+                   "[env RELAY_TRACE=1]")
     s.add_argument("--reuse-port", action="store_true", help="bind with SO_REUSEPORT (set by "
                    "--workers for its workers)")
     _add(s, "--log-level", "info", "logging level")
@@ -113,6 +116,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         access_log=args.access_log,
         drain_timeout=float(args.drain_timeout),
         reuse_port=bool(args.reuse_port),
+        trace=bool(args.trace),
         admin_port=None if args.admin_port is None else int(args.admin_port),
         timeouts=Timeouts(
             connect=float(args.connect_timeout),

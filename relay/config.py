@@ -108,6 +108,7 @@ class Config:
     admin_port: int | None = None  # /metrics on its own listener (then off the public port)
     drain_timeout: float = 30.0  # on SIGTERM/SIGINT: seconds in-flight streams may finish
     reuse_port: bool = False  # SO_REUSEPORT (the workers of --workers N share one port)
+    trace: bool = False  # print the raw bytes of every connection (relay/trace.py)
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()
 

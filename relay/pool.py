@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import ssl
 from collections import deque
+from typing import cast
 
 import certifi
 
@@ -24,6 +25,7 @@ from .config import Limits, Origin, Timeouts
 from .deadlines import Deadlines
 from .errors import UpstreamBusy, UpstreamConnectError, UpstreamTimeout
 from .metrics import Histogram
+from .trace import Tracer, TracingProtocol
 from .upstream import ConnState, UpstreamConnection
 
 
@@ -38,8 +40,10 @@ class Pool:
     """Idle keep-alive connections to one origin, with a size cap and idle expiry."""
 
     def __init__(
-        self, origin: Origin, limits: Limits, timeouts: Timeouts, ssl_context: ssl.SSLContext | None
+        self, origin: Origin, limits: Limits, timeouts: Timeouts,
+        ssl_context: ssl.SSLContext | None, tracer: Tracer | None = None,
     ) -> None:
+        self._tracer = tracer
         self.origin = origin
         self._limits = limits
         self._timeouts = timeouts
@@ -122,12 +126,16 @@ class Pool:
         loop = self.loop
         origin, timeout = self.origin, self._timeouts.connect
         started = loop.time()
+        tracer = self._tracer
+
+        def factory() -> asyncio.Protocol:
+            conn = UpstreamConnection(self._limits, self._timeouts, self.deadlines, self._discard)
+            return conn if tracer is None else tracer.wrap(conn, "u")
+
         try:
             _, proto = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: UpstreamConnection(
-                        self._limits, self._timeouts, self.deadlines, self._discard
-                    ),
+                    factory,
                     origin.host,
                     origin.port,
                     ssl=self._ssl,
@@ -149,7 +157,9 @@ class Pool:
         self.created += 1
         if self.connect_seconds is not None:
             self.connect_seconds.observe(loop.time() - started)
-        return proto
+        if isinstance(proto, TracingProtocol):
+            return cast(UpstreamConnection, proto.inner)
+        return cast(UpstreamConnection, proto)
 
     def _discard(self, conn: UpstreamConnection) -> None:
         """Called once by every connection this pool opened, when it closes."""

@@ -106,7 +106,7 @@ class RelayStream:
         # can be spliced into compressed bytes.
         encoding = header_value(headers, b"content-encoding")
         self._sse = is_event_stream(headers) and encoding in (None, b"identity")
-        if self._sse:
+        if self._sse and header_value(out, b"x-accel-buffering") is None:
             out.append((b"x-accel-buffering", b"no"))  # tells an nginx in front not to buffer
         self._eof_framed = length is None and not chunked
         ex = self._ex
