@@ -19,6 +19,7 @@ from .helpers import (
     SSE_HEAD,
     H11Client,
     LoopThread,
+    ScriptedUpstream,
     UpstreamConn,
     chat_body,
     chunked,
@@ -105,6 +106,20 @@ def test_pooled_connection_dying_after_the_request_was_sent_is_not_retried(
     assert len(up.connections) == 2  # the dead one was not reused
 
 
+async def _one_event_then_wait(c: UpstreamConn) -> None:
+    """An upstream that sends a head and one event, then stays silent until closed."""
+    await c.read_request()
+    c.write(SSE_HEAD + chunked(b'data: {"n": 1}\n\n'))
+    await c.watch_close()
+
+
+def _closed_soon_after(up: ScriptedUpstream, left: float) -> bool:
+    """The upstream connection was closed within 200 ms of the client leaving."""
+    assert up.connections[0].closed.wait(2)
+    closed_at = up.connections[0].closed_at
+    return closed_at is not None and closed_at - left < 0.200
+
+
 def test_client_leaving_before_the_upstream_answered_closes_it(scripted: ScriptedFactory,
                                                                make_relay: RelayFactory) -> None:
     async def script(c: UpstreamConn) -> None:
@@ -117,31 +132,24 @@ def test_client_leaving_before_the_upstream_answered_closes_it(scripted: Scripte
     H11Client(sock).send(b"POST", b"/v1/chat/completions", chat_body())
     assert wait_until(lambda: len(up.connections) == 1 and bool(up.connections[0].head))
     sock.close()
-    left = time.monotonic()
-    assert up.connections[0].closed.wait(2)
-    closed_at = up.connections[0].closed_at
-    assert closed_at is not None and closed_at - left < 0.200
+    assert _closed_soon_after(up, time.monotonic())
 
 
 def test_client_leaving_during_upstream_silence_closes_it(scripted: ScriptedFactory,
                                                           make_relay: RelayFactory) -> None:
     """Mid-stream, while the upstream sends nothing: the relay notices the client's EOF itself
     (it keeps reading the client), not at its next write."""
-    async def script(c: UpstreamConn) -> None:
-        await c.read_request()
-        c.write(SSE_HEAD + chunked(b'data: {"n": 1}\n\n'))
-        await c.watch_close()
-
-    up = scripted(script)
+    up = scripted(_one_event_then_wait)
     relay = make_relay(up.url)
     sock = connect(relay.port)
     H11Client(sock).send(b"POST", b"/v1/chat/completions", chat_body())
-    assert b"data: " in sock.recv(65536) or b"data: " in sock.recv(65536)
+    received = b""
+    while b"data: " not in received:
+        data = sock.recv(65536)
+        assert data, received
+        received += data
     sock.close()
-    left = time.monotonic()
-    assert up.connections[0].closed.wait(2)
-    closed_at = up.connections[0].closed_at
-    assert closed_at is not None and closed_at - left < 0.200
+    assert _closed_soon_after(up, time.monotonic())
 
 
 def test_half_close_mid_response_counts_as_gone(scripted: ScriptedFactory,
@@ -149,14 +157,9 @@ def test_half_close_mid_response_counts_as_gone(scripted: ScriptedFactory,
                                                 lt: LoopThread) -> None:
     """shutdown(SHUT_WR) while a response is in flight: like nginx (its 499), the relay takes
     the client as gone and closes the upstream at once, so no tokens are generated for nobody.
-    A half-close after the response (or after pipelined requests) loses nothing: see
-    test_half_close_after_pipelined_requests_loses_nothing."""
-    async def script(c: UpstreamConn) -> None:
-        await c.read_request()
-        c.write(SSE_HEAD + chunked(b'data: {"n": 1}\n\n'))
-        await c.watch_close()
-
-    up = scripted(script)
+    A half-close after the responses loses nothing: see
+    test_half_close_after_the_responses_ends_cleanly."""
+    up = scripted(_one_event_then_wait)
     relay = make_relay(up.url)
     sock = connect(relay.port)
     H11Client(sock).send(b"POST", b"/v1/chat/completions", chat_body())
