@@ -123,7 +123,7 @@ def test_metrics_failures_disconnects_heartbeats_and_pauses(scripted: ScriptedFa
     H11Client(sock).send(b"POST", b"/v1/big", chat_body(), [(b"connection", b"close")])
     # Not reading yet: 200 KB cannot fit in the small socket buffers, so the relay's write
     # buffer passes its high-water mark and it pauses the upstream.
-    assert wait_until(lambda: scrape(relay.port)["relay_backpressure_pauses_total"] == 1)
+    assert wait_until(lambda: scrape(relay.port)["relay_backpressure_pauses_total"] >= 1)
     sock.settimeout(10)
     body = read_until_close(sock)
     beats = body.count(b": heartbeat\n")
