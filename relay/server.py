@@ -307,15 +307,9 @@ class ServerProtocol(asyncio.Protocol):
         self._handle_events()
 
     def eof_received(self) -> bool:
-        ex = self._exchange
-        if ex is not None and not ex.ended:
-            # EOF while a response is in flight: like nginx (499), the client has gone away,
-            # and a relayed stream closes its upstream now, not at its next write.
-            self._client_gone()
-            self.transport.close()
-            return True
         # Keep the write side open: a pipelining client may half-close after its last request
-        # (its buffered requests are read with reading paused, so this EOF comes after them).
+        # (buffered requests are read with reading paused, so this EOF comes after them). An
+        # EOF while a response is in flight reaches _on_client_eof as ConnectionClosed.
         self.conn.receive_data(b"")
         self._handle_events()
         return True
@@ -420,11 +414,10 @@ class ServerProtocol(asyncio.Protocol):
                     self._arm(self._timeouts.request_body, self._body_timeout)  # per read
                 return
             if event is h11.PAUSED:
-                # The request is complete. Keep reading while nothing else is buffered, so a
-                # client that leaves mid-response is noticed at once (EOF or reset), not at
-                # the next write; stop reading once a pipelined request is buffered.
-                if self.conn.trailing_data[0]:
-                    self._pause_reading()
+                # h11 pauses only once bytes of a next (pipelined) request are buffered; until
+                # then the socket stays read, so a client that leaves mid-response is noticed
+                # at once (EOF or reset), even while the upstream is silent.
+                self._pause_reading()
                 return
             if isinstance(event, h11.Request):
                 if self._overloaded:
