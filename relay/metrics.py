@@ -41,6 +41,8 @@ def _number(value: float) -> str:
 
 
 class Metric:
+    """A named metric: ``render()`` gives its sample lines, ``header()`` its HELP and TYPE."""
+
     kind = "untyped"
 
     def __init__(self, name: str, help_: str, labels: Sequence[str] = ()) -> None:

@@ -37,6 +37,9 @@ _END = b"\r\n\r\n"
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
+    """Why a request is refused: the status to answer (then the connection closes) and the
+    message for the OpenAI-style error body."""
+
     status: int
     message: str
 
