@@ -67,9 +67,9 @@ class RelayStream:
             conn = await self._pool.acquire()
         except RelayError as exc:
             self._failed(exc)
+            self._obs.finish(self._rec, _ending(exc))
             ex.respond_error(exc.status, str(exc), exc.type, exc.code,
                              [*exc.headers, (b"x-request-id", self._rec.request_id.encode())])
-            self._obs.finish(self._rec, _ending(exc))
             return
         except BaseException:
             self._obs.finish(self._rec, "client_disconnect")  # cancelled: the client left
@@ -162,7 +162,8 @@ class RelayStream:
         self._failed(exc)
         self._end(_ending(exc))
         if not ex.started:
-            ex.respond_error(exc.status, str(exc), exc.type, exc.code)
+            ex.respond_error(exc.status, str(exc), exc.type, exc.code,
+                             [*exc.headers, (b"x-request-id", self._rec.request_id.encode())])
         elif self._sse and ex.can_append:
             if not self._between_events():
                 ex.write(b"\n\n")  # end the torn event first; our error must be its own event

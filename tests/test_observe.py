@@ -221,3 +221,19 @@ def test_registry_text_format() -> None:
     assert '# TYPE x_total counter\nx_total{k="a\\"b\\\\c\\nd"} 2\n' in text
     assert 'lat_seconds_bucket{le="0.0025"} 0\nlat_seconds_bucket{le="0.005"} 1\n' in text
     assert 'lat_seconds_bucket{le="+Inf"} 2\nlat_seconds_sum 7.003\nlat_seconds_count 2\n' in text
+
+
+def test_errors_carry_the_request_id_and_are_logged(make_relay: RelayFactory,
+                                                     tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    relay = make_relay(f"http://127.0.0.1:{free_port()}", access_log=str(log))  # refused
+    client = H11Client(connect(relay.port))
+    client.send(b"POST", b"/v1/chat/completions", chat_body(), [(b"x-request-id", b"r-42")])
+    reply = client.read_reply()
+    assert reply.status == 502 and reply.headers[b"x-request-id"] == b"r-42"
+    assert wait_until(lambda: log.exists() and log.read_text().endswith("\n"))
+    line = json.loads(log.read_text())
+    assert line["status"] == 502 and line["ended"] == "upstream_error"
+    assert line["request_id"] == "r-42" and line["upstream_status"] is None
+    m = scrape(relay.port)
+    assert m['relay_upstream_failures_total{reason="upstream_connect_failed"}'] == 1
