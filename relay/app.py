@@ -329,7 +329,8 @@ async def serve(config: Config) -> None:
 
 
 async def serve_mock(host: str, port: int, ssl_context: ssl.SSLContext | None) -> None:
-    limits, timeouts = Limits(), Timeouts()
+    # A load source for benchmarks: no connection cap of its own.
+    limits, timeouts = Limits(max_connections=1_000_000), Timeouts()
     listener = await listen(MockUpstream(), host, port, limits, timeouts, ssl_context)
     tune_gc()
     scheme = "https" if ssl_context else "http"
