@@ -45,6 +45,7 @@ class Pool:
     ) -> None:
         self._tracer = tracer
         self.origin = origin
+        self.host_header = origin.host_header  # computed once, sent with every request
         self._limits = limits
         self._timeouts = timeouts
         self._ssl = ssl_context if origin.tls else None

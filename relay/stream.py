@@ -20,7 +20,6 @@ stream holds at most the client high-water mark plus one upstream read in user s
 
 from __future__ import annotations
 
-from .config import Origin
 from .errors import RelayError, RelayShutdown, UpstreamClosed, UpstreamTimeout, sse_error_event
 from .headers import (
     Headers,
@@ -40,7 +39,7 @@ class RelayStream:
     """Relays one client request to the upstream origin (see the module docstring)."""
 
     __slots__ = ("_api_key", "_boundary", "_conn", "_drop_auth", "_eof_framed", "_ex", "_obs",
-                 "_origin", "_pool", "_rec", "_sent", "_sse", "_tail")
+                 "_pool", "_rec", "_sent", "_sse", "_tail")
 
     def __init__(self, ex: Exchange, pool: Pool, api_key: str | None, observer: Observer,
                  record: Record, drop_authorization: bool = False) -> None:
@@ -49,7 +48,6 @@ class RelayStream:
         self._rec = record
         self._sent = 0.0
         self._pool = pool
-        self._origin: Origin = pool.origin
         self._api_key = api_key
         self._drop_auth = drop_authorization
         self._conn: UpstreamConnection | None = None
@@ -83,7 +81,7 @@ class RelayStream:
         ex.detached = True
         req = ex.request
         headers = upstream_request_headers(
-            req.headers, host=self._origin.host_header, body_length=len(req.body),
+            req.headers, host=self._pool.host_header, body_length=len(req.body),
             api_key=self._api_key, drop_authorization=self._drop_auth,
             request_id=self._rec.request_id.encode(),
         )
