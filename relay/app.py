@@ -105,15 +105,12 @@ async def listen(
     return Listener(server, connections)
 
 
-def router(pool: Pool, api_key: str | None, observer: Observer | None = None, *,
-           auth: ClientAuth | None = None, connections: set[ServerProtocol] | None = None,
-           metrics: bool = True) -> Handler:
+def router(pool: Pool, api_key: str | None, obs: Observer, auth: ClientAuth,
+           metrics: bool) -> Handler:
     """``/v1/*`` goes upstream (after the client token check, when tokens are set);
     ``/healthz`` and ``/metrics`` (unless an admin port serves it) are answered here, never
     upstream; anything else is a 404. Every request gets a :class:`Record`, finished once."""
-    obs = observer or Observer(AccessLog(None), asyncio.get_running_loop().time)
-    auth = auth or ClientAuth(())
-    local = LocalEndpoints(pool, obs, connections)
+    local = LocalEndpoints(pool, obs)
 
     async def handle(ex: Exchange) -> None:
         req = ex.request
@@ -135,9 +132,9 @@ def router(pool: Pool, api_key: str | None, observer: Observer | None = None, *,
     return handle
 
 
-def admin_router(pool: Pool, observer: Observer, connections: set[ServerProtocol]) -> Handler:
+def admin_router(pool: Pool, observer: Observer) -> Handler:
     """The ``--admin-port`` listener: ``/metrics`` and ``/healthz`` only."""
-    local = LocalEndpoints(pool, observer, connections)
+    local = LocalEndpoints(pool, observer)
 
     async def handle(ex: Exchange) -> None:
         req = ex.request
@@ -153,10 +150,8 @@ class LocalEndpoints:
     """``/healthz`` (liveness: version, uptime, and the live counts a soak checks) and
     ``/metrics`` (Prometheus text)."""
 
-    def __init__(self, pool: Pool, observer: Observer,
-                 connections: set[ServerProtocol] | None) -> None:
+    def __init__(self, pool: Pool, observer: Observer) -> None:
         self.pool, self.obs, self.started = pool, observer, time.time()
-        self.connections = set() if connections is None else connections
 
     def serve(self, ex: Exchange, record: Record, metrics: bool) -> bool:
         path = ex.request.path
@@ -164,7 +159,7 @@ class LocalEndpoints:
             pool = self.pool
             doc = {"status": "ok", "version": __version__, "pid": os.getpid(),
                    "uptime_s": round(time.time() - self.started),
-                   "client_connections": len(self.connections), "upstream_open": pool.open,
+                   "client_connections": len(self.obs.connections), "upstream_open": pool.open,
                    "upstream_idle": pool.idle_count, "tasks": len(asyncio.all_tasks())}
             self.respond(ex, record, 200, json.dumps(doc).encode(), b"application/json")
         elif path == b"/metrics" and metrics:
@@ -236,18 +231,16 @@ async def start_relay(config: Config) -> Relay:
     pool = Pool(upstream, config.limits, config.timeouts, ctx, tracer)
     connections: set[ServerProtocol] = set()
     log_stream = open_access_log(config.access_log)
-    observer = Observer(AccessLog(log_stream), asyncio.get_running_loop().time)
-    observer.client_connections.read = lambda: len(connections)
+    observer = Observer(AccessLog(log_stream), asyncio.get_running_loop().time, connections)
     observer.watch_pool(pool)
-    admin = config.admin_port is not None
-    handler = router(pool, config.api_key, observer, auth=ClientAuth(config.client_tokens),
-                     connections=connections, metrics=not admin)
+    handler = router(pool, config.api_key, observer, ClientAuth(config.client_tokens),
+                     metrics=config.admin_port is None)
     listener = await listen(handler, config.host, config.port, config.limits, config.timeouts,
                             connections=connections, reuse_port=config.reuse_port,
                             tracer=tracer)
     admin_listener = None
     if config.admin_port is not None:
-        admin_listener = await listen(admin_router(pool, observer, connections), config.host,
+        admin_listener = await listen(admin_router(pool, observer), config.host,
                                       config.admin_port, config.limits, config.timeouts)
     return Relay(config, listener, pool, mock_listener, mock, observer, admin_listener,
                  log_stream)

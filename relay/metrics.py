@@ -67,9 +67,6 @@ class Counter(Metric):
     def inc(self, amount: float = 1, labels: LabelValues = ()) -> None:
         self.values[labels] = self.values.get(labels, 0) + amount
 
-    def get(self, labels: LabelValues = ()) -> float:
-        return self.values.get(labels, 0)
-
     def render(self) -> list[str]:
         return [f"{self.name}{_labels(self.label_names, k)} {_number(v)}"
                 for k, v in sorted(self.values.items())]
@@ -126,10 +123,6 @@ class Registry:
 
     def __init__(self) -> None:
         self._metrics: list[Metric] = []
-
-    def add(self, metric: Metric) -> Metric:
-        self._metrics.append(metric)
-        return metric
 
     def counter(self, name: str, help_: str, labels: Sequence[str] = ()) -> Counter:
         metric = Counter(name, help_, labels)

@@ -13,7 +13,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from typing import TYPE_CHECKING, TextIO
 
 from .metrics import Registry
@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
 _random = random.Random()  # seeded from the OS once, at import
-
-ENDINGS = ("complete", "client_disconnect", "upstream_error", "timeout")
 
 
 def request_id(given: bytes | None) -> bytes:
@@ -91,13 +89,15 @@ class AccessLog:
 class Observer:
     """The relay's metrics registry plus its access log (see the README's metrics list)."""
 
-    def __init__(self, access_log: AccessLog, clock: Callable[[], float]) -> None:
+    def __init__(self, access_log: AccessLog, clock: Callable[[], float],
+                 connections: Sized) -> None:
         self.log = access_log
         self.clock = clock
+        self.connections = connections  # the listener's registry of open client connections
         self.active_streams = 0
         r = self.registry = Registry()
-        self.client_connections = r.gauge(
-            "relay_client_connections", "Open client connections.", lambda: 0)
+        r.gauge("relay_client_connections", "Open client connections.",
+                lambda: len(connections))
         r.gauge("relay_active_streams", "Requests being relayed upstream now.",
                 lambda: self.active_streams)
         self.requests = r.counter("relay_requests_total", "Requests answered, by route and "

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import ssl
 from collections import deque
-from typing import cast
+from collections.abc import Callable
 
 import certifi
 
@@ -25,7 +25,7 @@ from .config import Limits, Origin, Timeouts
 from .deadlines import Deadlines
 from .errors import UpstreamBusy, UpstreamConnectError, UpstreamTimeout
 from .metrics import Histogram
-from .trace import Tracer, TracingProtocol
+from .trace import Tracer
 from .upstream import ConnState, UpstreamConnection
 
 
@@ -78,12 +78,7 @@ class Pool:
             await self._wait_for_room(cap)
             if self._idle:  # a connection was released to the pool while we waited
                 return await self.acquire()
-        self.open += 1
-        try:
-            return await self._connect()
-        except BaseException:
-            self._closed_one()
-            raise
+        return await self._connect()
 
     async def _wait_for_room(self, cap: int) -> None:
         waiter = self.loop.create_future()
@@ -124,17 +119,33 @@ class Pool:
             self._idle.pop().close()
 
     async def _connect(self) -> UpstreamConnection:
-        loop = self.loop
-        origin, timeout = self.origin, self._timeouts.connect
-        started = loop.time()
+        started = self.loop.time()
         tracer = self._tracer
+        made: list[UpstreamConnection] = []
 
         def factory() -> asyncio.Protocol:
             conn = UpstreamConnection(self._limits, self._timeouts, self.deadlines, self._discard)
+            made.append(conn)
             return conn if tracer is None else tracer.wrap(conn, "u")
 
+        self.open += 1  # counted from now; a connection reports its close once (_discard)
         try:
-            _, proto = await asyncio.wait_for(
+            return await self._open(factory, made, started)
+        except BaseException:
+            # Failed or cancelled (the client left): a protocol already made reports through
+            # its own close, so it is not counted twice; otherwise nothing will report.
+            if made:
+                made[0].close()
+            else:
+                self._closed_one()
+            raise
+
+    async def _open(self, factory: Callable[[], asyncio.Protocol],
+                    made: list[UpstreamConnection], started: float) -> UpstreamConnection:
+        loop = self.loop
+        origin, timeout = self.origin, self._timeouts.connect
+        try:
+            await asyncio.wait_for(
                 loop.create_connection(
                     factory,
                     origin.host,
@@ -158,9 +169,7 @@ class Pool:
         self.created += 1
         if self.connect_seconds is not None:
             self.connect_seconds.observe(loop.time() - started)
-        if isinstance(proto, TracingProtocol):
-            return cast(UpstreamConnection, proto.inner)
-        return cast(UpstreamConnection, proto)
+        return made[0]
 
     def _discard(self, conn: UpstreamConnection) -> None:
         """Called once by every connection this pool opened, when it closes."""

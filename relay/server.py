@@ -346,16 +346,12 @@ class ServerProtocol(asyncio.Protocol):
         if not self._closed:
             self.transport.abort()
 
-    @property
-    def busy(self) -> bool:
-        """A response is in flight (a request being read does not count: drain closes it)."""
-        return self._exchange is not None
-
     def drain(self) -> None:
-        """Graceful shutdown, step one: an idle connection closes now; a busy one finishes its
-        response, then closes instead of reading another request."""
+        """Graceful shutdown, step one: a connection with no response in flight closes now (a
+        request still being read included); a busy one finishes its response, then closes
+        instead of reading another request."""
         self._draining = True
-        if not self.busy and not self._closed:
+        if self._exchange is None and not self._closed:
             self.transport.close()
 
     def stop(self) -> None:

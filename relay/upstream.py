@@ -118,7 +118,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._listener = None
         self._decoder = self._sink = None
         self._set_closed()
-        self.transport.abort()
+        if self.transport is not None:  # (None: closed before its connection was made)
+            self.transport.abort()
 
     # -- request -------------------------------------------------------------------------------
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import shutil
 import socket
 import threading
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -192,6 +194,17 @@ def connect(port: int, timeout: float = 10) -> socket.socket:
     return sock
 
 
+def recv_until(sock: socket.socket, done: Callable[[bytes], bool], received: bytes = b""
+               ) -> bytes:
+    """Read until ``done(everything so far)``; failing if the peer closes first (the socket's
+    timeout bounds each read)."""
+    while not done(received):
+        data = sock.recv(65536)
+        assert data, received
+        received += data
+    return received
+
+
 def read_until_close(sock: socket.socket) -> bytes:
     out = []
     while True:
@@ -269,3 +282,27 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@contextmanager
+def unaccepting_port() -> Iterator[int]:
+    """A port whose listener never accepts and whose accept queue is full, so the kernel drops
+    new SYNs and a connect() to it hangs (until the caller's timeout)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port: int = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):  # fill the accept queue (backlog 0 still admits one or two)
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        fillers.append(s)
+    try:
+        _, connected, _ = select.select([], fillers, [], 5)  # the queue holds its first one(s)
+        assert connected
+        yield port
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()

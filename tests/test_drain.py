@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 
-from .helpers import H11Client, chat_body, connect, sse_data, wait_until
+from .helpers import H11Client, chat_body, connect, read_until_close, sse_data, wait_until
 from .processes import spawn
 
 SLOW = [(b"x-mock-delay-ms", b"150")]  # 12 events 150 ms apart: ~1.8 s per stream
@@ -27,13 +27,7 @@ def _read_all(clients: list[H11Client], firsts: list[bytes]) -> list[bytes]:
     bodies: list[bytes] = [b""] * len(clients)
 
     def read(i: int) -> None:
-        data = firsts[i]
-        while True:
-            more = clients[i].sock.recv(65536)
-            if not more:
-                break
-            data += more
-        bodies[i] = data
+        bodies[i] = firsts[i] + read_until_close(clients[i].sock)
 
     threads = [threading.Thread(target=read, args=(i,)) for i in range(len(clients))]
     for t in threads:

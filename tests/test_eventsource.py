@@ -14,7 +14,7 @@ from relay.eventsource import HEARTBEAT, serve_events
 from relay.server import Exchange
 from relay.sse import Event, SSEParser
 
-from .helpers import H11Client, LoopThread, connect, wait_until
+from .helpers import H11Client, LoopThread, connect, recv_until, wait_until
 
 Endpoint = tuple[int, threading.Event, list[BaseException | None]]
 
@@ -72,11 +72,7 @@ def test_client_leaving_closes_the_source(endpoint: Endpoint) -> None:
     port, closed, ended = endpoint
     sock = connect(port)
     H11Client(sock).send(b"GET", b"/slow")
-    received = b""
-    while b"data: a" not in received:  # the head, retry and first event may come in pieces
-        data = sock.recv(65536)
-        assert data, received
-        received += data
+    recv_until(sock, lambda got: b"data: a" in got)  # head, retry and event may come apart
     sock.close()
     assert closed.wait(2)  # the generator was closed, not left sleeping for 30 s
     # ...and the handler ended by the server's cancellation, not by a failure while closing

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import select
 import socket
 import time
 
@@ -25,7 +24,9 @@ from .helpers import (
     chunked,
     connect,
     read_until_close,
+    recv_until,
     sse_data,
+    unaccepting_port,
     wait_until,
 )
 
@@ -143,11 +144,7 @@ def test_client_leaving_during_upstream_silence_closes_it(scripted: ScriptedFact
     relay = make_relay(up.url)
     sock = connect(relay.port)
     H11Client(sock).send(b"POST", b"/v1/chat/completions", chat_body())
-    received = b""
-    while b"data: " not in received:
-        data = sock.recv(65536)
-        assert data, received
-        received += data
+    recv_until(sock, lambda got: b"data: " in got)
     sock.close()
     assert _closed_soon_after(up, time.monotonic())
 
@@ -184,11 +181,7 @@ def test_half_close_after_the_responses_ends_cleanly(scripted: ScriptedFactory,
     sock = connect(relay.port)
     one = b"POST /v1/x HTTP/1.1\r\nhost: r\r\ncontent-length: 2\r\n\r\n{}"
     sock.sendall(one * 3)
-    replies = b""
-    while replies.count(b"{}") < 3:
-        data = sock.recv(65536)
-        assert data, replies
-        replies += data
+    replies = recv_until(sock, lambda got: got.count(b"{}") == 3)
     sock.shutdown(socket.SHUT_WR)
     assert read_until_close(sock) == b""
     assert replies.count(b"HTTP/1.1 200 ") == 3
@@ -198,19 +191,7 @@ def test_client_leaving_while_the_upstream_connects_abandons_it(make_relay: Rela
                                                                 lt: LoopThread) -> None:
     """The upstream's accept queue is full, so the relay's connect hangs; the client leaves:
     the connect is abandoned at once (nothing opened, nothing sent, nothing counted open)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(4):
-        s = socket.socket()
-        s.setblocking(False)
-        s.connect_ex(("127.0.0.1", port))
-        fillers.append(s)
-    _, connected, _ = select.select([], fillers, [], 5)
-    assert connected
-    try:
+    with unaccepting_port() as port:
         relay = make_relay(f"http://127.0.0.1:{port}")
         sock = connect(relay.port)
         H11Client(sock).send(b"POST", b"/v1/chat/completions", chat_body())
@@ -218,7 +199,3 @@ def test_client_leaving_while_the_upstream_connects_abandons_it(make_relay: Rela
         sock.close()
         assert wait_until(lambda: lt.call(lambda: relay.pool.open) == 0, 2)
         assert lt.call(lambda: relay.pool.created) == 0
-    finally:
-        for s in fillers:
-            s.close()
-        listener.close()

@@ -16,6 +16,7 @@ from .helpers import (
     chunked,
     connect,
     free_port,
+    recv_until,
     require_tool,
     wait_until,
 )
@@ -42,18 +43,11 @@ def test_first_event_arrives_through_nginx_before_the_upstream_finishes(
         assert wait_until(lambda: _accepts(nginx_port), 10)
         sock = connect(nginx_port, timeout=10)
         H11Client(sock).send(b"POST", b"/v1/chat/completions", chat_body())
-        received = b""
-        while b'data: {"n": 1}' not in received:
-            data = sock.recv(65536)
-            assert data, received
-            received += data
+        received = recv_until(sock, lambda got: b'data: {"n": 1}' in got)
         assert b'{"n": 2}' not in received  # the upstream has not sent it yet
         assert b"\r\nx-request-id: " in received  # the relay answered (nginx eats X-Accel-*)
         first_seen.set()
-        while b"[DONE]" not in received:
-            data = sock.recv(65536)
-            assert data, received
-            received += data
+        received = recv_until(sock, lambda got: b"[DONE]" in got, received)
         assert received.startswith(b"HTTP/1.1 200 ")
     finally:
         nginx.terminate()

@@ -47,7 +47,7 @@ def test_tls_upstream_with_private_ca(tls_mock: tuple[int, Path],
 
 
 def test_tls_upstream_with_wrong_ca_is_502(tls_mock: tuple[int, Path],
-                                           make_relay: RelayFactory) -> None:
+                                           make_relay: RelayFactory, lt: LoopThread) -> None:
     port, _ = tls_mock
     relay = make_relay(f"https://127.0.0.1:{port}")  # certifi's roots: must not trust it
     client = H11Client(connect(relay.port))
@@ -57,6 +57,8 @@ def test_tls_upstream_with_wrong_ca_is_502(tls_mock: tuple[int, Path],
     err = json.loads(reply.body)["error"]
     assert err["code"] == "upstream_connect_failed"
     assert "TLS verification" in err["message"]
+    # the failed connect (its protocol was made, the handshake failed) is counted closed once
+    assert lt.call(lambda: relay.pool.open) == 0
 
 
 def test_tls_hostname_is_checked(lt: LoopThread, tmp_path: Path,

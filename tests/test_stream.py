@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import select
 import socket
 import subprocess
 import threading
@@ -28,8 +27,10 @@ from .helpers import (
     chat_body,
     chunked,
     connect,
+    recv_until,
     require_tool,
     sse_data,
+    unaccepting_port,
     wait_until,
 )
 
@@ -144,9 +145,7 @@ def test_client_disconnect_closes_upstream_within_200ms(scripted: ScriptedFactor
     relay = make_relay(up.url)
     sock = connect(relay.port)
     H11Client(sock).send(b"POST", b"/v1/chat/completions", chat_body())
-    seen = b""
-    while seen.count(b"data: ") < 3:
-        seen += sock.recv(65536)
+    recv_until(sock, lambda got: got.count(b"data: ") >= 3)
     sock.close()
     closed_by_client = time.monotonic()
     assert wait_until(lambda: len(up.connections) == 1 and up.connections[0].closed.is_set(), 2)
@@ -261,29 +260,13 @@ def test_connect_timeout_gives_504(make_relay: RelayFactory) -> None:
     """A listener whose accept queue is full drops SYNs, so connect() hangs: a timeout."""
     from relay.config import Timeouts
 
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(4):  # fill the accept queue (backlog 0 still admits one or two)
-        s = socket.socket()
-        s.setblocking(False)
-        s.connect_ex(("127.0.0.1", port))
-        fillers.append(s)
-    _, connected, _ = select.select([], fillers, [], 5)  # the queue holds its first one(s)
-    assert connected
-    try:
+    with unaccepting_port() as port:
         relay = make_relay(f"http://127.0.0.1:{port}", timeouts=Timeouts(connect=0.3))
         client = H11Client(connect(relay.port))
         client.send(b"GET", b"/v1/models")
         reply = client.read_reply()
         assert reply.status == 504
         assert "timed out" in json.loads(reply.body)["error"]["message"]
-    finally:
-        for s in fillers:
-            s.close()
-        listener.close()
 
 
 def test_mid_stream_upstream_death_ends_with_sse_error_event(mock_server: MockServer,
