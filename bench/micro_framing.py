@@ -1,4 +1,4 @@
-"""Micro-benchmark: the body path per event, h11 against relay.framing.
+"""Micro-benchmark: the body path per event, h11 against relay.http1 (readers, passthrough).
 
     .venv/bin/python -m bench.micro_framing [--events 200000]
 
@@ -14,7 +14,8 @@ import time
 
 import h11
 
-from relay.framing import ChunkedDecoder, ChunkedPassthrough
+from relay.http1.passthrough import ChunkedPassthrough
+from relay.http1.readers import ChunkedReader
 
 EVENT = (b'data: {"id":"chatcmpl-x","object":"chat.completion.chunk","created":1700000000,'
          b'"model":"m","choices":[{"index":0,"delta":{"content":" token"},"finish_reason":null}]}'
@@ -38,7 +39,7 @@ def h11_parse(reads: list[bytes]) -> float:
 
 
 def lean_parse(reads: list[bytes]) -> float:
-    decoder = ChunkedDecoder()
+    decoder = ChunkedReader()
     start = time.perf_counter()
     for data in reads:
         decoder.feed(data)

@@ -1,186 +1,34 @@
-"""Wiring: event loop choice, listening sockets, routing, the embedded mock, the banner, signals.
+"""Wiring: the relay's parts put together, the embedded mock, the banner, signals, the loop.
 
-uvloop is imported here only, where the loop is created.
+:func:`start_relay` builds a running relay from a :class:`~relay.config.Config`: the mock (when
+no upstream is configured), the pool, the observer, the router and the listeners. uvloop is
+imported here only, where the loop is created.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
-import os
 import signal
-import socket
 import ssl
 import sys
-import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from . import __version__
 from .auth import ClientAuth
 from .config import Config, Limits, Origin, Timeouts
-from .errors import error_body
-from .headers import header_value
-from .metrics import CONTENT_TYPE as METRICS_TYPE
 from .mock import MockUpstream
-from .observe import AccessLog, Observer, Record, request_id
-from .pool import Pool, tls_context
-from .server import Exchange, Handler, ServerProtocol
-from .stream import RelayStream
-from .trace import Tracer
-from .tuning import set_nodelay
+from .net.listener import Connections, Listener, listen
+from .net.pool import Pool, tls_context
+from .ops.access_log import AccessLog, open_access_log
+from .ops.observer import Observer
+from .ops.trace import Tracer
+from .router import admin_router, router
 
 log = logging.getLogger("relay")
-
-
-@dataclass
-class Listener:
-    """A listening socket and the client connections it accepted (so all can be closed)."""
-
-    server: asyncio.Server
-    connections: set[ServerProtocol]
-
-    @property
-    def port(self) -> int:
-        port: int = self.server.sockets[0].getsockname()[1]
-        return port
-
-    def close(self) -> None:
-        self.server.close()
-        for conn in list(self.connections):
-            conn.abort()
-
-    async def drain(self, timeout: float) -> bool:
-        """Stop accepting, close idle connections, let busy ones finish for up to ``timeout``
-        seconds, then end what remains (SSE: a final error event). True if all finished."""
-        self.server.close()  # the listening socket closes: new connections are refused
-        for conn in list(self.connections):
-            conn.drain()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.connections and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-        clean = not self.connections
-        for conn in list(self.connections):
-            conn.stop()
-        return clean
-
-
-async def listen(
-    handler: Handler,
-    host: str,
-    port: int,
-    limits: Limits,
-    timeouts: Timeouts,
-    ssl_context: ssl.SSLContext | None = None,
-    connections: set[ServerProtocol] | None = None,
-    reuse_port: bool = False,
-    tracer: Tracer | None = None,
-) -> Listener:
-    """Start a server whose connections are ServerProtocols calling ``handler`` per request
-    (``connections``: the registry of open ones, created here unless given)."""
-    loop = asyncio.get_running_loop()
-    connections = set() if connections is None else connections
-
-    def factory() -> asyncio.Protocol:
-        proto = ServerProtocol(handler, limits, timeouts, connections)
-        return proto if tracer is None else tracer.wrap(proto, "c")
-
-    server = await loop.create_server(
-        factory,
-        host, port, ssl=ssl_context, reuse_address=True, backlog=4096,
-        reuse_port=reuse_port or None,
-    )
-    for sock in server.sockets:
-        # Accepted sockets inherit these from the listening socket (Linux): no per-connection
-        # system calls. SO_SNDBUF/SO_RCVBUF cap what the kernel holds per client (it doubles
-        # the value for its bookkeeping), so a slow client's bound is real, not just RSS.
-        set_nodelay(sock)
-        if limits.socket_buffer:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limits.socket_buffer)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, limits.socket_buffer)
-    return Listener(server, connections)
-
-
-def router(pool: Pool, api_key: str | None, obs: Observer, auth: ClientAuth,
-           metrics: bool) -> Handler:
-    """``/v1/*`` goes upstream (after the client token check, when tokens are set);
-    ``/healthz`` and ``/metrics`` (unless an admin port serves it) are answered here, never
-    upstream; anything else is a 404. Every request gets a :class:`Record`, finished once."""
-    local = LocalEndpoints(pool, obs)
-
-    async def handle(ex: Exchange) -> None:
-        req = ex.request
-        rid = request_id(header_value(req.headers, b"x-request-id"))
-        record = Record(req.method, req.path, ex.peer() if obs.log.enabled else "", rid,
-                        len(req.body), obs.clock())
-        obs.start(record)
-        if req.path.startswith(b"/v1/"):
-            if not auth.allows(header_value(req.headers, b"authorization")):
-                local.error(ex, record, 401, "missing or invalid relay token (Authorization: "
-                            "Bearer)", "invalid_api_key",
-                            [(b"www-authenticate", b'Bearer realm="relay"')])
-                return
-            await RelayStream(ex, pool, api_key, obs, record, auth.enabled).run()
-        elif not local.serve(ex, record, metrics):
-            local.error(ex, record, 404, "not found: the relay serves /v1/*, /healthz and "
-                        "/metrics", "unknown_url")
-
-    return handle
-
-
-def admin_router(pool: Pool, observer: Observer) -> Handler:
-    """The ``--admin-port`` listener: ``/metrics`` and ``/healthz`` only."""
-    local = LocalEndpoints(pool, observer)
-
-    async def handle(ex: Exchange) -> None:
-        req = ex.request
-        record = Record(req.method, req.path, "", request_id(None), 0, observer.clock())
-        if not local.serve(ex, record, True):
-            local.error(ex, record, 404, "not found: the admin port serves /metrics and "
-                        "/healthz", "unknown_url")
-
-    return handle
-
-
-class LocalEndpoints:
-    """``/healthz`` (liveness: version, uptime, and the live counts a soak checks) and
-    ``/metrics`` (Prometheus text)."""
-
-    def __init__(self, pool: Pool, observer: Observer) -> None:
-        self.pool, self.obs, self.started = pool, observer, time.time()
-
-    def serve(self, ex: Exchange, record: Record, metrics: bool) -> bool:
-        path = ex.request.path
-        if path == b"/healthz":
-            pool = self.pool
-            doc = {"status": "ok", "version": __version__, "pid": os.getpid(),
-                   "uptime_s": round(time.time() - self.started),
-                   "client_connections": len(self.obs.connections), "upstream_open": pool.open,
-                   "upstream_idle": pool.idle_count, "tasks": len(asyncio.all_tasks())}
-            self.respond(ex, record, 200, json.dumps(doc).encode(), b"application/json")
-        elif path == b"/metrics" and metrics:
-            self.respond(ex, record, 200, self.obs.registry.render(), METRICS_TYPE)
-        else:
-            return False
-        return True
-
-    def respond(self, ex: Exchange, record: Record, status: int, body: bytes,
-                content_type: bytes, extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
-        record.status = status
-        record.ttfb = self.obs.clock() - record.started
-        ex.respond(status, body, content_type,
-                   [*extra, (b"x-request-id", record.request_id.encode())])
-        record.bytes_out = len(body)
-        self.obs.finish(record, "complete")
-
-    def error(self, ex: Exchange, record: Record, status: int, message: str, code: str,
-              extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
-        self.respond(ex, record, status, error_body(message, "invalid_request_error", code),
-                     b"application/json", extra)
 
 
 @dataclass
@@ -204,9 +52,9 @@ class Relay:
     def upstream(self) -> Origin:
         return self.pool.origin
 
-    async def drain(self, timeout: float) -> bool:
-        """Graceful stop of the public listener (see :meth:`Listener.drain`)."""
-        return await self.listener.drain(timeout)
+    async def shutdown(self, grace: float) -> bool:
+        """Graceful stop of the public listener (see :meth:`Listener.shutdown`)."""
+        return await self.listener.shutdown(grace)
 
     async def close(self) -> None:
         self.listener.close()
@@ -229,7 +77,7 @@ async def start_relay(config: Config) -> Relay:
     ctx = tls_context(config.upstream_ca) if upstream.tls else None
     tracer = Tracer() if config.trace else None
     pool = Pool(upstream, config.limits, config.timeouts, ctx, tracer)
-    connections: set[ServerProtocol] = set()
+    connections = Connections()
     log_stream = open_access_log(config.access_log)
     observer = Observer(AccessLog(log_stream), asyncio.get_running_loop().time, connections)
     observer.watch_pool(pool)
@@ -244,15 +92,6 @@ async def start_relay(config: Config) -> Relay:
                                       config.admin_port, config.limits, config.timeouts)
     return Relay(config, listener, pool, mock_listener, mock, observer, admin_listener,
                  log_stream)
-
-
-def open_access_log(where: str) -> TextIO | None:
-    """``-``: stderr; ``off``: none; anything else: a file, appended to, line by line."""
-    if where == "off":
-        return None
-    if where == "-":
-        return sys.stderr
-    return open(where, "a", buffering=1, encoding="utf-8")  # closed by Relay.close()
 
 
 def banner(relay: Relay) -> str:
@@ -315,7 +154,7 @@ async def serve(config: Config) -> None:
     try:
         await wait_for_signal()
         log.info("signal received: draining (up to %g s)", config.drain_timeout)
-        clean = await relay.drain(config.drain_timeout)
+        clean = await relay.shutdown(config.drain_timeout)
         log.info("drained %s", "cleanly" if clean else "with streams cut at the timeout")
     finally:
         await relay.close()

@@ -16,7 +16,7 @@ from . import __version__
 from .app import run, serve, serve_mock
 from .auth import parse_tokens
 from .config import Config, Limits, Origin, Timeouts, api_key_from_env
-from .workers import Supervisor
+from .ops.workers import Supervisor
 
 _T, _L = Timeouts(), Limits()  # defaults shown in --help
 

@@ -2,15 +2,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from relay.app import Listener, Relay, listen, start_relay
+from relay.app import Relay, start_relay
 from relay.config import Config, Limits, Origin, Timeouts
 from relay.mock import MockUpstream
+from relay.net.listener import Listener, listen
 
-from .helpers import OPEN_SOCKETS, LoopThread, Script, ScriptedUpstream
+from .support import OPEN_SOCKETS, FakeLoop, LoopThread, Script, ScriptedUpstream
+from .support.tls import TLSFiles, make_tls
 
 
 @pytest.fixture(autouse=True)
@@ -80,3 +83,14 @@ def scripted(lt: LoopThread) -> Iterator[ScriptedFactory]:
     yield make
     for up in ups:
         lt.call(up.close)
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> TLSFiles:
+    """A private CA and a server certificate for 127.0.0.1 and localhost, as PEM files."""
+    return make_tls(tmp_path)
+
+
+@pytest.fixture
+def fake_loop() -> FakeLoop:
+    return FakeLoop()

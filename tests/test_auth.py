@@ -10,7 +10,7 @@ from relay.auth import ClientAuth, parse_tokens
 from relay.cli import config_from_args, parser
 
 from .conftest import RelayFactory, ScriptedFactory
-from .helpers import H11Client, UpstreamConn, connect
+from .support import H11Client, UpstreamConn, connect
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from relay.cli import config_from_args, parser
 from relay.config import Config, Origin, api_key_from_env
 
 from .conftest import ScriptedFactory
-from .helpers import (
+from .support import (
     H11Client,
     ScriptedUpstream,
     UpstreamConn,
@@ -24,7 +24,7 @@ from .helpers import (
     sse_data,
     wait_until,
 )
-from .processes import spawn
+from .support.processes import spawn
 
 
 def test_origin_parse() -> None:

@@ -1,0 +1,49 @@
+"""The two messages handed between the layers: a client's request, and an upstream response head.
+
+Both are plain data. h11 fills them in (in the two connection modules), everything else reads
+them, so no module past the sockets sees an h11 event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Headers = list[tuple[bytes, bytes]]  # (lower-case name, value), in the order received
+
+
+@dataclass(slots=True)
+class Request:
+    """A complete client request; the body is read whole (bounded by ``max_body_size``).
+
+    ``keep_alive`` is False when the request itself ends the connection (HTTP/1.0, or
+    ``Connection: close``): the response then says ``Connection: close`` and the connection
+    closes after it.
+    """
+
+    method: bytes
+    target: bytes
+    headers: Headers
+    http_version: bytes
+    body: bytes = b""
+    keep_alive: bool = True
+
+    @property
+    def path(self) -> bytes:
+        return self.target.split(b"?", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHead:
+    """An upstream response head, with what its framing says about the body.
+
+    ``length``: the body's ``Content-Length`` when it has one (never for HEAD, 204 or 304);
+    ``chunked``: the body is chunk-framed, so it can be forwarded with its own framing to a
+    chunked client; neither: the body has no length (it ends when the upstream closes) or is
+    empty.
+    """
+
+    status: int
+    reason: bytes
+    headers: Headers
+    length: int | None
+    chunked: bool

@@ -1,0 +1,54 @@
+"""Endpoints the relay answers itself, never upstream: ``/healthz`` and ``/metrics``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import error_body
+from .net.exchange import Exchange
+from .net.pool import Pool
+from .ops.metrics import CONTENT_TYPE as METRICS_TYPE
+from .ops.observer import Observer, Record
+
+
+class LocalEndpoints:
+    """``/healthz`` (liveness: version, uptime, and the live counts a soak checks) and
+    ``/metrics`` (Prometheus text)."""
+
+    def __init__(self, pool: Pool, observer: Observer) -> None:
+        self.pool, self.obs, self.started = pool, observer, time.time()
+
+    def serve(self, ex: Exchange, record: Record, metrics: bool) -> bool:
+        """Answer ``ex`` if it asks for a local endpoint; False if it does not."""
+        path = ex.request.path
+        if path == b"/healthz":
+            pool = self.pool
+            doc = {"status": "ok", "version": __version__, "pid": os.getpid(),
+                   "uptime_s": round(time.time() - self.started),
+                   "client_connections": len(self.obs.connections), "upstream_open": pool.open,
+                   "upstream_idle": pool.idle_count, "tasks": len(asyncio.all_tasks())}
+            self.respond(ex, record, 200, json.dumps(doc).encode(), b"application/json")
+        elif path == b"/metrics" and metrics:
+            self.respond(ex, record, 200, self.obs.registry.render(), METRICS_TYPE)
+        else:
+            return False
+        return True
+
+    def respond(self, ex: Exchange, record: Record, status: int, body: bytes,
+                content_type: bytes, extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        record.status = status
+        record.ttfb = self.obs.clock() - record.started
+        ex.respond(status, body, content_type,
+                   [*extra, (b"x-request-id", record.request_id.encode())])
+        record.bytes_out = len(body)
+        self.obs.finish(record, "complete")
+
+    def error(self, ex: Exchange, record: Record, status: int, message: str, code: str,
+              extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        self.respond(ex, record, status, error_body(message, "invalid_request_error", code),
+                     b"application/json", extra)

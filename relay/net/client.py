@@ -1,0 +1,359 @@
+"""The client side: an ``asyncio.Protocol`` per client connection, h11 parsing its requests.
+
+Bytes from the socket go into an h11 server ``Connection`` (``receive_data``), which turns them
+into events (``next_event``): a ``Request`` head, ``Data`` for the body, ``EndOfMessage``.
+Before h11 sees a head, :class:`relay.http1.request_head.HeadReader` counts it and
+:func:`~relay.http1.request_head.check_head` judges it on the raw bytes. When a request is
+complete, the connection hands an :class:`~relay.net.exchange.Exchange` to the handler in a
+task; the handler's response goes out through the exchange, serialized by our own code
+(:mod:`relay.http1.writers`), so h11 here only *parses*. When the response ends, a fresh h11
+connection takes over the bytes already buffered, for the next keep-alive request.
+
+Pipelining: if the client sends its next request before our response ended, h11 returns
+``PAUSED`` instead of parsing it. We stop reading the socket (so a pipelining client cannot make
+us buffer without limit) and pick up the buffered bytes after the current response. Until then
+the socket stays read, so a client that leaves mid-response is noticed at once.
+
+Deadlines, one :class:`~relay.net.deadlines.Timer` re-armed as the request advances: keep-alive
+idle, then the head from its first byte (slowloris: 408), then the body's silence between reads
+(408). A second timer runs while the client takes nothing (the send timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, cast
+
+import h11
+
+from ..config import Limits, Timeouts
+from ..errors import ClientGone, error_body
+from ..http1.messages import Request
+from ..http1.request_head import HeadReader, check_head
+from ..http1.writers import reason_phrase, start_response
+from .deadlines import Timer
+from .exchange import ENDED, RECEIVED, SENDING, Exchange
+from .flow import WriteFlow
+from .sockets import tune_transport
+
+log = logging.getLogger("relay.client")
+
+Handler = Callable[[Exchange], Awaitable[None]]
+
+
+class Registry(Protocol):
+    """Where a listener keeps its open connections."""
+
+    def add(self, conn: ClientConnection) -> None: ...
+    def discard(self, conn: ClientConnection) -> None: ...
+    def __len__(self) -> int: ...
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection (see the module docstring)."""
+
+    def __init__(self, handler: Handler, limits: Limits, timeouts: Timeouts, registry: Registry,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._handler = handler
+        self._registry = registry
+        self._limits = limits
+        self._timeouts = timeouts
+        self._loop = loop or asyncio.get_running_loop()  # a fake one in tests: exact timers
+        self._h11 = self._new_h11()
+        self.flow = WriteFlow()
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self._request: Request | None = None  # a request whose body is being read
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._exchange: Exchange | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._timer = Timer(self._loop)  # keep-alive idle, head or body deadline
+        self._send_timer = Timer(self._loop)  # armed while the client takes nothing
+        # Set while a request head is awaited: our own count and checks run before h11 parses.
+        self._head: HeadReader | None = HeadReader(limits.max_head_size)
+        self._head_started = False
+        self._overloaded = False
+        self._closing = False  # graceful shutdown: close after the response in flight
+        self._read_paused = False
+        self._closed = False
+
+    def _new_h11(self) -> h11.Connection:
+        return h11.Connection(h11.SERVER, max_incomplete_event_size=self._limits.max_head_size)
+
+    # -- asyncio callbacks -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, so no isinstance check here.
+        self.transport = transport = cast(asyncio.Transport, transport)
+        self._registry.add(self)
+        # Over the cap, the connection is still accepted and its request read, so the client
+        # gets a 503 it can act on (Retry-After) instead of a hang or a reset.
+        self._overloaded = len(self._registry) > self._limits.max_connections
+        tune_transport(transport, self._limits.write_high_water, self._limits.write_low_water,
+                       nodelay=False)  # inherited from the listening socket (net/listener.py)
+        self._head_started = True  # a new connection's head deadline runs from the accept
+        self._timer.arm(self._timeouts.request_head, self._head_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        self._h11.receive_data(data)
+        if self._head is not None and not self._read_head(data):
+            return
+        self._handle_events()
+
+    def eof_received(self) -> bool:
+        # Keep the write side open: a pipelining client may half-close after its last request
+        # (buffered requests are read with reading paused, so this EOF comes after them). An
+        # EOF while a response is in flight reaches _on_client_eof as ConnectionClosed.
+        self._h11.receive_data(b"")
+        self._handle_events()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._registry.discard(self)
+        self._closed = True
+        self._timer.cancel()
+        self._send_timer.cancel()
+        self.flow.lost()
+        self._client_gone()
+        self._exchange = None  # no connection <-> exchange cycle left behind
+
+    def pause_writing(self) -> None:
+        self.flow.pause()
+        if not self._send_timer.armed:
+            self._send_timer.arm(self._timeouts.send, self._send_timeout)
+        ex = self._exchange
+        if ex is not None and ex.listener is not None:
+            ex.listener.on_client_paused()
+
+    def resume_writing(self) -> None:
+        self.flow.resume()
+        self._send_timer.cancel()
+        ex = self._exchange
+        if ex is not None and ex.listener is not None:
+            ex.listener.on_client_resumed()
+
+    # -- shutdown, called by the listener ------------------------------------------------------
+
+    def abort(self) -> None:
+        """Close this connection now; an in-flight exchange sees its client go."""
+        if not self._closed:
+            self.transport.abort()
+
+    def close_when_idle(self) -> None:
+        """Graceful shutdown, step one: a connection with no response in flight closes now (a
+        request still being read included); a busy one finishes its response, then closes
+        instead of reading another request."""
+        self._closing = True
+        if self._exchange is None and not self._closed:
+            self.transport.close()
+
+    def stop_now(self) -> None:
+        """Graceful shutdown, last step (the grace period passed): the in-flight response ends
+        as cleanly as its body allows (an SSE error event and a clean end), then the close."""
+        ex = self._exchange
+        if ex is not None and ex.listener is not None and (ex.state is RECEIVED or ex.open):
+            ex.listener.on_shutdown()
+        if self._closed:
+            return
+        if ex is None or ex.state is ENDED:
+            self.transport.close()
+        else:
+            self.transport.abort()  # a body that cannot carry an error: cut, never a clean end
+
+    # -- request side --------------------------------------------------------------------------
+
+    def _read_head(self, data: bytes) -> bool:
+        """Count and check the awaited request head; True once h11 may parse it."""
+        reader = self._head
+        assert reader is not None
+        if not self._head_started:  # first byte of a keep-alive request: the head deadline
+            self._head_started = True
+            self._timer.arm(self._timeouts.request_head, self._head_timeout)
+        verdict = reader.feed(data)
+        if verdict == 0:
+            return False
+        if isinstance(verdict, int):
+            head = self._h11.trailing_data[0][:verdict]  # h11 holds the head from its start
+            rejection = check_head(head, self._limits)
+            if rejection is None:
+                self._head = None
+                return True
+            verdict = rejection
+        self._reject(verdict.status, verdict.message)
+        return False
+
+    def _handle_events(self) -> None:
+        while not self._closed:
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._reject(exc.error_status_hint, str(exc) or "bad request")
+                return
+            if not self._on_event(event):
+                return
+
+    def _on_event(self, event: object) -> bool:
+        """Take one h11 event; False when nothing more can be taken now."""
+        if event is h11.NEED_DATA:
+            if self._request is not None:  # inside a body: its silence deadline, per read
+                self._timer.arm(self._timeouts.request_body, self._body_timeout)
+            return False
+        if event is h11.PAUSED:
+            # h11 pauses only once bytes of a next (pipelined) request are buffered; until
+            # then the socket stays read, so a client that leaves mid-response is noticed.
+            self._pause_reading()
+            return False
+        if isinstance(event, h11.Request):
+            if self._overloaded:
+                self._reject(503, "the relay is at its connection limit; retry shortly",
+                             [(b"retry-after", b"1")])
+                return False
+            self._on_request(event)
+        elif isinstance(event, h11.Data):
+            self._on_body(event.data)
+        elif isinstance(event, h11.EndOfMessage):
+            self._dispatch()
+        elif isinstance(event, h11.ConnectionClosed):
+            self._on_client_eof()
+            return False
+        return True
+
+    def _on_request(self, event: h11.Request) -> None:
+        self._request = Request(event.method, event.target, list(event.headers),
+                                event.http_version)
+        self._body, self._body_size = [], 0
+        # (A declared length over the limit was answered 413 by check_head already.)
+        if self._h11.they_are_waiting_for_100_continue:
+            # The relay always reads the body, so say so at once instead of making curl wait 1 s.
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _on_body(self, data: bytes) -> None:
+        self._body_size += len(data)
+        if self._body_size > self._limits.max_body_size:
+            self._reject(413, "request body too large")
+            return
+        self._body.append(data)
+
+    def _dispatch(self) -> None:
+        request = self._request
+        assert request is not None
+        self._timer.cancel()  # the request is in: no client-side deadline while it is answered
+        request.body = b"".join(self._body)
+        # h11 says whether the request lets the connection live on (HTTP/1.1, no "close").
+        request.keep_alive = self._h11.their_state is h11.DONE
+        self._body, self._request = [], None
+        ex = self._exchange = Exchange(self, request, self.transport, self.flow)
+        self._task = task = self._loop.create_task(self._run(ex))
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if self._task is task:
+            self._task = None  # a callback-driven stream keeps no finished task alive
+
+    async def _run(self, ex: Exchange) -> None:
+        try:
+            await self._handler(ex)
+        except (ClientGone, asyncio.CancelledError):
+            return
+        except Exception:
+            log.exception("handler failed for %s %s", ex.request.method, ex.request.path)
+            if not ex.started:
+                ex.respond_error(500, "internal error in the relay", "server_error", None)
+        if (ex.state is RECEIVED or ex.state is SENDING) and ex.listener is None:
+            log.error("handler returned without ending its response; connection aborted")
+            ex.abort()
+
+    def _on_client_eof(self) -> None:
+        ex = self._exchange
+        if ex is None:
+            self.transport.close()
+        elif ex.state is RECEIVED or ex.open:
+            # Like nginx: a client that closes while its response is in flight has gone away.
+            self._client_gone()
+            self.transport.close()
+
+    def _client_gone(self) -> None:
+        ex = self._exchange
+        if ex is not None and ex.client_gone() and self._task is not None:
+            self._task.cancel()
+
+    # -- between requests ----------------------------------------------------------------------
+
+    def exchange_ended(self, ex: Exchange) -> None:
+        """Called by ``Exchange.end()``: the next keep-alive cycle, or the close."""
+        self._exchange = None
+        if self._closing or not ex.request.keep_alive:
+            self.transport.close()
+            return
+        old = self._h11
+        buffered, closed = old.trailing_data
+        self._h11 = new = self._new_h11()  # h11 parses; the response state is the exchange's
+        if buffered:
+            new.receive_data(buffered)
+        if closed:
+            new.receive_data(b"")
+        self._head = HeadReader(self._limits.max_head_size)
+        self._head_started = False
+        self._timer.arm(self._timeouts.keepalive, self._idle_timeout)
+        if self._read_paused or closed:  # the next request may be buffered already
+            self._loop.call_soon(self._next_buffered)
+
+    def _next_buffered(self) -> None:
+        """After a response: read again, after checking and parsing what h11 buffered (a
+        pipelined request). Reading resumes only here, so no new bytes can arrive before the
+        buffered ones are counted."""
+        if self._closed:
+            return
+        if self._read_paused:
+            self._read_paused = False
+            self.transport.resume_reading()
+        buffered = self._h11.trailing_data[0]
+        if buffered and self._head is not None and not self._read_head(buffered):
+            return
+        self._handle_events()
+
+    def _reject(self, status: int, message: str, extra: Sequence[tuple[bytes, bytes]] = ()
+                ) -> None:
+        """Answer a request we will not serve (bad framing, too large...) and close."""
+        if self._closed:
+            return
+        self._timer.cancel()
+        body = error_body(message, "invalid_request_error", None)
+        head, _ = start_response(b"GET", b"1.1", status, reason_phrase(status),
+                                 [(b"content-type", b"application/json"), *extra], len(body),
+                                 keep_alive=False)
+        self._request = None
+        self._closed = True
+        self.transport.write(head + body)
+        self.transport.close()
+
+    def _pause_reading(self) -> None:
+        if not self._read_paused:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    # -- deadlines -------------------------------------------------------------------------------
+
+    def _idle_timeout(self) -> None:
+        """No byte of a next request within the keep-alive timeout: close quietly."""
+        if self._exchange is None and not self._head_started:
+            self.transport.close()
+
+    def _head_timeout(self) -> None:
+        """Slowloris: the head did not arrive whole in time."""
+        if self._head is not None and not self._closed:
+            self._reject(408, "request head not received in time")
+
+    def _body_timeout(self) -> None:
+        if self._request is not None and not self._closed:
+            self._reject(408, "request body not received in time")
+
+    def _send_timeout(self) -> None:
+        """The client took nothing for ``Timeouts.send`` seconds: cut it. Its exchange sees the
+        client go, so a relayed stream closes its upstream; memory held for it is freed."""
+        if not self._closed:
+            log.info("client made no progress reading for %g s; connection cut",
+                     self._timeouts.send)
+            self.transport.abort()

@@ -1,0 +1,209 @@
+"""One request/response cycle: the handler's view of its client connection.
+
+The client connection makes an :class:`Exchange` once a request is complete and hands it to the
+handler. The handler answers through it: ``start()`` sends the response head and picks the
+body's framing (:func:`relay.http1.writers.start_response`), the ``write*`` methods send body
+bytes through that framing, and ``end()`` ends the body and gives the connection back for its
+next request. Its life is one :class:`ExchangeState`::
+
+    RECEIVED --start--> SENDING --end--> ENDED
+        |                  |--abort--> ABORTED      (cut: the client sees a broken body)
+        '------------------'--client left--> GONE   (writes are dropped from then on)
+
+A handler that answers from callbacks instead of awaiting (the relay pump) registers an
+:class:`ExchangeListener` with ``listen()``: from then on the callbacks own the exchange, the
+handler's task may return before the response ends, and the listener hears about the client
+(slow, fast again, gone) and about a server shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Sequence
+from typing import Protocol
+
+from ..errors import ClientGone, error_body
+from ..http1.messages import Headers, Request
+from ..http1.writers import BodyWriter, NoBody, reason_phrase, start_response
+from .flow import WriteFlow
+
+
+class ExchangeState(enum.Enum):
+    RECEIVED = "received"  # the request is in; nothing sent yet
+    SENDING = "sending"  # the head went out; the body is open
+    ENDED = "ended"  # the body ended cleanly; the connection went on to its next request
+    ABORTED = "aborted"  # the connection was cut inside the response
+    GONE = "gone"  # the client left before the response ended
+
+
+RECEIVED, SENDING, ENDED = ExchangeState.RECEIVED, ExchangeState.SENDING, ExchangeState.ENDED
+ABORTED, GONE = ExchangeState.ABORTED, ExchangeState.GONE
+_NOT_STARTED: BodyWriter = NoBody()  # the writer until start() picks the real one
+
+
+class ExchangeListener(Protocol):
+    """What a callback-driven handler (the relay pump) hears about its client."""
+
+    def on_client_paused(self) -> None: ...
+    def on_client_resumed(self) -> None: ...
+    def on_client_gone(self) -> None: ...
+    def on_shutdown(self) -> None:
+        """The server stops now: end the response as cleanly as the body allows."""
+
+
+class ExchangeOwner(Protocol):
+    """What an exchange needs of its client connection."""
+
+    def exchange_ended(self, ex: Exchange) -> None: ...
+
+
+class Exchange:
+    """One request and its response (see the module docstring).
+
+    Writes after the client left are dropped (uvloop raises on writes to a closed transport).
+    Payloads are never copied: each ``write*`` is one ``writelines`` of the framed pieces.
+    """
+
+    __slots__ = ("_owner", "_transport", "_writelines", "_writer", "flow", "listener", "request",
+                 "state")
+
+    def __init__(self, owner: ExchangeOwner, request: Request, transport: asyncio.Transport,
+                 flow: WriteFlow) -> None:
+        self._owner = owner
+        self._transport = transport
+        self._writelines = transport.writelines
+        self._writer = _NOT_STARTED
+        self.request = request
+        self.flow = flow
+        self.listener: ExchangeListener | None = None
+        self.state = RECEIVED
+
+    @property
+    def started(self) -> bool:
+        """The response head was sent (or would have been, had the client stayed)."""
+        return self._writer is not _NOT_STARTED
+
+    @property
+    def open(self) -> bool:
+        """Body bytes can still be sent."""
+        return self.state is SENDING
+
+    @property
+    def appendable(self) -> bool:
+        """The body has no declared length: bytes of the relay's own (an error event) may
+        follow what the upstream sent."""
+        return self._writer.appendable
+
+    @property
+    def chunked(self) -> bool:
+        """The body goes out chunked: already-framed chunks may go through ``write_framed``."""
+        return self._writer.chunked
+
+    def listen(self, listener: ExchangeListener) -> None:
+        """Callbacks drive this exchange from now on (see the module docstring)."""
+        self.listener = listener
+
+    def start(self, status: int, headers: Headers, *, length: int | None = None,
+              reason: bytes = b"") -> None:
+        """Send the response head. ``headers`` must not carry framing headers."""
+        if self._writer is not _NOT_STARTED:
+            raise RuntimeError("response already started")
+        req = self.request
+        head, self._writer = start_response(req.method, req.http_version, status,
+                                            reason or reason_phrase(status), headers, length,
+                                            req.keep_alive)
+        if self.state is RECEIVED:
+            self.state = SENDING
+            self._transport.write(head)
+
+    def write(self, data: bytes) -> None:
+        """Send one piece of the body (an empty one is ignored)."""
+        if self.state is SENDING:
+            if data:
+                self._writelines(self._writer.frame([data]))
+        elif self.state is RECEIVED:
+            raise RuntimeError("write() before start()")
+
+    def write_pieces(self, pieces: list[bytes]) -> None:
+        """The hot path for payload: every piece of one upstream read (none empty), each framed
+        as the body needs (a chunk each when chunked), in one ``writelines``: one ``writev``."""
+        if self.state is SENDING:
+            self._writelines(self._writer.frame(pieces))
+        elif self.state is RECEIVED:
+            raise RuntimeError("write() before start()")
+
+    def write_framed(self, segments: list[bytes]) -> None:
+        """The hot path when both hops are chunked: bytes that already carry chunk framing
+        (validated by :class:`relay.http1.passthrough.ChunkedPassthrough`), as they are."""
+        if self.state is SENDING:
+            if len(segments) == 1:
+                self._transport.write(segments[0])
+            else:
+                self._writelines(segments)
+
+    def end(self) -> None:
+        """End the body cleanly (the last chunk when chunked) and let the connection go on."""
+        if self.state is not SENDING:
+            if self.state is RECEIVED:
+                raise RuntimeError("end() before start()")
+            return
+        tail = self._writer.end()
+        if tail:
+            self._transport.write(tail)
+        self.state = ENDED
+        self._unlink()
+        self._owner.exchange_ended(self)
+
+    def abort(self) -> None:
+        """Cut the client connection without ending the body: the client sees a broken
+        response, never a clean end (used when an upstream dies inside a body we cannot
+        annotate)."""
+        if self.state is RECEIVED or self.state is SENDING:
+            self.state = ABORTED
+            self._transport.abort()
+        self._unlink()
+
+    def client_gone(self) -> bool:
+        """Called by the connection when the client leaves: the listener hears of it, and
+        writes are dropped from now on. False when the exchange had already finished."""
+        if self.state is not RECEIVED and self.state is not SENDING:
+            return False
+        self.state = GONE
+        listener = self.listener
+        self._unlink()
+        if listener is not None:
+            listener.on_client_gone()
+        return True
+
+    def _unlink(self) -> None:
+        """Drop the reference that makes a cycle (exchange <-> listener), so a finished
+        exchange is freed by reference counting, not by the cyclic GC (whose full collections
+        pause the loop for 100+ ms when 10k streams' objects are alive)."""
+        self.listener = None
+
+    def respond(self, status: int, body: bytes, content_type: bytes = b"application/json",
+                extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        """A whole response with a ``Content-Length`` body."""
+        self.start(status, [(b"content-type", content_type), *extra], length=len(body))
+        self.write(body)
+        self.end()
+
+    def respond_error(self, status: int, message: str, type_: str, code: str | None,
+                      extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        """An OpenAI-style JSON error response."""
+        self.respond(status, error_body(message, type_, code), extra=extra)
+
+    def peer(self) -> str:
+        """The client's address as ``host:port`` (for the access log)."""
+        addr = self._transport.get_extra_info("peername")
+        if isinstance(addr, tuple) and len(addr) >= 2:
+            return f"{addr[0]}:{addr[1]}"
+        return str(addr or "")
+
+    async def wait_writable(self) -> None:
+        """Wait while the client's write buffer is over its high-water mark (for coroutine
+        producers); raises :class:`ClientGone` once the client has left."""
+        if self.state is GONE or self.state is ABORTED:
+            raise ClientGone("client connection lost")
+        await self.flow.wait_writable()

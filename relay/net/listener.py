@@ -1,0 +1,106 @@
+"""The listening socket, and the registry of the client connections it accepted.
+
+:func:`listen` starts a server whose every accepted socket gets a
+:class:`~relay.net.client.ClientConnection`. :class:`Listener` can close them all at once, or
+shut down gracefully: stop accepting, close idle connections, let the busy ones finish within a
+grace period, then end what remains (an SSE stream gets a final error event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from ..config import Limits, Timeouts
+from .client import ClientConnection, Handler
+from .sockets import tune_listener
+
+if TYPE_CHECKING:
+    from ..ops.trace import Tracer
+
+
+class Connections:
+    """The open client connections of a listener: a set that can be waited on until empty."""
+
+    def __init__(self) -> None:
+        self._open: set[ClientConnection] = set()
+        self._emptied: asyncio.Event | None = None
+
+    def add(self, conn: ClientConnection) -> None:
+        self._open.add(conn)
+
+    def discard(self, conn: ClientConnection) -> None:
+        self._open.discard(conn)
+        if not self._open and self._emptied is not None:
+            self._emptied.set()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def __iter__(self) -> Iterator[ClientConnection]:
+        return iter(list(self._open))  # a copy: closing a connection changes the set
+
+    async def wait_empty(self, timeout: float) -> bool:
+        """Wait until no connection is open, for up to ``timeout`` seconds; True if none is."""
+        if self._open:
+            self._emptied = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._emptied.wait(), timeout)
+            except TimeoutError:
+                pass
+            finally:
+                self._emptied = None
+        return not self._open
+
+
+class Listener:
+    """A listening socket and the client connections it accepted (so all can be closed)."""
+
+    def __init__(self, server: asyncio.Server, connections: Connections) -> None:
+        self.server = server
+        self.connections = connections
+
+    @property
+    def port(self) -> int:
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    def close(self) -> None:
+        self.server.close()
+        for conn in self.connections:
+            conn.abort()
+
+    async def shutdown(self, grace: float) -> bool:
+        """Stop accepting, close idle connections, let busy ones finish for up to ``grace``
+        seconds, then end what remains (SSE: a final error event). True if all finished."""
+        self.server.close()  # the listening socket closes: new connections are refused
+        for conn in self.connections:
+            conn.close_when_idle()
+        clean = await self.connections.wait_empty(grace)
+        for conn in self.connections:
+            conn.stop_now()
+        return clean
+
+
+async def listen(handler: Handler, host: str, port: int, limits: Limits, timeouts: Timeouts,
+                 ssl_context: ssl.SSLContext | None = None,
+                 connections: Connections | None = None, reuse_port: bool = False,
+                 tracer: Tracer | None = None) -> Listener:
+    """Start a server whose connections are ClientConnections calling ``handler`` per request
+    (``connections``: the registry of open ones, created here unless given)."""
+    loop = asyncio.get_running_loop()
+    registry = Connections() if connections is None else connections
+
+    def factory() -> asyncio.Protocol:
+        conn = ClientConnection(handler, limits, timeouts, registry, loop)
+        return conn if tracer is None else tracer.wrap(conn, "c")
+
+    server = await loop.create_server(
+        factory, host, port, ssl=ssl_context, reuse_address=True, backlog=4096,
+        reuse_port=reuse_port or None,
+    )
+    for sock in server.sockets:
+        tune_listener(sock, limits.socket_buffer)  # accepted sockets inherit these (Linux)
+    return Listener(server, registry)

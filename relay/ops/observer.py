@@ -1,0 +1,134 @@
+"""What the relay records per request, and where it goes: the metrics and the access log.
+
+A :class:`Record` is filled in along one request (route, statuses, times, byte and event counts)
+and finished exactly once, with how it ended: ``complete``, ``client_disconnect``,
+``upstream_error`` or ``timeout``. :meth:`Observer.finish` then adds it to the metrics and
+writes its access-log line. Nothing here runs per event: byte and event counts are kept on the
+upstream connection and read once at the end.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable, Sized
+from typing import TYPE_CHECKING
+
+from .access_log import AccessLog
+from .metrics import Registry
+
+if TYPE_CHECKING:
+    from ..net.pool import Pool
+
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
+_random = random.Random()  # seeded from the OS once, at import
+
+
+def request_id(given: bytes | None) -> bytes:
+    """The client's ``X-Request-ID`` when it is a sane token, else a new random one."""
+    if given is not None and _REQUEST_ID.fullmatch(given):
+        return given
+    # 96 random bits from the process's PRNG: unique enough to trace a request, with no
+    # getrandom() system call per request (secrets.token_hex cost one; ids need not be secret).
+    return b"%024x" % _random.getrandbits(96)
+
+
+class Record:
+    """One request's facts, for its metrics and its access-log line."""
+
+    __slots__ = ("bytes_in", "bytes_out", "client", "ended", "events", "method", "path",
+                 "request_id", "route", "started", "status", "ttfb", "upstream_status",
+                 "wall_started")
+
+    def __init__(self, method: bytes, path: bytes, client: str, request_id: bytes,
+                 bytes_in: int, now: float) -> None:
+        self.method = method.decode("latin-1")
+        self.path = path.decode("latin-1")
+        self.route = "/v1" if path.startswith(b"/v1/") else self.path
+        self.client = client
+        self.request_id = request_id.decode("latin-1")
+        self.bytes_in = bytes_in
+        self.bytes_out = 0
+        self.events = 0
+        self.status = 0
+        self.upstream_status: int | None = None
+        self.ttfb: float | None = None  # request received -> response head written
+        self.started = now
+        self.wall_started = time.time()
+        self.ended: str | None = None
+
+
+class Observer:
+    """The relay's metrics registry plus its access log (see the README's metrics list)."""
+
+    def __init__(self, access_log: AccessLog, clock: Callable[[], float],
+                 connections: Sized) -> None:
+        self.log = access_log
+        self.clock = clock
+        self.connections = connections  # the listener's registry of open client connections
+        self.active_streams = 0
+        r = self.registry = Registry()
+        r.gauge("relay_client_connections", "Open client connections.",
+                lambda: len(connections))
+        r.gauge("relay_active_streams", "Requests being relayed upstream now.",
+                lambda: self.active_streams)
+        self.requests = r.counter("relay_requests_total", "Requests answered, by route and "
+                                  "status.", ["route", "status"])
+        self.endings = r.counter("relay_requests_ended_total", "Requests by how they ended.",
+                                 ["ended"])
+        self.request_bytes = r.counter("relay_request_bytes_total",
+                                       "Request body bytes received from clients.")
+        self.bytes_out = r.counter("relay_response_bytes_total",
+                                   "Upstream response body bytes read for clients (as read: "
+                                   "with chunk framing when passed through).")
+        self.events = r.counter("relay_events_total", "SSE events relayed to clients.")
+        self.client_disconnects = r.counter(
+            "relay_client_disconnects_total", "Clients that left before their response ended.")
+        self.upstream_failures = r.counter("relay_upstream_failures_total",
+                                           "Upstream failures, by reason.", ["reason"])
+        self.heartbeats = r.counter("relay_heartbeats_total", "Heartbeat comments sent.")
+        self.pauses = r.counter("relay_backpressure_pauses_total",
+                                "Times a slow client paused its upstream's reads.")
+        self.connect_seconds = r.histogram("relay_upstream_connect_seconds",
+                                           "Time to open an upstream connection (TCP and TLS).")
+        self.upstream_ttfb = r.histogram("relay_upstream_ttfb_seconds",
+                                         "Upstream request written to response head received.")
+        self.client_ttfb = r.histogram("relay_client_ttfb_seconds",
+                                       "Client request received to response head written.")
+
+    def watch_pool(self, pool: Pool) -> None:
+        """Pool figures, read at scrape time."""
+        r = self.registry
+        r.gauge("relay_upstream_connections_open", "Upstream connections open (in use or idle).",
+                lambda: pool.open)
+        r.gauge("relay_upstream_connections_idle", "Idle keep-alive upstream connections.",
+                lambda: pool.idle_count)
+        r.counter_from("relay_upstream_connections_created_total",
+                       "Upstream connections opened.", lambda: pool.created)
+        r.counter_from("relay_upstream_connections_reused_total",
+                       "Requests sent on a reused keep-alive upstream connection.",
+                       lambda: pool.reused)
+        pool.connect_seconds = self.connect_seconds
+
+    def start(self, record: Record) -> None:
+        if record.route == "/v1":
+            self.active_streams += 1
+
+    def finish(self, record: Record, ended: str) -> None:
+        """Close the record: its metrics and its access-log line. Exactly once per record."""
+        if record.ended is not None:
+            raise RuntimeError(f"request record finished twice ({record.ended}, {ended})")
+        record.ended = ended
+        if record.route == "/v1":
+            self.active_streams -= 1
+        duration = self.clock() - record.started
+        self.requests.inc(1, (record.route, str(record.status)))
+        self.endings.inc(1, (ended,))
+        self.request_bytes.inc(record.bytes_in)
+        if record.route == "/v1":  # relayed bytes only (local answers are in the log)
+            self.bytes_out.inc(record.bytes_out)
+            self.events.inc(record.events)
+        if ended == "client_disconnect":
+            self.client_disconnects.inc()
+        self.log.write(record, duration)

@@ -1,0 +1,57 @@
+"""Routing: which endpoint answers a request.
+
+``/v1/*`` goes upstream (after the client-token check, when tokens are set); ``/healthz`` and
+``/metrics`` (unless an admin port serves it) are answered locally, never upstream; anything
+else is a 404. Every request gets a :class:`~relay.ops.observer.Record`, finished exactly once
+by whichever endpoint answers it.
+"""
+
+from __future__ import annotations
+
+from .auth import ClientAuth
+from .http1.headers import header_value
+from .local import LocalEndpoints
+from .net.client import Handler
+from .net.exchange import Exchange
+from .net.pool import Pool
+from .ops.observer import Observer, Record, request_id
+from .proxy import ProxyRequest
+
+
+def router(pool: Pool, api_key: str | None, obs: Observer, auth: ClientAuth,
+           metrics: bool) -> Handler:
+    """The public listener's handler (see the module docstring)."""
+    local = LocalEndpoints(pool, obs)
+
+    async def handle(ex: Exchange) -> None:
+        req = ex.request
+        rid = request_id(header_value(req.headers, b"x-request-id"))
+        record = Record(req.method, req.path, ex.peer() if obs.log.enabled else "", rid,
+                        len(req.body), obs.clock())
+        obs.start(record)
+        if req.path.startswith(b"/v1/"):
+            if not auth.allows(header_value(req.headers, b"authorization")):
+                local.error(ex, record, 401, "missing or invalid relay token (Authorization: "
+                            "Bearer)", "invalid_api_key",
+                            [(b"www-authenticate", b'Bearer realm="relay"')])
+                return
+            await ProxyRequest(ex, pool, api_key, obs, record, auth.enabled).run()
+        elif not local.serve(ex, record, metrics):
+            local.error(ex, record, 404, "not found: the relay serves /v1/*, /healthz and "
+                        "/metrics", "unknown_url")
+
+    return handle
+
+
+def admin_router(pool: Pool, observer: Observer) -> Handler:
+    """The ``--admin-port`` listener: ``/metrics`` and ``/healthz`` only."""
+    local = LocalEndpoints(pool, observer)
+
+    async def handle(ex: Exchange) -> None:
+        req = ex.request
+        record = Record(req.method, req.path, "", request_id(None), 0, observer.clock())
+        if not local.serve(ex, record, True):
+            local.error(ex, record, 404, "not found: the admin port serves /metrics and "
+                        "/healthz", "unknown_url")
+
+    return handle

@@ -1,0 +1,59 @@
+"""Smoke tests of the benchmark tools (their numbers are for bench/, never asserted here)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import uvloop
+
+from bench.loadgen import run_once, run_slow_readers, summary
+from bench.report import table
+
+from ..conftest import MockServer, RelayFactory
+
+
+def test_loadgen_counts_events_and_latencies(mock_server: MockServer,
+                                             make_relay: RelayFactory) -> None:
+    relay = make_relay(mock_server.url)
+    stats, wall = uvloop.run(run_once(f"http://127.0.0.1:{relay.port}", 20, 8, 5, 0.05, 30))
+    s = summary(stats, wall)
+    assert s["streams_completed"] == 20 and s["errors"] == 0
+    assert s["events"] == 20 * 10  # role + 8 tokens + finish, per stream
+    assert s["latency_ms"]["p50"] is not None and s["ttfe_ms"]["p50"] is not None
+    assert len(stats.latency) == 200
+
+
+def test_loadgen_reports_mid_stream_errors(mock_server: MockServer,
+                                           make_relay: RelayFactory) -> None:
+    relay = make_relay(mock_server.url)
+
+    async def go() -> int:
+        from bench.loadgen import Stats, _one, request_bytes
+
+        stats = Stats()
+        req = request_bytes(f"http://127.0.0.1:{relay.port}", 10, 0,
+                            extra_headers={"x-mock-fail-after": "3"})
+        await _one("127.0.0.1", relay.port, req, stats, asyncio.get_running_loop().time())
+        return stats.error_kinds.get("error event", 0)
+
+    assert uvloop.run(go()) == 1
+
+
+def test_slow_readers_read_at_their_rate(mock_server: MockServer,
+                                         make_relay: RelayFactory) -> None:
+    relay = make_relay(mock_server.url)
+    stats = uvloop.run(run_slow_readers(f"http://127.0.0.1:{relay.port}", 2, 20000, 2000, 2.0))
+    # Two readers for 2 s at 2 KB/s, each allowed one first read of its small receive buffer;
+    # the stream itself is ~4 MB, so an unthrottled reader would be far over this.
+    assert 0 < stats.bytes < 2 * (8192 + 2000 * 2 * 1.5)
+
+
+def test_report_table_has_medians_and_ratios() -> None:
+    rows = [{"relay": r, "rep": k, "scenario": "C2000", "cpu_s_per_1m_events": v * k,
+             "errors": 0} for r, v in (("relay", 20.0), ("nginx", 16.0), ("aiohttp", 40.0))
+            for k in (1, 2, 3)]
+    doc = {"meta": {"started": "t", "git": "g", "cpus": 2, "python": "3", "missing":
+                    {"fastapi": "not installed"}}, "rows": rows}
+    md = table(doc)
+    assert "| C2000 | relay CPU s per 1M events | 40.00 | 32.00 | 80.00 | 1.25x | 0.50x |" in md
+    assert "MISSING fastapi: not installed" in md

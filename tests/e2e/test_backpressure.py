@@ -1,0 +1,102 @@
+"""A slow reader costs bounded memory and does not slow anyone else (relay as a subprocess)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ..support import H11Client, chat_body, connect
+from ..support.processes import rss_bytes, spawn
+from ..support.tls import make_tls
+
+MIB = 1024 * 1024
+# The documented bound (README, "Backpressure"): per stream, the client write buffer's high-water
+# mark (64 KiB) plus one upstream read (uvloop reads at most 256 KiB) in user space. The
+# assertion allows allocator slack on top; without backpressure the relay would hold ~16 MiB.
+RSS_GROWTH_BOUND = 4 * MIB
+SLOW_TOKENS = 80_000  # ~16 MiB of chunk events
+FAST_TOKENS = 20_000  # ~4 MiB
+
+
+def settled_rss(pid: int, timeout: float = 3.0) -> int:
+    """The process's RSS once two samples 50 ms apart agree (or at the deadline)."""
+    deadline = time.monotonic() + timeout
+    previous = rss_bytes(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        current = rss_bytes(pid)
+        if current == previous:
+            return current
+        previous = current
+    return previous
+
+
+def fast_stream(port: int) -> tuple[float, int]:
+    """Fetch a FAST_TOKENS stream as fast as possible: (seconds, bytes)."""
+    sock = connect(port, timeout=30)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 * MIB)
+    started = time.monotonic()
+    H11Client(sock).send(b"POST", b"/v1/chat/completions", chat_body(FAST_TOKENS))
+    total = 0
+    tail = b""
+    while not tail.endswith(b"0\r\n\r\n"):
+        data = sock.recv(1 << 20)
+        assert data, "fast stream cut"
+        total += len(data)
+        tail = (tail + data)[-16:]
+    elapsed = time.monotonic() - started
+    sock.close()
+    return elapsed, total
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_slow_reader_bounded_memory_and_fast_stream_unaffected(scheme: str,
+                                                               tmp_path: Path) -> None:
+    mock_args, relay_args = ["mock", "--port", "0"], ["serve", "--port", "0"]
+    if scheme == "https":  # TLS buffers on its own: its read limits must hold too
+        tls = make_tls(tmp_path)
+        mock_args += ["--tls-cert", str(tls.cert_pem), "--tls-key", str(tls.key_pem)]
+        relay_args += ["--upstream-ca", str(tls.ca_pem)]
+    with spawn(*mock_args) as (_mock, mock_port, _), \
+         spawn(*relay_args, "--upstream", f"{scheme}://127.0.0.1:{mock_port}") as (
+             relay, port, _):
+        baseline_time, fast_bytes = fast_stream(port)  # also warms the relay up
+        assert fast_bytes > 3 * MIB
+        rss_before = settled_rss(relay.pid)
+
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)  # before connect
+        slow.connect(("127.0.0.1", port))
+        H11Client(slow).send(b"POST", b"/v1/chat/completions", chat_body(SLOW_TOKENS))
+
+        result: dict[str, tuple[float, int]] = {}
+        fast = threading.Thread(target=lambda: result.setdefault("fast", fast_stream(port)))
+        received, peak = 0, rss_before
+        started = time.monotonic()
+        while (elapsed := time.monotonic() - started) < 5.0:
+            if elapsed > 1.0 and not fast.is_alive() and "fast" not in result:
+                fast.start()
+            budget = int(64 * 1024 * elapsed) - received  # read at 64 KB/s
+            while budget > 0:
+                data = slow.recv(min(budget, 16 * 1024))
+                assert data
+                received += len(data)
+                budget -= len(data)
+            peak = max(peak, rss_bytes(relay.pid))
+            time.sleep(0.05)
+        fast.join(30)
+        slow.close()
+
+    growth = peak - rss_before
+    during_time, _ = result["fast"]
+    print(f"\n{scheme}: slow reader got {received // 1024} KiB in 5 s;",
+          f"relay RSS {rss_before / MIB:.1f} MiB -> peak {peak / MIB:.1f} MiB",
+          f"(+{growth // 1024} KiB); fast 4 MiB stream {baseline_time * 1000:.0f} ms alone,",
+          f"{during_time * 1000:.0f} ms beside the slow one")
+    assert received < 400 * 1024  # the slow reader really was slow (sanity)
+    assert growth < RSS_GROWTH_BOUND
+    assert during_time < max(3 * baseline_time, baseline_time + 1.0)

@@ -1,0 +1,92 @@
+"""Graceful drain on SIGTERM, with the relay and the mock as real processes."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+
+from ..support import H11Client, chat_body, connect, read_until_close, sse_data, wait_until
+from ..support.processes import spawn
+
+SLOW = [(b"x-mock-delay-ms", b"150")]  # 12 events 150 ms apart: ~1.8 s per stream
+
+
+def _open_streams(port: int, n: int, tokens: int) -> tuple[list[H11Client], list[bytes]]:
+    clients = []
+    for _ in range(n):
+        client = H11Client(connect(port, timeout=30))
+        client.send(b"POST", b"/v1/chat/completions", chat_body(tokens), SLOW)
+        clients.append(client)
+    firsts = [c.sock.recv(65536) for c in clients]  # each stream has started
+    return clients, firsts
+
+
+def _read_all(clients: list[H11Client], firsts: list[bytes]) -> list[bytes]:
+    bodies: list[bytes] = [b""] * len(clients)
+
+    def read(i: int) -> None:
+        bodies[i] = firsts[i] + read_until_close(clients[i].sock)
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(len(clients))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return bodies
+
+
+def _refused(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+def test_sigterm_drains_five_slow_streams_then_exits_0() -> None:
+    with spawn("mock", "--port", "0") as (_mock, mock_port, _), \
+         spawn("serve", "--port", "0", "--upstream", f"http://127.0.0.1:{mock_port}",
+               "--drain-timeout", "20") as (relay, port, _):
+        idle = connect(port)  # a keep-alive connection with nothing in flight
+        clients, firsts = _open_streams(port, 5, 10)
+        signalled = time.monotonic()
+        relay.send_signal(signal.SIGTERM)
+        assert wait_until(lambda: _refused(port), 5)  # no new connections
+        idle.settimeout(5)
+        assert idle.recv(1) == b""  # the idle connection was closed at once
+        bodies = _read_all(clients, firsts)  # Connection closes after each response
+        assert relay.wait(20) == 0
+        took = time.monotonic() - signalled
+    for body in bodies:
+        assert body.startswith(b"HTTP/1.1 200 ") and body.endswith(b"0\r\n\r\n")
+        _head, _, chunked_body = body.partition(b"\r\n\r\n")
+        events = sse_data(_unchunk(chunked_body))
+        assert events[-1] == b"[DONE]" and len(events) == 13  # role, 10 tokens, finish, DONE
+    assert took < 20
+
+
+def test_drain_timeout_ends_open_streams_with_an_error_event() -> None:
+    with spawn("mock", "--port", "0") as (_mock, mock_port, _), \
+         spawn("serve", "--port", "0", "--upstream", f"http://127.0.0.1:{mock_port}",
+               "--drain-timeout", "0.5") as (relay, port, _):
+        clients, firsts = _open_streams(port, 2, 200)  # ~30 s streams
+        relay.send_signal(signal.SIGTERM)
+        bodies = _read_all(clients, firsts)
+        assert relay.wait(10) == 0
+    for body in bodies:
+        events = sse_data(_unchunk(body.partition(b"\r\n\r\n")[2]))
+        assert b"relay_shutdown" in events[-1] and b"[DONE]" not in events
+        assert body.endswith(b"0\r\n\r\n")  # a clean end after the error event
+
+
+def _unchunk(data: bytes) -> bytes:
+    out, pos = b"", 0
+    while True:
+        eol = data.index(b"\r\n", pos)
+        size = int(data[pos:eol], 16)
+        if size == 0:
+            return out
+        out += data[eol + 2: eol + 2 + size]
+        pos = eol + 2 + size + 2

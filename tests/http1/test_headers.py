@@ -1,0 +1,114 @@
+"""Header rewriting: pure functions, then the same rules observed over the wire."""
+
+from __future__ import annotations
+
+from relay.http1.headers import (
+    client_response_headers,
+    connection_tokens,
+    is_event_stream,
+    strip_hop_by_hop,
+    upstream_request_headers,
+)
+
+from ..conftest import RelayFactory, ScriptedFactory
+from ..support import H11Client, ScriptedUpstream, UpstreamConn, connect
+
+CLIENT_HEADERS = [
+    (b"host", b"relay.local:8080"),
+    (b"connection", b"keep-alive, x-private"),
+    (b"keep-alive", b"timeout=5"),
+    (b"te", b"trailers"),
+    (b"trailer", b"x-checksum"),
+    (b"upgrade", b"h2c"),
+    (b"proxy-authorization", b"Basic Zm9vOmJhcg=="),
+    (b"proxy-connection", b"keep-alive"),
+    (b"x-private", b"only-for-this-hop"),
+    (b"authorization", b"Bearer client-token"),
+    (b"accept-encoding", b"gzip, br"),
+    (b"content-type", b"application/json"),
+    (b"openai-organization", b"org-1"),
+    (b"content-length", b"999"),
+]
+
+
+def test_connection_tokens_are_lowercased_and_trimmed() -> None:
+    assert connection_tokens([(b"connection", b" Keep-Alive ,X-Foo,, ")]) == {b"keep-alive",
+                                                                             b"x-foo"}
+
+
+def test_strip_hop_by_hop_removes_listed_and_proxy_headers() -> None:
+    names = [n for n, _ in strip_hop_by_hop(CLIENT_HEADERS)]
+    assert names == [b"host", b"authorization", b"accept-encoding", b"content-type",
+                     b"openai-organization", b"content-length"]
+
+
+def test_upstream_request_headers_with_key() -> None:
+    out = upstream_request_headers(CLIENT_HEADERS, host=b"api.example.com", body_length=12,
+                                   api_key="sk-secret")
+    assert out == [
+        (b"host", b"api.example.com"),
+        (b"content-type", b"application/json"),
+        (b"openai-organization", b"org-1"),
+        (b"content-length", b"12"),
+        (b"accept-encoding", b"identity"),
+        (b"authorization", b"Bearer sk-secret"),
+    ]
+
+
+def test_upstream_request_headers_without_key_keeps_client_auth() -> None:
+    out = dict(upstream_request_headers(CLIENT_HEADERS, host=b"h", body_length=0, api_key=None))
+    assert out[b"authorization"] == b"Bearer client-token"
+    assert b"content-length" not in out
+
+
+def test_client_response_headers() -> None:
+    upstream = [(b"content-type", b"text/event-stream"), (b"transfer-encoding", b"chunked"),
+                (b"connection", b"keep-alive"), (b"keep-alive", b"timeout=5"),
+                (b"content-length", b"10"), (b"x-request-id", b"abc"),
+                (b"proxy-authenticate", b"Basic")]
+    assert client_response_headers(upstream) == [(b"content-type", b"text/event-stream"),
+                                                 (b"x-request-id", b"abc")]
+
+
+def test_is_event_stream() -> None:
+    assert is_event_stream([(b"content-type", b"Text/Event-Stream; charset=utf-8")])
+    assert not is_event_stream([(b"content-type", b"application/json")])
+    assert not is_event_stream([])
+
+
+def test_headers_over_the_wire(scripted: ScriptedFactory, make_relay: RelayFactory) -> None:
+    """What the upstream receives and what the client gets back, through real sockets."""
+
+    async def script(c: UpstreamConn) -> None:
+        await c.read_request()
+        c.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: keep-alive\r\n"
+                b"keep-alive: timeout=5\r\nproxy-authenticate: Basic\r\nx-upstream: yes\r\n"
+                b"content-length: 2\r\n\r\n{}")
+        await c.writer.drain()
+        await c.watch_close()
+
+    up: ScriptedUpstream = scripted(script)
+    relay = make_relay(up.url, api_key="sk-test-key")
+    client = H11Client(connect(relay.port))
+    body = b'{"a":1}'
+    hdrs = [(n, v) for n, v in CLIENT_HEADERS if n not in (b"host", b"content-length")]
+    client.send(b"PATCH", b"/v1/things/7?limit=3&order=desc", body, hdrs)
+    reply = client.read_reply()
+
+    seen = up.connections[0]
+    assert seen.request_line == b"PATCH /v1/things/7?limit=3&order=desc HTTP/1.1"
+    assert seen.body == body
+    assert seen.headers[b"host"] == f"127.0.0.1:{up.port}".encode()
+    assert seen.headers[b"authorization"] == b"Bearer sk-test-key"
+    assert seen.headers[b"accept-encoding"] == b"identity"
+    assert seen.headers[b"content-length"] == b"7"
+    assert seen.headers[b"openai-organization"] == b"org-1"
+    for hop in (b"connection", b"keep-alive", b"te", b"trailer", b"upgrade",
+                b"proxy-authorization", b"proxy-connection", b"x-private"):
+        assert hop not in seen.headers, hop
+
+    assert reply.status == 200 and reply.body == b"{}"
+    assert reply.headers[b"x-upstream"] == b"yes"
+    assert reply.headers[b"content-length"] == b"2"
+    assert b"keep-alive" not in reply.headers
+    assert b"proxy-authenticate" not in reply.headers

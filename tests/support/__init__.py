@@ -1,0 +1,35 @@
+"""What the tests share: the loop thread, the one scripted upstream, the one fake transport, a
+fake clock, the one TLS setup, client helpers, subprocess helpers, and an event-stream parser
+used as the oracle of what a client parses."""
+
+from .client import (
+    OPEN_SOCKETS,
+    H11Client,
+    Reply,
+    chat_body,
+    connect,
+    read_until_close,
+    recv_until,
+    sse_data,
+)
+from .clock import FakeLoop
+from .loop import LoopThread, require_tool, wait_until
+from .ports import free_port, unaccepting_port
+from .transport import FakeTransport
+from .upstream import (
+    OK_JSON,
+    SSE_HEAD,
+    Received,
+    Script,
+    ScriptedUpstream,
+    UpstreamConn,
+    answering,
+    chunked,
+)
+
+__all__ = [
+    "OK_JSON", "OPEN_SOCKETS", "SSE_HEAD", "FakeLoop", "FakeTransport", "H11Client",
+    "LoopThread", "Received", "Reply", "Script", "ScriptedUpstream", "UpstreamConn",
+    "answering", "chat_body", "chunked", "connect", "free_port", "read_until_close",
+    "recv_until", "require_tool", "sse_data", "unaccepting_port", "wait_until",
+]

@@ -1,0 +1,100 @@
+"""The client side of tests: raw sockets closed after each test, and a blocking h11 client."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import h11
+
+OPEN_SOCKETS: list[socket.socket] = []  # closed after each test by an autouse fixture
+
+
+def connect(port: int, timeout: float = 10) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    OPEN_SOCKETS.append(sock)
+    return sock
+
+
+def recv_until(sock: socket.socket, done: Callable[[bytes], bool], received: bytes = b""
+               ) -> bytes:
+    """Read until ``done(everything so far)``; failing if the peer closes first (the socket's
+    timeout bounds each read)."""
+    while not done(received):
+        data = sock.recv(65536)
+        assert data, received
+        received += data
+    return received
+
+
+def read_until_close(sock: socket.socket) -> bytes:
+    out = []
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return b"".join(out)
+        out.append(data)
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[bytes, bytes]
+    body: bytes
+    http_version: bytes
+
+
+class H11Client:
+    """A blocking HTTP/1.1 client over one socket, parsing replies with h11."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.conn = h11.Connection(h11.CLIENT)
+
+    def request_bytes(self, method: bytes, target: bytes, body: bytes = b"",
+                      headers: list[tuple[bytes, bytes]] | None = None) -> bytes:
+        hdrs = [(b"host", b"relay.test"), *(headers or [])]
+        if body:
+            hdrs.append((b"content-length", b"%d" % len(body)))
+        data = self.conn.send(h11.Request(method=method, target=target, headers=hdrs)) or b""
+        if body:
+            data += self.conn.send(h11.Data(data=body)) or b""
+        return data + (self.conn.send(h11.EndOfMessage()) or b"")
+
+    def send(self, method: bytes, target: bytes, body: bytes = b"",
+             headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        self.sock.sendall(self.request_bytes(method, target, body, headers))
+
+    def read_reply(self) -> Reply:
+        response: h11.Response | None = None
+        body = []
+        while True:
+            event = self.conn.next_event()
+            if event is h11.NEED_DATA:
+                self.conn.receive_data(self.sock.recv(65536))
+            elif isinstance(event, h11.Response):
+                response = event
+            elif isinstance(event, h11.Data):
+                body.append(bytes(event.data))
+            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                assert response is not None
+                return Reply(response.status_code, dict(response.headers), b"".join(body),
+                             response.http_version)
+
+    def next_cycle(self) -> None:
+        self.conn.start_next_cycle()
+
+
+def chat_body(max_tokens: int = 4, stream: bool = True, **extra: Any) -> bytes:
+    doc = {"model": "mock-gpt", "stream": stream, "max_tokens": max_tokens,
+           "messages": [{"role": "user", "content": "hi"}], **extra}
+    return json.dumps(doc).encode()
+
+
+def sse_data(body: bytes) -> list[bytes]:
+    """The ``data:`` payloads of a well-formed LF-framed event stream (test-side, simple)."""
+    return [line[6:] for line in body.split(b"\n") if line.startswith(b"data: ")]
