@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest clean bench bench-quick bench-deps soak
+.PHONY: run test lint typecheck pytest mutations clean bench bench-quick bench-deps soak
 
 # Runtime install (uvloop, h11, certifi) for `make run`; the dev extras for `make test`.
 $(BIN)/.runtime: pyproject.toml
@@ -19,7 +19,9 @@ $(BIN)/.dev: pyproject.toml $(BIN)/.runtime
 run: $(BIN)/.runtime
 	$(BIN)/relay serve $(ARGS)
 
-test: lint typecheck pytest
+# The whole suite: lint, types, the tests under branch coverage (gate: 95% of relay/, relay
+# processes started by tests included), then the mutation check (tests/mutations.py).
+test: lint typecheck pytest mutations
 
 lint: $(BIN)/.dev
 	$(BIN)/ruff check relay tests bench
@@ -28,7 +30,13 @@ typecheck: $(BIN)/.dev
 	$(BIN)/mypy --strict relay
 
 pytest: $(BIN)/.dev
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/coverage combine -q
+	$(BIN)/coverage report
+
+mutations: $(BIN)/.dev
+	$(BIN)/python -m tests.mutations
 
 # Benchmarks (bench/README.md): peers are installed by bench-deps (pip extras + apt nginx, wrk).
 $(BIN)/.bench: pyproject.toml $(BIN)/.dev
@@ -49,4 +57,4 @@ soak: $(BIN)/.dev
 	$(BIN)/python -m bench.soak --json bench/results/soak-latest.json $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info .coverage .coverage.*

@@ -35,14 +35,28 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="relay", description="SSE relay for OpenAI-style APIs")
     ap.add_argument("--version", action="version", version=f"relay {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
-
     s = sub.add_parser("serve", help="run the relay")
+    _listen_flags(s)
+    _timeout_flags(s)
+    _limit_flags(s)
+    _operating_flags(s)
+    _mock_flags(sub.add_parser("mock", help="run the OpenAI-compatible mock upstream"))
+    return ap
+
+
+def _listen_flags(s: argparse.ArgumentParser) -> None:
     _add(s, "--host", "127.0.0.1", "address to listen on")
     _add(s, "--port", 8080, "port to listen on", type=int)
     _add(s, "--upstream", None, "upstream origin, e.g. https://api.openai.com (default: the mock)")
     _add(s, "--upstream-ca", None, "CA bundle file for a private upstream CA (default: certifi)")
     _add(s, "--api-key-env", None, "env var holding the key injected upstream (OPENAI_API_KEY)")
     _add(s, "--loop", "uvloop", "event loop", choices=["uvloop", "asyncio"])
+    s.add_argument("--client-token", default=os.environ.get("RELAY_CLIENT_TOKENS", ""),
+                   help="bearer token(s) clients must send: 'a,b' or '@file' (one per line); "
+                   "off when empty [env RELAY_CLIENT_TOKENS]")
+
+
+def _timeout_flags(s: argparse.ArgumentParser) -> None:
     _add(s, "--connect-timeout", _T.connect, "seconds to connect upstream", type=float)
     _add(s, "--first-byte-timeout", _T.first_byte, "seconds to the response head",
          type=float)
@@ -59,6 +73,9 @@ def parser() -> argparse.ArgumentParser:
          type=float)
     _add(s, "--queue-timeout", _T.queue, "seconds to wait for an upstream connection at "
          "--max-upstream (then 503)", type=float)
+
+
+def _limit_flags(s: argparse.ArgumentParser) -> None:
     _add(s, "--max-body-size", _L.max_body_size, "request body bytes (413 above)", type=int)
     _add(s, "--max-head-size", _L.max_head_size, "request head bytes (431)", type=int)
     _add(s, "--max-line-size", _L.max_line_size, "request line (414) or header line (431) "
@@ -77,9 +94,9 @@ def parser() -> argparse.ArgumentParser:
     _add(s, "--pool-size", _L.pool_size, "idle upstream connections kept", type=int)
     _add(s, "--pool-idle-timeout", _L.pool_idle_timeout, "seconds an idle upstream "
          "connection is kept", type=float)
-    s.add_argument("--client-token", default=os.environ.get("RELAY_CLIENT_TOKENS", ""),
-                   help="bearer token(s) clients must send: 'a,b' or '@file' (one per line); "
-                   "off when empty [env RELAY_CLIENT_TOKENS]")
+
+
+def _operating_flags(s: argparse.ArgumentParser) -> None:
     _add(s, "--access-log", "-", "JSON access log: '-' stderr, a file path, or 'off'")
     _add(s, "--admin-port", None, "serve /metrics and /healthz on this port (then /metrics is "
          "off the main port)", type=int)
@@ -94,17 +111,16 @@ def parser() -> argparse.ArgumentParser:
                    "--workers for its workers)")
     _add(s, "--log-level", "info", "logging level")
 
-    m = sub.add_parser("mock", help="run the OpenAI-compatible mock upstream")
+
+def _mock_flags(m: argparse.ArgumentParser) -> None:
     _add(m, "--host", "127.0.0.1", "address to listen on")
     _add(m, "--port", 9000, "port to listen on (0: any free port)", type=int)
     _add(m, "--tls-cert", None, "serve TLS with this certificate chain (PEM)")
     _add(m, "--tls-key", None, "private key for --tls-cert (PEM)")
     _add(m, "--loop", "uvloop", "event loop", choices=["uvloop", "asyncio"])
-    return ap
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    high = int(args.write_high_water)
     return Config(
         host=args.host,
         port=int(args.port),
@@ -118,31 +134,40 @@ def config_from_args(args: argparse.Namespace) -> Config:
         reuse_port=bool(args.reuse_port),
         trace=bool(args.trace),
         admin_port=None if args.admin_port is None else int(args.admin_port),
-        timeouts=Timeouts(
-            connect=float(args.connect_timeout),
-            first_byte=float(args.first_byte_timeout),
-            read=float(args.read_timeout),
-            keepalive=float(args.keepalive_timeout),
-            request_head=float(args.request_head_timeout),
-            request_body=float(args.request_body_timeout),
-            send=float(args.send_timeout),
-            queue=float(args.queue_timeout),
-            heartbeat=float(args.heartbeat),
-        ),
-        limits=Limits(
-            max_head_size=int(args.max_head_size),
-            max_body_size=int(args.max_body_size),
-            max_line_size=int(args.max_line_size),
-            max_headers=int(args.max_headers),
-            max_connections=int(args.max_connections),
-            max_upstream=int(args.max_upstream),
-            socket_buffer=int(args.socket_buffer),
-            write_high_water=high,
-            write_low_water=high // 4,
-            upstream_rcvbuf=int(args.upstream_rcvbuf),
-            pool_size=int(args.pool_size),
-            pool_idle_timeout=float(args.pool_idle_timeout),
-        ),
+        timeouts=_timeouts(args),
+        limits=_limits(args),
+    )
+
+
+def _timeouts(args: argparse.Namespace) -> Timeouts:
+    return Timeouts(
+        connect=float(args.connect_timeout),
+        first_byte=float(args.first_byte_timeout),
+        read=float(args.read_timeout),
+        keepalive=float(args.keepalive_timeout),
+        request_head=float(args.request_head_timeout),
+        request_body=float(args.request_body_timeout),
+        send=float(args.send_timeout),
+        queue=float(args.queue_timeout),
+        heartbeat=float(args.heartbeat),
+    )
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    high = int(args.write_high_water)
+    return Limits(
+        max_head_size=int(args.max_head_size),
+        max_body_size=int(args.max_body_size),
+        max_line_size=int(args.max_line_size),
+        max_headers=int(args.max_headers),
+        max_connections=int(args.max_connections),
+        max_upstream=int(args.max_upstream),
+        socket_buffer=int(args.socket_buffer),
+        write_high_water=high,
+        write_low_water=high // 4,
+        upstream_rcvbuf=int(args.upstream_rcvbuf),
+        pool_size=int(args.pool_size),
+        pool_idle_timeout=float(args.pool_idle_timeout),
     )
 
 

@@ -10,23 +10,18 @@ from relay.auth import ClientAuth, parse_tokens
 from relay.cli import config_from_args, parser
 
 from .conftest import RelayFactory, ScriptedFactory
-from .support import H11Client, UpstreamConn, connect
+from .support import H11Client, Received, answering, connect
 
 
 @pytest.fixture
-def recording(scripted: ScriptedFactory) -> tuple[str, list[bytes]]:
-    heads: list[bytes] = []
-
-    async def script(conn: UpstreamConn) -> None:
-        while await conn.read_request():
-            heads.append(conn.head)
-            conn.writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
-
-    return scripted(script).url, heads
+def recording(scripted: ScriptedFactory) -> tuple[str, list[Received]]:
+    received: list[Received] = []
+    url = scripted(answering(received)).url
+    return url, received
 
 
 @pytest.mark.parametrize("api_key", [None, "sk-upstream-secret"])
-def test_tokens_gate_v1_and_are_never_forwarded(recording: tuple[str, list[bytes]],
+def test_tokens_gate_v1_and_are_never_forwarded(recording: tuple[str, list[Received]],
                                                 make_relay: RelayFactory,
                                                 api_key: str | None) -> None:
     url, heads = recording
@@ -47,7 +42,7 @@ def test_tokens_gate_v1_and_are_never_forwarded(recording: tuple[str, list[bytes
                     [(b"authorization", b"Bearer " + token)])
         assert client.read_reply().status == 200
     assert len(heads) == 2
-    for head in heads:
+    for head in (r.head for r in heads):
         assert b"tok-" not in head
         if api_key:
             assert b"authorization: Bearer sk-upstream-secret\r\n" in head
@@ -60,13 +55,13 @@ def test_tokens_gate_v1_and_are_never_forwarded(recording: tuple[str, list[bytes
 
 
 def test_without_tokens_the_clients_authorization_goes_upstream(
-        recording: tuple[str, list[bytes]], make_relay: RelayFactory) -> None:
+        recording: tuple[str, list[Received]], make_relay: RelayFactory) -> None:
     url, heads = recording
     relay = make_relay(url)
     client = H11Client(connect(relay.port))
     client.send(b"POST", b"/v1/x", b"{}", [(b"authorization", b"Bearer sk-client")])
     assert client.read_reply().status == 200
-    assert b"authorization: Bearer sk-client\r\n" in heads[0]
+    assert b"authorization: Bearer sk-client\r\n" in heads[0].head
 
 
 def test_token_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,6 +16,7 @@ from relay.config import Config, Origin, api_key_from_env
 
 from .conftest import ScriptedFactory
 from .support import (
+    OK_JSON,
     H11Client,
     ScriptedUpstream,
     UpstreamConn,
@@ -81,7 +82,7 @@ def test_banner_has_curl_and_sdk_snippets() -> None:
 def test_key_from_environment_is_injected_and_never_printed(scripted: ScriptedFactory) -> None:
     async def script(c: UpstreamConn) -> None:
         await c.read_request()
-        c.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+        c.write(OK_JSON)
         await c.watch_close()
 
     up: ScriptedUpstream = scripted(script)

@@ -1,13 +1,14 @@
-"""RelayStream end to end over loopback: pass-through, no buffering, endings, backpressure."""
+"""ProxyRequest, the pump and its three endings: end to end over loopback (pass-through, no
+buffering, endings, heartbeats, no reference cycles), and alone for races no socket can time."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import socket
-import subprocess
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import openai
@@ -15,11 +16,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.mock import completion_text
+from relay.http1.messages import Request
+from relay.net.exchange import Exchange
+from relay.net.flow import WriteFlow
+from relay.ops.access_log import AccessLog
+from relay.ops.observer import Observer, Record
+from relay.proxy import ProxyRequest
 
 from .conftest import MockServer, RelayFactory, ScriptedFactory
 from .support import (
     SSE_HEAD,
+    FakeTransport,
     H11Client,
     LoopThread,
     ScriptedUpstream,
@@ -28,52 +35,10 @@ from .support import (
     chunked,
     connect,
     recv_until,
-    require_tool,
     sse_data,
     unaccepting_port,
     wait_until,
 )
-
-
-def test_openai_sdk_streams_every_chunk(mock_server: MockServer, make_relay: RelayFactory) -> None:
-    relay = make_relay(mock_server.url)
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{relay.port}/v1", api_key="unused",
-                           max_retries=0)
-    stream = client.chat.completions.create(
-        model="mock-gpt", messages=[{"role": "user", "content": "hi"}], stream=True,
-        max_tokens=25, stream_options={"include_usage": True},
-    )
-    chunks = list(stream)
-    # role chunk + 25 content chunks + finish chunk + usage chunk
-    assert len(chunks) == 28
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == completion_text(25)
-    assert chunks[-2].choices[0].finish_reason == "stop"
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 25
-
-
-def test_openai_sdk_non_streaming(mock_server: MockServer, make_relay: RelayFactory) -> None:
-    relay = make_relay(mock_server.url)
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{relay.port}/v1", api_key="unused",
-                           max_retries=0)
-    done = client.chat.completions.create(
-        model="mock-gpt", messages=[{"role": "user", "content": "hi"}], max_tokens=7)
-    assert done.choices[0].message.content == completion_text(7)
-    assert [m.id for m in client.models.list()] == ["mock-gpt"]
-
-
-def test_curl_output_byte_identical_to_direct(mock_server: MockServer,
-                                              make_relay: RelayFactory) -> None:
-    curl = require_tool("curl")
-    relay = make_relay(mock_server.url)
-    args = ["-sN", "-H", "content-type: application/json", "-H", "x-mock-created: 1700000000",
-            "-d", chat_body(40).decode()]
-    direct = subprocess.run([curl, *args, f"{mock_server.url}/v1/chat/completions"],
-                            capture_output=True, check=True, timeout=30).stdout
-    relayed = subprocess.run([curl, *args, f"http://127.0.0.1:{relay.port}/v1/chat/completions"],
-                             capture_output=True, check=True, timeout=30).stdout
-    assert len(sse_data(direct)) == 43  # role + 40 + finish + [DONE]
-    assert relayed == direct
 
 
 def test_odd_bytes_and_chunk_boundaries_pass_unchanged(scripted: ScriptedFactory, lt: LoopThread,
@@ -201,14 +166,6 @@ def test_upstream_error_status_passes_through(status: int, mock_server: MockServ
         assert reply.headers[b"retry-after"] == b"1"
 
 
-def test_openai_sdk_sees_429(mock_server: MockServer, make_relay: RelayFactory) -> None:
-    relay = make_relay(mock_server.url)
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{relay.port}/v1", api_key="unused",
-                           max_retries=0, default_headers={"x-mock-status": "429"})
-    with pytest.raises(openai.RateLimitError):
-        client.chat.completions.create(model="m", messages=[], stream=True)
-
-
 def _closed_port() -> int:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -285,19 +242,6 @@ def test_mid_stream_upstream_death_ends_with_sse_error_event(mock_server: MockSe
     assert lt.call(lambda: relay.pool.idle_count) == 0
 
 
-def test_openai_sdk_raises_on_mid_stream_death(mock_server: MockServer,
-                                               make_relay: RelayFactory) -> None:
-    relay = make_relay(mock_server.url)
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{relay.port}/v1", api_key="unused",
-                           max_retries=0, default_headers={"x-mock-fail-after": "5"})
-    stream = client.chat.completions.create(model="m", messages=[], stream=True, max_tokens=20)
-    got = []
-    with pytest.raises(openai.APIError, match="upstream"):
-        for chunk in stream:
-            got.append(chunk)
-    assert len(got) == 5
-
-
 def test_death_inside_an_event_keeps_the_error_event_separate(scripted: ScriptedFactory,
                                                               make_relay: RelayFactory) -> None:
     async def script(c: UpstreamConn) -> None:
@@ -346,8 +290,8 @@ def test_relayed_requests_leave_no_reference_cycles(mock_server: MockServer,
     import gc
 
     relay = make_relay(mock_server.url)
-    ours = {"ServerProtocol", "Exchange", "HttpRequest", "RelayStream", "UpstreamConnection",
-            "WriteFlow", "ReadGate", "ChunkedPassthrough"}
+    ours = {"ClientConnection", "Exchange", "Request", "ProxyRequest", "UpstreamConnection",
+            "WriteFlow", "Timer", "ChunkedPassthrough", "Record", "ResponseHead"}
     gc.collect()
     gc.disable()
     try:
@@ -481,3 +425,47 @@ def test_relay_is_byte_transparent(scripted: ScriptedFactory, make_relay: RelayF
         client.sock.close()
 
     check()
+
+
+# -- alone: races no socket can time -----------------------------------------------------------
+
+
+class _Pool:
+    """A pool whose connect finishes just as the client leaves."""
+
+    host_header = b"upstream"
+
+    def __init__(self, conn: object, on_acquire: Callable[[], None]) -> None:
+        self.conn, self.on_acquire = conn, on_acquire
+        self.put_back_conns: list[object] = []
+
+    async def acquire(self) -> object:
+        self.on_acquire()
+        return self.conn
+
+    def put_back(self, conn: object) -> None:
+        self.put_back_conns.append(conn)
+
+
+class _NeverSend:
+    def send_request(self, *args: object) -> None:
+        raise AssertionError("a request whose client left must never be sent")
+
+
+def test_a_client_leaving_just_as_the_connect_finishes_sends_nothing() -> None:
+    observer = Observer(AccessLog(None), lambda: 0.0, [])
+    request = Request(b"POST", b"/v1/chat/completions", [(b"host", b"x")], b"1.1", b"{}")
+    transport = FakeTransport()
+    ex = Exchange(_Owner(), request, transport, WriteFlow())  # type: ignore[arg-type]
+    record = Record(b"POST", b"/v1/chat/completions", "", b"rid", 2, 0.0)
+    observer.start(record)
+    conn = _NeverSend()
+    pool = _Pool(conn, ex.client_gone)
+    asyncio.run(ProxyRequest(ex, pool, None, observer, record).run())  # type: ignore[arg-type]
+    assert record.ended == "client_disconnect" and pool.put_back_conns == [conn]
+    assert observer.active_streams == 0 and transport.take() == b""
+
+
+class _Owner:
+    def exchange_ended(self, ex: Exchange) -> None:
+        pass

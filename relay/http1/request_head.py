@@ -77,7 +77,22 @@ class HeadReader:
 
 
 def check_head(head: bytes, limits: Limits) -> Rejection | None:
-    """Judge a complete request head (request line to the blank line, CRLF line ends)."""
+    """Judge a complete request head (request line to the blank line, CRLF line ends): its
+    bytes, its sizes, its request line, then the fields that say where it ends."""
+    rejection = _check_bytes(head) or _check_sizes(head, limits)
+    if rejection is not None:
+        return rejection
+    request_line = head[: head.find(b"\r\n")]
+    rejection = _check_request_line(request_line)
+    if rejection is not None:
+        return rejection
+    http11 = request_line.endswith(b"HTTP/1.1")
+    hosts, lengths, codings = _framing_fields(head)
+    return (_check_host(hosts, http11) or _check_length(lengths, limits)
+            or _check_codings(codings, bool(lengths), http11))
+
+
+def _check_bytes(head: bytes) -> Rejection | None:
     crlf = head.count(b"\r\n")
     if head.count(b"\r") != crlf or head.count(b"\n") != crlf:
         return Rejection(400, "bare CR or LF in the request head: lines end with CRLF")
@@ -85,22 +100,27 @@ def check_head(head: bytes, limits: Limits) -> Rejection | None:
         return Rejection(400, "obsolete line folding (or whitespace before a header name)")
     if _CTL.search(head) is not None:
         return Rejection(400, "control character in the request head")
-    line_end = head.find(b"\r\n")
-    request_line = head[:line_end]
-    if line_end > limits.max_line_size:
+    return None
+
+
+def _check_sizes(head: bytes, limits: Limits) -> Rejection | None:
+    if head.find(b"\r\n") > limits.max_line_size:
         return Rejection(414, "request line too long")
-    if crlf - 2 > limits.max_headers:
+    if head.count(b"\r\n") - 2 > limits.max_headers:
         return Rejection(431, f"more than {limits.max_headers} request headers")
     if limits.max_line_size < len(head) and any(
         len(line) > limits.max_line_size for line in head.split(b"\r\n")
     ):
         return Rejection(431, "request header line too long")
+    return None
+
+
+def _check_request_line(request_line: bytes) -> Rejection | None:
     parts = request_line.split(b" ")
     if len(parts) != 3:
         return Rejection(400, "invalid request line")
     method, target, version = parts
-    m = _VERSION.fullmatch(version)
-    if m is None:
+    if _VERSION.fullmatch(version) is None:
         return Rejection(400, "invalid HTTP version")
     if version not in (b"HTTP/1.1", b"HTTP/1.0"):
         return Rejection(505, "HTTP version not supported: the relay speaks HTTP/1.1 and 1.0")
@@ -114,15 +134,15 @@ def check_head(head: bytes, limits: Limits) -> Rejection | None:
             return Rejection(400, "absolute-form target: the relay is not a forward proxy and "
                              "only serves origin-form paths")
         return Rejection(400, "invalid request target")
-    return _check_framing(_FRAMING.findall(head), version == b"HTTP/1.1", limits)
+    return None
 
 
-def _check_framing(fields: list[tuple[bytes, bytes]], http11: bool,
-                   limits: Limits) -> Rejection | None:
+def _framing_fields(head: bytes) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """The Host values, the Content-Length values and the transfer codings of a head."""
     hosts: list[bytes] = []
     lengths: list[bytes] = []
     codings: list[bytes] = []
-    for name, value in fields:
+    for name, value in _FRAMING.findall(head):
         name = name.lower()
         if name == b"host":
             hosts.append(value)
@@ -130,12 +150,20 @@ def _check_framing(fields: list[tuple[bytes, bytes]], http11: bool,
             lengths.append(value)
         else:
             codings += [c.strip().lower() for c in value.split(b",")]
+    return hosts, lengths, codings
+
+
+def _check_host(hosts: list[bytes], http11: bool) -> Rejection | None:
     if len(hosts) > 1:
         return Rejection(400, "more than one Host header")
     if hosts and _HOST.fullmatch(hosts[0]) is None:
         return Rejection(400, "invalid Host header")
     if http11 and not hosts:
         return Rejection(400, "missing Host header (required in HTTP/1.1)")
+    return None
+
+
+def _check_length(lengths: list[bytes], limits: Limits) -> Rejection | None:
     if len(lengths) > 1:
         return Rejection(400, "more than one Content-Length header")
     if lengths:
@@ -143,14 +171,19 @@ def _check_framing(fields: list[tuple[bytes, bytes]], http11: bool,
             return Rejection(400, "invalid Content-Length")
         if int(lengths[0]) > limits.max_body_size:
             return Rejection(413, "request body too large")
-    if codings:
-        if lengths:
-            return Rejection(400, "both Content-Length and Transfer-Encoding: ambiguous length")
-        if not http11:
-            return Rejection(400, "Transfer-Encoding in an HTTP/1.0 request")
-        if b"" in codings or codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
-            # RFC 9112 6.3: chunked must be the final coding, once; else the length is unknown.
-            return Rejection(400, "invalid Transfer-Encoding: chunked must come last, once")
-        if len(codings) > 1:
-            return Rejection(501, "transfer codings other than chunked are not implemented")
+    return None
+
+
+def _check_codings(codings: list[bytes], has_length: bool, http11: bool) -> Rejection | None:
+    if not codings:
+        return None
+    if has_length:
+        return Rejection(400, "both Content-Length and Transfer-Encoding: ambiguous length")
+    if not http11:
+        return Rejection(400, "Transfer-Encoding in an HTTP/1.0 request")
+    if b"" in codings or codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
+        # RFC 9112 6.3: chunked must be the final coding, once; else the length is unknown.
+        return Rejection(400, "invalid Transfer-Encoding: chunked must come last, once")
+    if len(codings) > 1:
+        return Rejection(501, "transfer codings other than chunked are not implemented")
     return None

@@ -61,11 +61,7 @@ class Listener:
     def __init__(self, server: asyncio.Server, connections: Connections) -> None:
         self.server = server
         self.connections = connections
-
-    @property
-    def port(self) -> int:
-        port: int = self.server.sockets[0].getsockname()[1]
-        return port
+        self.port: int = server.sockets[0].getsockname()[1]  # (kept: closing drops sockets)
 
     def close(self) -> None:
         self.server.close()

@@ -9,11 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from ..support import H11Client, chat_body, connect
+from relay.config import KIB, MIB
+
+from ..support import (
+    OPEN_SOCKETS,
+    H11Client,
+    chat_body,
+    connect,
+    wait_until,
+)
 from ..support.processes import rss_bytes, spawn
 from ..support.tls import make_tls
 
-MIB = 1024 * 1024
 # The documented bound (README, "Backpressure"): per stream, the client write buffer's high-water
 # mark (64 KiB) plus one upstream read (uvloop reads at most 256 KiB) in user space. The
 # assertion allows allocator slack on top; without backpressure the relay would hold ~16 MiB.
@@ -100,3 +107,55 @@ def test_slow_reader_bounded_memory_and_fast_stream_unaffected(scheme: str,
     assert received < 400 * 1024  # the slow reader really was slow (sanity)
     assert growth < RSS_GROWTH_BOUND
     assert during_time < max(3 * baseline_time, baseline_time + 1.0)
+
+
+def _relay_send_queue(port: int) -> int:
+    """Bytes queued in the kernel on the relay's sockets listening-port side (/proc/net/tcp
+    tx_queue), i.e. sent by the relay to its clients and not yet read by them."""
+    total = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == port:
+                total += int(fields[4].split(":")[0], 16)
+    return total
+
+def test_50_clients_that_stopped_reading_keep_memory_bounded() -> None:
+    """50 clients ask for ~16 MiB streams each and read nothing while the mock writes as fast as
+    it can. Stated bound per stream: in the relay, the client high-water mark (64 KiB) plus one
+    upstream read (SO_RCVBUF 64 KiB, doubled by Linux: <= 128 KiB) = 192 KiB, so 9.4 MiB for
+    50; in the kernel, --socket-buffer 64 KiB per client socket (doubled: 128 KiB)."""
+    clients = 50
+    with spawn("mock", "--port", "0") as (_mock, mock_port, _), \
+         spawn("serve", "--port", "0", "--upstream", f"http://127.0.0.1:{mock_port}",
+               "--socket-buffer", str(64 * KIB), "--send-timeout", "120") as (relay, port, _):
+        warm = H11Client(connect(port))
+        warm.send(b"POST", b"/v1/chat/completions", chat_body(2000))
+        warm.read_reply()
+        rss_before = rss_bytes(relay.pid)
+        socks = []
+        for _ in range(clients):
+            sock = socket.socket()
+            OPEN_SOCKETS.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * KIB)
+            sock.connect(("127.0.0.1", port))
+            H11Client(sock).send(b"POST", b"/v1/chat/completions", chat_body(80_000))
+            socks.append(sock)
+        samples: list[int] = []
+
+        def settled() -> bool:  # the send queues stop growing once every stream is paused
+            samples.append(_relay_send_queue(port))
+            return len(samples) > 10 and samples[-1] == samples[-10] and samples[-1] > 0
+
+        assert wait_until(settled, 30, interval=0.1)
+        peak = max(rss_bytes(relay.pid) for _ in range(5))
+        queued = samples[-1]
+        for sock in socks:
+            sock.close()
+    growth = peak - rss_before
+    print(f"\n50 stopped readers: relay RSS +{growth / MIB:.1f} MiB "
+          f"({growth / clients / KIB:.0f} KiB/stream); kernel send queues "
+          f"{queued / MIB:.1f} MiB ({queued / clients / KIB:.0f} KiB/stream)")
+    assert growth < clients * 192 * KIB + 4 * MIB  # the stated bound plus allocator slack
+    assert queued <= clients * 2 * 64 * KIB * 1.25  # SO_SNDBUF (doubled) plus TCP overhead

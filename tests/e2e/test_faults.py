@@ -18,8 +18,10 @@ from ..support import (
     SSE_HEAD,
     H11Client,
     LoopThread,
+    Received,
     ScriptedUpstream,
     UpstreamConn,
+    answering,
     chat_body,
     chunked,
     connect,
@@ -82,16 +84,12 @@ def test_pooled_connection_dying_after_the_request_was_sent_is_not_retried(
     answer: a POST may have had effects, so the relay answers 502 and does not send it again.
     (Retries happen only before a request is sent: a pooled connection found closed is skipped
     for a fresh one, see test_stream.)"""
-    seen: list[bytes] = []
+    seen: list[Received] = []
 
-    async def script(c: UpstreamConn) -> None:
-        while await c.read_request():
-            seen.append(c.request_line)
-            if b"/v1/die" in c.request_line:
-                return  # close without answering
-            c.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+    async def die(conn: UpstreamConn) -> bool:
+        return b"/v1/die" not in conn.request_line  # False: close without answering
 
-    up = scripted(script)
+    up = scripted(answering(seen, before_reply=die))
     relay = make_relay(up.url)
     client = H11Client(connect(relay.port))
     client.send(b"POST", b"/v1/first", b"{}")
@@ -103,7 +101,7 @@ def test_pooled_connection_dying_after_the_request_was_sent_is_not_retried(
     client.next_cycle()
     client.send(b"POST", b"/v1/after", b"{}")
     assert client.read_reply().status == 200
-    assert [line.split()[1] for line in seen] == [b"/v1/first", b"/v1/die", b"/v1/after"]
+    assert [r.request_line.split()[1] for r in seen] == [b"/v1/first", b"/v1/die", b"/v1/after"]
     assert len(up.connections) == 2  # the dead one was not reused
 
 
@@ -172,11 +170,7 @@ def test_half_close_after_the_responses_ends_cleanly(scripted: ScriptedFactory,
     """Pipelined requests are all answered; a half-close once they are closes the connection
     cleanly. (A half-close read while a response is still in flight counts as gone, above: the
     relay cannot tell it from a client that left, and nginx decides the same way.)"""
-    async def script(c: UpstreamConn) -> None:
-        while await c.read_request():
-            c.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
-
-    up = scripted(script)
+    up = scripted(answering())
     relay = make_relay(up.url)
     sock = connect(relay.port)
     one = b"POST /v1/x HTTP/1.1\r\nhost: r\r\ncontent-length: 2\r\n\r\n{}"

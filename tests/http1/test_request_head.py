@@ -16,9 +16,9 @@ from relay.config import KIB, Limits, Timeouts
 from relay.http1.request_head import HeadReader, Rejection, check_head
 
 from ..conftest import RelayFactory, ScriptedFactory
-from ..support import H11Client, UpstreamConn, connect, read_until_close
+from ..support import H11Client, Received, answering, connect, read_until_close
 
-Guarded = tuple[Relay, list[tuple[bytes, bytes]]]
+Guarded = tuple[Relay, list[Received]]
 
 H = b"Host: relay\r\n"
 POST = b"POST /v1/chat/completions HTTP/1.1\r\n" + H
@@ -126,14 +126,8 @@ def guarded(scripted: ScriptedFactory, make_relay: RelayFactory) -> Iterator[Gua
     """A relay (short request deadlines, 1 MB body limit) in front of an upstream that answers
     every request 200 and records (head, body) of each; one valid request proves that
     forwarding is seen (its pooled connection stays open for the cases to reuse)."""
-    received: list[tuple[bytes, bytes]] = []
-
-    async def script(conn: UpstreamConn) -> None:
-        while await conn.read_request():
-            received.append((conn.head, conn.body))
-            conn.writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
-
-    up = scripted(script)
+    received: list[Received] = []
+    up = scripted(answering(received))
     relay = make_relay(up.url, timeouts=Timeouts(request_head=1, request_body=0.5),
                        limits=Limits(max_body_size=1_000_000))
     client = H11Client(connect(relay.port))
@@ -170,7 +164,7 @@ def test_request_trailers_are_dropped(guarded: Guarded) -> None:
                  b"X-Trailer: 1\r\n\r\n")
     reply = H11Client(sock).read_reply()
     assert reply.status == 200
-    [(head, body)] = received
+    [(_, head, _, body)] = [(r.request_line, r.head, r.headers, r.body) for r in received]
     assert body == b"hello" and b"content-length: 5\r\n" in head.lower()
     assert b"smuggled" not in head and b"x-trailer" not in head.lower()
     assert b"transfer-encoding" not in head.lower()
@@ -187,7 +181,7 @@ def test_a_bad_pipelined_request_is_caught_after_a_good_one(
     replies = read_until_close(sock)
     assert replies.startswith(b"HTTP/1.1 200 ")
     assert b"HTTP/1.1 400 " in replies
-    assert len(received) == 1 and received[0][0].startswith(b"GET ")
+    assert len(received) == 1 and received[0].head.startswith(b"GET ")
 
 
 def test_slowloris_head_gets_408(guarded: Guarded) -> None:

@@ -1,20 +1,33 @@
-"""ServerProtocol over real sockets: keep-alive, pipelining, HTTP/1.0, 100-continue, limits."""
+"""ClientConnection: over real sockets (keep-alive, pipelining, HTTP/1.0, 100-continue, limits),
+then alone on the fake transport and the fake clock, where every timer is tested exactly and the
+handler's failures are provoked."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import h11
+import pytest
 
-from relay.config import Limits, Timeouts
+from relay.config import KIB, MIB, Limits, Timeouts
 from relay.mock import completion_text
+from relay.net.client import ClientConnection, Handler
+from relay.net.exchange import Exchange
 
-from ..conftest import MockServer, RelayFactory
+from ..conftest import MockServer, RelayFactory, ScriptedFactory
 from ..support import (
+    OPEN_SOCKETS,
+    FakeLoop,
+    FakeTransport,
     H11Client,
     LoopThread,
+    UpstreamConn,
     chat_body,
     connect,
     read_until_close,
@@ -140,38 +153,6 @@ def test_oversized_head_gets_431(mock_server: MockServer, make_relay: RelayFacto
     assert mock_server.mock.requests == 0
 
 
-def test_unknown_path_is_404_json_and_never_upstream(mock_server: MockServer,
-                                                     make_relay: RelayFactory) -> None:
-    relay = make_relay(mock_server.url)
-    client = H11Client(connect(relay.port))
-    for target in (b"/", b"/v2/models", b"/v1"):  # absolute-form: see tests/test_validate.py
-        client.send(b"GET", target)
-        reply = client.read_reply()
-        assert reply.status == 404, target
-        assert json.loads(reply.body)["error"]["code"] == "unknown_url"
-        client.next_cycle()
-    assert mock_server.mock.requests == 0
-
-
-def test_healthz(make_relay: RelayFactory) -> None:
-    relay = make_relay()
-    client = H11Client(connect(relay.port))
-    client.send(b"GET", b"/healthz")
-    reply = client.read_reply()
-    assert reply.status == 200
-    doc = json.loads(reply.body)
-    assert doc["status"] == "ok"
-    # this connection is the one open; the embedded mock served nothing through the pool yet
-    assert doc["client_connections"] == 1 and doc["upstream_open"] == 0
-    client.next_cycle()
-    client.send(b"POST", b"/v1/chat/completions", chat_body(2))
-    client.read_reply()
-    client.next_cycle()
-    client.send(b"GET", b"/healthz")
-    doc = json.loads(client.read_reply().body)
-    assert doc["upstream_open"] == 1 and doc["upstream_idle"] == 1  # pooled, not in use
-
-
 def test_idle_keepalive_connection_closed_after_timeout(make_relay: RelayFactory) -> None:
     relay = make_relay(timeouts=Timeouts(keepalive=0.2))
     sock = connect(relay.port, timeout=5)
@@ -182,17 +163,227 @@ def test_idle_keepalive_connection_closed_after_timeout(make_relay: RelayFactory
     assert sock.recv(10) == b""  # the relay closed the idle connection
 
 
-def test_tcp_nodelay_on_relay_sockets(mock_server: MockServer, make_relay: RelayFactory,
-                                      lt: LoopThread) -> None:
-    relay = make_relay(mock_server.url)
+def test_over_the_connection_cap_gets_503_with_retry_after(mock_server: MockServer,
+                                                          make_relay: RelayFactory,
+                                                          lt: LoopThread) -> None:
+    relay = make_relay(mock_server.url, limits=Limits(max_connections=2))
+    held = [connect(relay.port), connect(relay.port)]
+    assert wait_until(lambda: lt.call(lambda: len(relay.listener.connections)) == 2)
+    extra = connect(relay.port, timeout=5)
+    H11Client(extra).send(b"POST", b"/v1/chat/completions", chat_body(2))
+    reply = read_until_close(extra)
+    assert reply.startswith(b"HTTP/1.1 503 ")
+    assert b"\r\nretry-after: 1\r\n" in reply.lower() and b"connection limit" in reply
+    assert mock_server.mock.requests == 0
+    held.pop().close()  # room again: the next connection is served
+    assert wait_until(lambda: lt.call(lambda: len(relay.listener.connections)) == 1)
     client = H11Client(connect(relay.port))
     client.send(b"POST", b"/v1/chat/completions", chat_body(2))
-    client.read_reply()
+    assert client.read_reply().status == 200
 
-    def nodelay() -> list[int]:
-        socks = [c.transport.get_extra_info("socket") for c in relay.listener.connections]
-        socks += [c.transport.get_extra_info("socket") for c in relay.pool._idle]
-        return [s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in socks]
+def test_client_that_stops_reading_is_cut_after_send_timeout(scripted: ScriptedFactory,
+                                                             make_relay: RelayFactory) -> None:
+    async def endless(conn: UpstreamConn) -> None:
+        await conn.read_request()
+        conn.writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                          b"transfer-encoding: chunked\r\n\r\n")
+        event = b"data: " + b"x" * 1000 + b"\n\n"
+        framed = b"%x\r\n%s\r\n" % (len(event), event)
+        try:
+            while True:
+                conn.writer.write(framed * 16)
+                await conn.writer.drain()
+        except ConnectionError:
+            conn.closed.set()  # the relay closed (reset) the upstream side
 
-    assert wait_until(lambda: len(lt.call(nodelay)) == 2, 2)
-    assert all(lt.call(nodelay))
+    up = scripted(endless)
+    relay = make_relay(up.url, timeouts=Timeouts(send=0.5), limits=Limits(socket_buffer=32 * KIB))
+    sock = socket.socket()
+    OPEN_SOCKETS.append(sock)  # closed by the harness whatever happens
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * KIB)
+    sock.connect(("127.0.0.1", relay.port))
+    H11Client(sock).send(b"POST", b"/v1/chat/completions", chat_body(2))
+    started = time.monotonic()
+    assert wait_until(lambda: len(up.connections) == 1)
+    # Never read: the relay pauses the upstream, then cuts both sides after 0.5 s of no progress.
+    assert up.connections[0].closed.wait(10)
+    assert time.monotonic() - started >= 0.5
+    sock.settimeout(5)
+    total = 0
+    try:
+        while data := sock.recv(1 << 20):
+            total += len(data)
+    except ConnectionResetError:
+        pass  # cut with RST (abort): what the client sees is a broken, not a complete, stream
+    assert 0 < total < 4 * MIB
+
+
+# -- the connection alone: fake transport, fake clock ----------------------------------------
+
+GET = b"GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n"
+T = Timeouts(keepalive=75, request_head=60, request_body=30, send=20)
+
+
+class Harness:
+    """A ClientConnection on the fake transport, its timers on the fake clock, its handler
+    tasks on the real loop of the test."""
+
+    def __init__(self, handler: Handler | None = None, timeouts: Timeouts = T,
+                 limits: Limits | None = None) -> None:
+        self.clock = FakeLoop()
+        self.transport = FakeTransport()
+        self.requests: list[Exchange] = []
+        self.conn = ClientConnection(handler or self.answer, limits or Limits(), timeouts,
+                                     set(), self.clock)  # type: ignore[arg-type]
+        self.conn.connection_made(self.transport)  # type: ignore[arg-type]
+
+    async def answer(self, ex: Exchange) -> None:
+        self.requests.append(ex)
+        ex.respond(200, b"{}")
+
+    async def feed(self, data: bytes) -> bytes:
+        self.conn.data_received(data)
+        await self.clock.settle()
+        return self.transport.take()
+
+
+def _run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(scenario())
+
+
+def test_keepalive_idle_closes_at_its_time_not_before() -> None:
+    async def scenario() -> None:
+        h = Harness()
+        assert (await h.feed(GET)).startswith(b"HTTP/1.1 200 ")
+        h.clock.advance(74.999)
+        assert not h.transport.closed
+        h.clock.advance(0.001)
+        assert h.transport.closed and not h.transport.aborted
+
+    _run(scenario)
+
+
+def test_the_head_deadline_runs_from_the_accept_then_from_a_first_byte() -> None:
+    async def scenario() -> None:
+        h = Harness()
+        h.clock.advance(59.999)
+        await h.feed(b"GET /v1/models HTTP/1.1\r\n")  # half a head, just in time
+        h.clock.advance(0.001)
+        out = h.transport.take()
+        assert out.startswith(b"HTTP/1.1 408 ") and h.transport.closed
+        h = Harness()
+        await h.feed(GET)
+        h.clock.advance(70)  # idle, within the keep-alive timeout
+        await h.feed(b"GET /v1/models HTTP/1.1\r\n")  # a next head starts: 60 s from here
+        h.clock.advance(59.999)
+        assert not h.transport.closed
+        h.clock.advance(0.001)
+        assert h.transport.take().startswith(b"HTTP/1.1 408 ")
+
+    _run(scenario)
+
+
+def test_the_body_deadline_is_the_longest_silence_between_reads() -> None:
+    async def scenario() -> None:
+        h = Harness()
+        await h.feed(b"POST /v1/x HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\na")
+        h.clock.advance(29.999)
+        await h.feed(b"b")  # a read re-arms it
+        h.clock.advance(29.999)
+        assert not h.transport.closed
+        h.clock.advance(0.001)
+        assert h.transport.take().startswith(b"HTTP/1.1 408 ") and h.requests == []
+
+    _run(scenario)
+
+
+def test_the_send_timeout_runs_only_while_the_client_takes_nothing() -> None:
+    async def scenario() -> None:
+        h = Harness()
+        h.conn.pause_writing()
+        h.clock.advance(19.999)
+        h.conn.resume_writing()  # progress: the clock starts again at the next pause
+        h.conn.pause_writing()
+        h.clock.advance(19.999)
+        assert not h.transport.aborted
+        h.clock.advance(0.001)
+        assert h.transport.aborted
+
+    _run(scenario)
+
+
+def test_no_deadline_runs_while_a_response_is_being_answered() -> None:
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def slow(ex: Exchange) -> None:
+            await release.wait()
+            ex.respond(200, b"{}")
+
+        h = Harness(slow)
+        h.conn.data_received(GET)
+        assert h.clock.pending == []  # the request is in: nothing armed
+        h.clock.advance(3600)
+        assert not h.transport.closed
+        release.set()
+        await h.clock.settle()
+        assert h.transport.take().startswith(b"HTTP/1.1 200 ")
+        assert h.clock.pending == [h.clock.time() + 75]  # keep-alive from the response's end
+
+    _run(scenario)
+
+
+def test_a_handler_that_raises_gets_500_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    async def broken(ex: Exchange) -> None:
+        raise ValueError("bug")
+
+    async def scenario() -> None:
+        h = Harness(broken)
+        out = await h.feed(GET)
+        assert out.startswith(b"HTTP/1.1 500 ") and b"internal error in the relay" in out
+        assert "handler failed" in caplog.text
+
+    _run(scenario)
+
+
+def test_a_handler_that_returns_without_ending_is_cut(caplog: pytest.LogCaptureFixture) -> None:
+    async def forgetful(ex: Exchange) -> None:
+        ex.start(200, [])
+        ex.write(b"half")
+
+    async def scenario() -> None:
+        h = Harness(forgetful)
+        await h.feed(GET)
+        assert h.transport.aborted  # never a clean end for a body that did not end
+        assert "returned without ending" in caplog.text
+
+    _run(scenario)
+
+
+def test_a_request_that_says_close_gets_connection_close_then_the_close() -> None:
+    async def scenario() -> None:
+        h = Harness()
+        out = await h.feed(b"GET /v1/models HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        assert b"\r\nConnection: close\r\n" in out and h.transport.closed
+
+    _run(scenario)
+
+
+def test_pipelined_requests_wait_with_reading_paused_until_the_response_ends() -> None:
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def held(ex: Exchange) -> None:
+            await release.wait()
+            ex.respond(200, ex.request.target)
+
+        h = Harness(held)
+        h.conn.data_received(GET.replace(b"models", b"a") + GET.replace(b"models", b"b"))
+        assert not h.transport.reading  # PAUSED: the second request waits in h11's buffer
+        release.set()
+        await h.clock.settle()
+        out = h.transport.take()
+        assert out.count(b"HTTP/1.1 200 ") == 2 and out.index(b"/v1/a") < out.index(b"/v1/b")
+        assert h.transport.reading
+
+    _run(scenario)

@@ -1,12 +1,14 @@
-"""Deadlines: one tick for many members, running only while there are members."""
+"""Deadlines on the fake clock: the pool's shared tick and the client connection's one timer."""
 
 from __future__ import annotations
 
-import asyncio
+from relay.net.deadlines import Deadlines, Timer
+
+from ..support import FakeLoop
 
 
 class Member:
-    def __init__(self, deadlines: object, expire_after: int) -> None:
+    def __init__(self, deadlines: Deadlines, expire_after: int) -> None:
         self.calls: list[float] = []
         self.deadlines = deadlines
         self.expire_after = expire_after
@@ -14,37 +16,45 @@ class Member:
     def check_deadline(self, now: float) -> None:
         self.calls.append(now)
         if len(self.calls) >= self.expire_after:
-            self.deadlines.discard(self)  # type: ignore[attr-defined]
+            self.deadlines.discard(self)
 
 
-def test_tick_checks_every_member_and_stops_when_empty() -> None:
-    from relay.net.deadlines import Deadlines
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        deadlines = Deadlines(loop, 0.01)
-        a, b = Member(deadlines, 2), Member(deadlines, 4)
-        deadlines.add(a)
-        deadlines.add(b)
-        deadline = loop.time() + 5
-        while len(deadlines) and loop.time() < deadline:
-            await asyncio.sleep(0.01)
-        assert len(a.calls) == 2 and len(b.calls) == 4
-        assert deadlines._handle is None  # no tick left running with no members
-        assert all(t2 > t1 for t1, t2 in zip(b.calls, b.calls[1:], strict=False))
-
-    asyncio.run(main())
+def test_tick_checks_every_member_and_stops_when_empty(fake_loop: FakeLoop) -> None:
+    deadlines = Deadlines(fake_loop, 0.25)  # type: ignore[arg-type]
+    start = fake_loop.time()
+    a, b = Member(deadlines, 2), Member(deadlines, 4)
+    deadlines.add(a)
+    deadlines.add(b)
+    fake_loop.advance(0.249)
+    assert a.calls == b.calls == []
+    fake_loop.advance(10)
+    assert a.calls == [start + 0.25, start + 0.5]
+    assert b.calls == [start + 0.25 * n for n in (1, 2, 3, 4)]
+    assert len(deadlines) == 0 and fake_loop.pending == []  # no tick left with no members
 
 
-def test_close_cancels_the_tick() -> None:
-    from relay.net.deadlines import Deadlines
+def test_close_cancels_the_tick(fake_loop: FakeLoop) -> None:
+    deadlines = Deadlines(fake_loop, 0.01)  # type: ignore[arg-type]
+    member = Member(deadlines, 100)
+    deadlines.add(member)
+    deadlines.close()
+    fake_loop.advance(1)
+    assert member.calls == [] and len(deadlines) == 0
 
-    async def main() -> None:
-        deadlines = Deadlines(asyncio.get_running_loop(), 0.01)
-        member = Member(deadlines, 100)
-        deadlines.add(member)
-        deadlines.close()
-        await asyncio.sleep(0.05)
-        assert member.calls == [] and len(deadlines) == 0
 
-    asyncio.run(main())
+def test_a_timer_fires_once_at_its_time_and_rearming_replaces_it(fake_loop: FakeLoop) -> None:
+    fired: list[str] = []
+    timer = Timer(fake_loop)  # type: ignore[arg-type]
+    timer.arm(10, lambda: fired.append("first"))
+    fake_loop.advance(9)
+    timer.arm(10, lambda: fired.append("second"))  # replaces the first: 10 s from now
+    fake_loop.advance(9.999)
+    assert fired == [] and timer.armed
+    fake_loop.advance(0.001)
+    assert fired == ["second"] and not timer.armed
+    fake_loop.advance(100)
+    assert fired == ["second"]
+    timer.arm(1, lambda: fired.append("cancelled"))
+    timer.cancel()
+    fake_loop.advance(5)
+    assert fired == ["second"] and not timer.armed

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +14,19 @@ from relay.config import Limits, Timeouts
 from relay.mock import MockUpstream, completion_text
 from relay.net.listener import Listener, listen
 
-from ..conftest import RelayFactory
-from ..support import H11Client, LoopThread, chat_body, connect, sse_data, wait_until
+from ..conftest import RelayFactory, ScriptedFactory
+from ..support import (
+    OK_JSON,
+    H11Client,
+    LoopThread,
+    Received,
+    UpstreamConn,
+    answering,
+    chat_body,
+    connect,
+    sse_data,
+    wait_until,
+)
 from ..support.tls import TLSFiles, make_tls
 
 
@@ -93,20 +106,69 @@ def test_pool_keeps_at_most_pool_size_idle(make_relay: RelayFactory, lt: LoopThr
     assert lt.call(lambda: relay.pool.idle_count) == 2
 
 
-def test_upstream_sockets_cap_their_receive_buffer(make_relay: RelayFactory,
-                                                   lt: LoopThread) -> None:
-    """SO_RCVBUF bounds one upstream read, hence what a paused stream holds (Limits docs)."""
-    import socket as socket_module
+def test_upstream_cap_queues_then_503(scripted: ScriptedFactory, make_relay: RelayFactory,
+                                      lt: LoopThread) -> None:
+    """max_upstream=1: a second request waits for the one connection; it is served when that
+    connection comes back to the pool, or answered 503 when the queue timeout passes first."""
+    release = threading.Event()
+    seen: list[Received] = []
 
-    relay = make_relay(limits=Limits(upstream_rcvbuf=32 * 1024))
-    client = H11Client(connect(relay.port))
-    client.send(b"GET", b"/v1/models")
-    assert client.read_reply().status == 200
+    async def hold(conn: UpstreamConn) -> bool:
+        if conn.request_line.startswith(b"POST /v1/hold"):
+            await asyncio.get_running_loop().run_in_executor(None, release.wait, 10)
+        return True
 
-    def rcvbuf() -> int:
-        conn = relay.pool._idle[0]
-        sock = conn.transport.get_extra_info("socket")
-        value: int = sock.getsockopt(socket_module.SOL_SOCKET, socket_module.SO_RCVBUF)
-        return value
+    up = scripted(answering(seen, before_reply=hold))
+    relay = make_relay(up.url, limits=Limits(max_upstream=1), timeouts=Timeouts(queue=0.5))
+    holder = H11Client(connect(relay.port))
+    holder.send(b"POST", b"/v1/hold", b"{}")
+    assert wait_until(lambda: len(seen) == 1)
 
-    assert lt.call(rcvbuf) == 2 * 32 * 1024  # Linux doubles the value it is given
+    late = H11Client(connect(relay.port))  # queues, and times out
+    late.send(b"POST", b"/v1/late", b"{}")
+    reply = late.read_reply()
+    assert reply.status == 503 and reply.headers[b"retry-after"] == b"1"
+    assert b"upstream_busy" in reply.body
+
+    queued = H11Client(connect(relay.port))  # queues, and is served once the holder is done
+    queued.send(b"POST", b"/v1/queued", b"{}")
+    assert wait_until(lambda: lt.call(lambda: len(relay.pool._waiters)) == 1)
+    release.set()
+    assert holder.read_reply().status == 200
+    assert queued.read_reply().status == 200
+    assert [r.request_line.split()[1] for r in seen] == [b"/v1/hold", b"/v1/queued"]
+    assert len(up.connections) == 1  # the queued request reused the one connection
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+    b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}X",  # a stray byte, in the same segment
+    b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nstale!",
+    b"HTTP/1.1 304 Not Modified\r\ncontent-length: 6\r\n\r\nstale!",
+])
+def test_a_connection_that_is_out_of_step_serves_no_one_else(
+        answer: bytes, scripted: ScriptedFactory, make_relay: RelayFactory,
+        lt: LoopThread) -> None:
+    """The upstream keeps the socket open after a response that forbids reuse, or after bytes
+    past its end (RFC 9112 6.3): the next request must go on a new connection and must never
+    get those bytes as its answer."""
+    count = [0]
+
+    async def script(c: UpstreamConn) -> None:
+        while await c.read_request():
+            count[0] += 1
+            c.write(answer if count[0] == 1 else OK_JSON)
+            await c.writer.drain()
+
+    up = scripted(script)
+    relay = make_relay(up.url)
+    for n in (1, 2):
+        client = H11Client(connect(relay.port))
+        client.send(b"GET", b"/v1/models")
+        reply = client.read_reply()
+        assert b"stale" not in reply.body
+        client.sock.close()
+        assert wait_until(lambda n=n: len(up.connections) == n, 2)  # type: ignore[misc]
+    assert reply.body == b"{}"
+    assert lt.call(lambda: relay.pool.created) == 2

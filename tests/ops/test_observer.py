@@ -9,7 +9,6 @@ import socket
 from pathlib import Path
 
 from relay.config import Limits, Timeouts
-from relay.ops.metrics import Counter, Histogram, Registry
 
 from ..conftest import MockServer, RelayFactory, ScriptedFactory
 from ..support import (
@@ -20,27 +19,9 @@ from ..support import (
     connect,
     free_port,
     read_until_close,
+    scrape,
     wait_until,
 )
-
-_SAMPLE = re.compile(r'([a-z_]+)(\{[a-z_]+="[^"]*"(?:,[a-z_]+="[^"]*")*\})? (-?[0-9.e+]+|\+Inf)')
-
-
-def scrape(port: int) -> dict[str, float]:
-    """GET /metrics; every line must be a HELP, a TYPE or a well-formed sample."""
-    client = H11Client(connect(port))
-    client.send(b"GET", b"/metrics")
-    reply = client.read_reply()
-    assert reply.status == 200
-    assert reply.headers[b"content-type"].startswith(b"text/plain; version=0.0.4")
-    samples: dict[str, float] = {}
-    for line in reply.body.decode().splitlines():
-        if line.startswith(("# HELP ", "# TYPE ")):
-            continue
-        m = _SAMPLE.fullmatch(line)
-        assert m, line
-        samples[m.group(1) + (m.group(2) or "")] = float(m.group(3))
-    return samples
 
 
 def stream_wire_body(port: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None,
@@ -152,24 +133,6 @@ def test_metrics_failures_disconnects_heartbeats_and_pauses(scripted: ScriptedFa
     assert m["relay_active_streams"] == 0
 
 
-def test_admin_port_serves_metrics_and_the_public_port_does_not(mock_server: MockServer,
-                                                                make_relay: RelayFactory) -> None:
-    admin = free_port()
-    relay = make_relay(mock_server.url, admin_port=admin)
-    client = H11Client(connect(relay.port))
-    client.send(b"GET", b"/metrics")
-    assert client.read_reply().status == 404
-    m = scrape(admin)
-    assert m['relay_requests_total{route="/metrics",status="404"}'] == 1
-    client = H11Client(connect(admin))
-    client.send(b"GET", b"/healthz")
-    assert json.loads(client.read_reply().body)["status"] == "ok"
-    client.next_cycle()
-    client.send(b"POST", b"/v1/chat/completions", chat_body(2))
-    assert client.read_reply().status == 404  # never relayed from the admin port
-    assert mock_server.mock.requests == 0
-
-
 def test_access_log_and_request_ids(scripted: ScriptedFactory, make_relay: RelayFactory,
                                     tmp_path: Path) -> None:
     seen: list[dict[bytes, bytes]] = []
@@ -208,19 +171,6 @@ def test_access_log_and_request_ids(scripted: ScriptedFactory, make_relay: Relay
     assert first["bytes_out"] == 2 and first["ended"] == "complete"
     assert first["request_id"] == "client-id-1" and first["client"].startswith("127.0.0.1:")
     assert second["path"] == "/v1/b" and second["request_id"] == generated.decode()
-
-
-def test_registry_text_format() -> None:
-    r = Registry()
-    c: Counter = r.counter("x_total", "A count.", ["k"])
-    c.inc(2, ('a"b\\c\nd',))
-    h: Histogram = r.histogram("lat_seconds", "Latency.")
-    h.observe(0.003)
-    h.observe(7)
-    text = r.render().decode()
-    assert '# TYPE x_total counter\nx_total{k="a\\"b\\\\c\\nd"} 2\n' in text
-    assert 'lat_seconds_bucket{le="0.0025"} 0\nlat_seconds_bucket{le="0.005"} 1\n' in text
-    assert 'lat_seconds_bucket{le="+Inf"} 2\nlat_seconds_sum 7.003\nlat_seconds_count 2\n' in text
 
 
 def test_errors_carry_the_request_id_and_are_logged(make_relay: RelayFactory,

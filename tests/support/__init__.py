@@ -10,6 +10,7 @@ from .client import (
     connect,
     read_until_close,
     recv_until,
+    scrape,
     sse_data,
 )
 from .clock import FakeLoop
@@ -31,5 +32,5 @@ __all__ = [
     "OK_JSON", "OPEN_SOCKETS", "SSE_HEAD", "FakeLoop", "FakeTransport", "H11Client",
     "LoopThread", "Received", "Reply", "Script", "ScriptedUpstream", "UpstreamConn",
     "answering", "chat_body", "chunked", "connect", "free_port", "read_until_close",
-    "recv_until", "require_tool", "sse_data", "unaccepting_port", "wait_until",
+    "recv_until", "require_tool", "scrape", "sse_data", "unaccepting_port", "wait_until",
 ]

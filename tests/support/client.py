@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any
 
 import h11
 
+_SAMPLE = re.compile(r'([a-z_]+)(\{[a-z_]+="[^"]*"(?:,[a-z_]+="[^"]*")*\})? (-?[0-9.e+]+|\+Inf)')
 OPEN_SOCKETS: list[socket.socket] = []  # closed after each test by an autouse fixture
 
 
@@ -98,3 +100,20 @@ def chat_body(max_tokens: int = 4, stream: bool = True, **extra: Any) -> bytes:
 def sse_data(body: bytes) -> list[bytes]:
     """The ``data:`` payloads of a well-formed LF-framed event stream (test-side, simple)."""
     return [line[6:] for line in body.split(b"\n") if line.startswith(b"data: ")]
+
+
+def scrape(port: int) -> dict[str, float]:
+    """GET /metrics; every line must be a HELP, a TYPE or a well-formed sample."""
+    client = H11Client(connect(port))
+    client.send(b"GET", b"/metrics")
+    reply = client.read_reply()
+    assert reply.status == 200
+    assert reply.headers[b"content-type"].startswith(b"text/plain; version=0.0.4")
+    samples: dict[str, float] = {}
+    for line in reply.body.decode().splitlines():
+        if line.startswith(("# HELP ", "# TYPE ")):
+            continue
+        m = _SAMPLE.fullmatch(line)
+        assert m, line
+        samples[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return samples

@@ -1,0 +1,134 @@
+"""Break the relay on purpose and show that the tests notice: ``python -m tests.mutations``.
+
+Each mutation is one small edit of the source that reintroduces a bug a relay can have (or had):
+pooling a connection that must not be reused, dropping TCP_NODELAY, a keep-alive timeout ten
+times too long, a heartbeat inside an event, an upstream left running after its client left...
+For each, a copy of the project gets the edit and the tests that should catch it run on the
+copy; the mutation must make them fail. A mutation whose source line is no longer found fails
+the check too, so the list keeps up with the code. Run by ``make test``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    path: str  # under relay/
+    old: str
+    new: str
+    tests: tuple[str, ...]  # under tests/; at least one must fail
+
+
+MUTATIONS = [
+    Mutation("pool a response that said Connection: close (or HTTP/1.0)", "net/upstream.py",
+             "self._reusable = keep_alive and not isinstance(reader, CloseReader)",
+             "self._reusable = not isinstance(reader, CloseReader)",
+             ("net/test_upstream.py", "net/test_pool.py")),
+    Mutation("pool a connection with bytes left after the body", "net/upstream.py",
+             "if self._reusable and not reader.trailing and not self.transport.is_closing():",
+             "if self._reusable and not self.transport.is_closing():",
+             ("net/test_upstream.py", "net/test_pool.py")),
+    Mutation("make the TCP_NODELAY helper a no-op", "net/sockets.py",
+             "sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)", "pass",
+             ("net/test_sockets.py",)),
+    Mutation("make the keep-alive timeout ten times longer", "net/client.py",
+             "self._timer.arm(self._timeouts.keepalive, self._idle_timeout)",
+             "self._timer.arm(self._timeouts.keepalive * 10, self._idle_timeout)",
+             ("net/test_client.py",)),
+    Mutation("send a heartbeat whatever the event boundary", "proxy.py",
+             "if conn is None or not conn.at_event_boundary():\n            return False",
+             "if conn is None:\n            return False",
+             ("test_proxy.py",)),
+    Mutation("keep the upstream running when the client leaves", "proxy.py",
+             'if self._finish("client_disconnect"):\n            self._close_upstream()',
+             'if self._finish("client_disconnect"):\n            pass',
+             ("test_proxy.py", "e2e/test_faults.py")),
+    Mutation("ignore the client's backpressure", "proxy.py",
+             "self._conn.pause_reads()", "pass",
+             ("e2e/test_backpressure.py", "ops/test_observer.py")),
+    Mutation("let every request head through unchecked", "http1/request_head.py",
+             "    rejection = _check_bytes(head) or _check_sizes(head, limits)\n",
+             "    return None\n    rejection = _check_bytes(head) or _check_sizes(head, limits)\n",
+             ("http1/test_request_head.py",)),
+    Mutation("end a torn event's stream without separating the error event", "proxy.py",
+             'ex.write(b"\\n\\n")  # end the torn event first',
+             'ex.write(b"")  # end the torn event first',
+             ("test_proxy.py",)),
+    Mutation("treat a cut event stream as complete", "proxy.py",
+             "and not ends_with_done(conn.payload_tail()):",
+             "and not conn.payload_tail():",
+             ("net/test_upstream.py", "test_proxy.py")),
+]
+
+
+def _copy_project(into: Path) -> None:
+    for name in ("relay", "tests", "docs"):
+        shutil.copytree(ROOT / name, into / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, into / name)
+
+
+def _env(copy: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COV")}
+    env["PYTHONPATH"] = str(copy)  # the copy's relay, not the installed (editable) one
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def run(mutation: Mutation) -> tuple[Mutation, str, float]:
+    """Apply ``mutation`` to a copy and run its tests: ("caught" | "SURVIVED" | "STALE")."""
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="relay-mutant-") as tmp:
+        copy = Path(tmp)
+        _copy_project(copy)
+        target = copy / "relay" / mutation.path
+        source = target.read_text()
+        if source.count(mutation.old) != 1:
+            return mutation, "STALE", time.monotonic() - started
+        target.write_text(source.replace(mutation.old, mutation.new))
+        env = _env(copy)
+        where = subprocess.run([sys.executable, "-c", "import relay; print(relay.__file__)"],
+                               cwd=copy, env=env, capture_output=True, text=True, check=True)
+        assert where.stdout.startswith(str(copy)), where.stdout
+        tests = [f"tests/{t}" for t in mutation.tests]
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+             "-o", "addopts=", "--timeout=120", *tests],
+            cwd=copy, env=env, capture_output=True, text=True)
+    verdict = "caught" if result.returncode == 1 else "SURVIVED"
+    if result.returncode not in (0, 1):
+        verdict = f"ERROR (pytest exit {result.returncode})"
+    return mutation, verdict, time.monotonic() - started
+
+
+def main() -> int:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(run, MUTATIONS))
+    width = max(len(m.name) for m in MUTATIONS)
+    print(f"{'mutation':<{width}}  verdict   seconds")
+    for mutation, verdict, seconds in results:
+        print(f"{mutation.name:<{width}}  {verdict:<8}  {seconds:6.1f}")
+    bad = [m.name for m, verdict, _ in results if verdict != "caught"]
+    if bad:
+        print(f"\n{len(bad)} mutation(s) not caught: {bad}", file=sys.stderr)
+        return 1
+    print(f"\nall {len(results)} mutations caught")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
