@@ -44,8 +44,8 @@ $(BIN)/.bench: pyproject.toml $(BIN)/.dev
 	touch $@
 
 bench-deps: $(BIN)/.bench
-	command -v nginx >/dev/null && command -v wrk >/dev/null || \
-	  { apt-get update -qq && apt-get install -y -qq nginx wrk; }
+	command -v nginx >/dev/null && command -v wrk >/dev/null && command -v valgrind >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq nginx wrk valgrind; }
 
 bench: bench-deps
 	$(BIN)/python -m bench $(ARGS)

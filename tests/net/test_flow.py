@@ -10,14 +10,14 @@ from relay.errors import ClientGone
 from relay.net.flow import WriteFlow
 
 
-def test_drain_returns_at_once_when_not_paused() -> None:
+def test_wait_writable_returns_at_once_when_not_paused() -> None:
     async def main() -> None:
         await asyncio.wait_for(WriteFlow().wait_writable(), 0.5)
 
     asyncio.run(main())
 
 
-def test_drain_waits_for_resume() -> None:
+def test_wait_writable_waits_for_resume() -> None:
     async def main() -> None:
         flow = WriteFlow()
         flow.pause()
@@ -30,7 +30,7 @@ def test_drain_waits_for_resume() -> None:
     asyncio.run(main())
 
 
-def test_drain_wakes_and_raises_when_connection_lost() -> None:
+def test_wait_writable_wakes_and_raises_when_the_connection_is_lost() -> None:
     async def main() -> None:
         flow = WriteFlow()
         flow.pause()

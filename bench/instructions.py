@@ -1,0 +1,122 @@
+"""Instructions the relay executes per short stream and per event, counted by valgrind.
+
+    .venv/bin/python -m bench.instructions [--tree PATH ...] [--short 300] [--long 30x300]
+
+CPU time on a shared machine moves by tens of percent from one run to the next; the number of
+instructions a process executes for the same work does not (callgrind counts them, whatever
+else the machine does: repeatable within ~1% here). So for comparing two versions of the relay
+(``--tree`` names a checkout each, default: this one) this counts, for the relay process alone
+under ``valgrind --tool=callgrind``:
+
+* startup and shutdown with no request (subtracted from the others);
+* ``--short N``: N one-token streams, each on a new connection (the per-stream setup cost);
+* ``--long SxT``: S streams of T events, each on a new connection (per event, once the
+  per-stream cost is taken out); back to back (many events per read), or one event per read
+  with ``--delay-ms 1``.
+
+The mock upstream and the client run natively beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .procs import wait_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _streams(port: int, n: int, tokens: int, delay_ms: int) -> None:
+    body = json.dumps({"model": "m", "stream": True, "max_tokens": tokens,
+                       "messages": []}).encode()
+    request = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+               b"content-type: application/json\r\nx-mock-delay-ms: %d\r\n"
+               b"content-length: %d\r\n\r\n%s" % (delay_ms, len(body), body))
+    for _ in range(n):
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(request)
+            got = b""
+            while not got.endswith(b"0\r\n\r\n"):
+                data = sock.recv(65536)
+                if not data:
+                    raise RuntimeError("the relay closed a stream early")
+                got += data
+
+
+def count(tree: Path, streams: int, tokens: int, delay_ms: int = 0) -> int:
+    """Instructions executed by a relay from ``tree`` serving ``streams`` x ``tokens``."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    mock_port, relay_port = _free_port(), _free_port()
+    mock = subprocess.Popen([sys.executable, "-m", "relay", "mock", "--port", str(mock_port)],
+                            cwd=tree, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
+        relay = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+             "-m", "relay", "serve", "--port", str(relay_port), "--upstream",
+             f"http://127.0.0.1:{mock_port}", "--access-log", "off", "--log-level", "warning"],
+            cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_port(mock_port)
+            wait_port(relay_port, timeout=120)
+            _streams(relay_port, streams, tokens, delay_ms)
+        finally:
+            relay.send_signal(signal.SIGTERM)
+            relay.wait(120)
+            mock.terminate()
+            mock.wait(10)
+        log.seek(0)
+        match = re.search(r"Collected : (\d+)", log.read())
+    if match is None:
+        raise RuntimeError("valgrind printed no instruction count")
+    return int(match.group(1))
+
+
+def measure(tree: Path, short: int, long_streams: int, long_tokens: int,
+            delay_ms: int) -> dict[str, float]:
+    started = time.monotonic()
+    base = count(tree, 0, 1)
+    short_total = count(tree, short, 1)
+    long_total = count(tree, long_streams, long_tokens, delay_ms)
+    per_stream = (short_total - base) / short
+    per_event = (long_total - base - long_streams * per_stream) / (long_streams * long_tokens)
+    return {"startup": base, "per_short_stream": per_stream, "per_event": per_event,
+            "seconds": time.monotonic() - started}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tree", action="append", type=Path,
+                    help="a checkout of the relay to measure (repeatable; default: this one)")
+    ap.add_argument("--short", type=int, default=300, help="one-token streams")
+    ap.add_argument("--long", default="20x1000", help="STREAMSxEVENTS")
+    ap.add_argument("--delay-ms", type=int, default=0,
+                    help="pace the long streams' events (0: back to back, many per read; "
+                         "1: about one event per read, as in scenario C)")
+    args = ap.parse_args()
+    long_streams, long_tokens = (int(x) for x in args.long.split("x"))
+    print(f"{'tree':40} {'per short stream':>18} {'per event':>10}  (instructions)")
+    for tree in args.tree or [ROOT]:
+        m = measure(tree.resolve(), args.short, long_streams, long_tokens, args.delay_ms)
+        print(f"{tree!s:40} {m['per_short_stream']:18,.0f} {m['per_event']:10,.0f}")
+
+
+if __name__ == "__main__":
+    main()
