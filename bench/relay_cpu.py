@@ -25,7 +25,7 @@ async def one_stream(port: int, tokens: int) -> tuple[int, int]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     body = json.dumps({"model": "m", "stream": True, "max_tokens": tokens,
                        "messages": []}).encode()
-    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: "
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: "
                  b"application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
     total, tail = 0, b""
     while not tail.endswith(b"\r\n0\r\n\r\n"):

@@ -43,7 +43,7 @@ WEIGHTS = [40, 20, 10, 15, 5, 10]
 def _request(tokens: int, extra: dict[str, str]) -> bytes:
     body = json.dumps({"model": "m", "stream": True, "max_tokens": tokens,
                        "messages": [{"role": "user", "content": "soak"}]}).encode()
-    head = [b"POST /v1/chat/completions HTTP/1.1", b"host: relay", b"connection: close",
+    head = [b"POST /v1/chat/completions HTTP/1.1", b"host: localhost", b"connection: close",
             b"content-type: application/json", b"content-length: %d" % len(body)]
     head += [f"{k}: {v}".encode() for k, v in extra.items()]
     return b"\r\n".join(head) + b"\r\n\r\n" + body
@@ -105,7 +105,7 @@ async def worker(port: int, deadline: float, rng: random.Random,
 
 async def healthz(port: int) -> dict[str, Any]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /healthz HTTP/1.1\r\nhost: relay\r\nconnection: close\r\n\r\n")
+    writer.write(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
     data = await reader.read()
     writer.close()
     doc: dict[str, Any] = json.loads(data.split(b"\r\n\r\n", 1)[1])

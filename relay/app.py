@@ -20,7 +20,10 @@ from typing import Any, TextIO
 from . import __version__
 from .auth import ClientAuth
 from .config import Config, Limits, Origin, Timeouts
+from .errors import StartupError, listen_error
+from .guard import Guard
 from .mock import MockUpstream
+from .net.budget import BodyBudget
 from .net.listener import Connections, Listener, listen
 from .net.pool import Pool, tls_context
 from .ops.access_log import AccessLog, open_access_log
@@ -43,6 +46,7 @@ class Relay:
     observer: Observer | None = None
     admin_listener: Listener | None = None
     access_log: TextIO | None = None
+    budget: BodyBudget | None = None  # request-body memory, shared by both listeners
 
     @property
     def port(self) -> int:
@@ -71,27 +75,29 @@ async def start_relay(config: Config) -> Relay:
     """Listen on ``config.host:port``; with no upstream, start the mock and relay to it."""
     upstream, mock_listener, mock = config.upstream, None, None
     if upstream is None:
-        mock = MockUpstream()
+        mock = MockUpstream(delay_ms=config.mock_delay_ms)
         mock_listener = await listen(mock, "127.0.0.1", 0, config.limits, config.timeouts)
         upstream = Origin("http", "127.0.0.1", mock_listener.port)
     ctx = tls_context(config.upstream_ca) if upstream.tls else None
     tracer = Tracer() if config.trace else None
     pool = Pool(upstream, config.limits, config.timeouts, ctx, tracer)
-    connections = Connections()
+    connections, budget = Connections(), BodyBudget(config.limits.max_body_memory)
     log_stream = open_access_log(config.access_log)
     observer = Observer(AccessLog(log_stream), asyncio.get_running_loop().time, connections)
     observer.watch_pool(pool)
+    guard = Guard(config.host, config.allowed_hosts)
     handler = router(pool, config.api_key, observer, ClientAuth(config.client_tokens),
-                     metrics=config.admin_port is None)
+                     config.admin_port is None, guard)
     listener = await listen(handler, config.host, config.port, config.limits, config.timeouts,
                             connections=connections, reuse_port=config.reuse_port,
-                            tracer=tracer)
+                            tracer=tracer, budget=budget)
     admin_listener = None
     if config.admin_port is not None:
-        admin_listener = await listen(admin_router(pool, observer), config.host,
-                                      config.admin_port, config.limits, config.timeouts)
+        admin_listener = await listen(admin_router(pool, observer, guard), config.host,
+                                      config.admin_port, config.limits, config.timeouts,
+                                      budget=budget)
     return Relay(config, listener, pool, mock_listener, mock, observer, admin_listener,
-                 log_stream)
+                 log_stream, budget)
 
 
 def banner(relay: Relay) -> str:
@@ -102,8 +108,11 @@ def banner(relay: Relay) -> str:
     else:
         up = f"upstream: {relay.upstream}"
     key = "an API key from the environment is injected upstream" if relay.config.api_key else (
-        "no API key injected (set OPENAI_API_KEY or RELAY_API_KEY_ENV to inject one)")
-    body = '{"model":"mock-gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+        "no API key injected (set OPENAI_API_KEY or RELAY_API_KEY_ENV to inject one); "
+        "clients' own Authorization goes upstream")
+    # The mock answers any model name; a real upstream needs one it serves.
+    model = "mock-gpt" if relay.mock_listener is not None else "gpt-4o-mini"
+    body = f'{{"model":"{model}","stream":true,"messages":[{{"role":"user","content":"hi"}}]}}'
     return "\n".join([
         f"relay {__version__} listening on {url} (loop: {relay.config.loop})",
         up,
@@ -112,10 +121,10 @@ def banner(relay: Relay) -> str:
         "try it:",
         f"  curl -N {url}/v1/chat/completions -H 'content-type: application/json' -d '{body}'",
         "",
-        "or with the openai SDK:",
+        "or with the openai SDK (not a dependency of the relay: .venv/bin/pip install openai):",
         "  from openai import OpenAI",
         f'  client = OpenAI(base_url="{url}/v1", api_key="unused")',
-        '  stream = client.chat.completions.create(model="mock-gpt", stream=True,',
+        f'  stream = client.chat.completions.create(model="{model}", stream=True,',
         '      messages=[{"role": "user", "content": "hi"}])',
         "  for chunk in stream:",
         '      print(chunk.choices[0].delta.content or "", end="", flush=True)',
@@ -148,7 +157,10 @@ async def wait_for_signal() -> None:
 
 
 async def serve(config: Config) -> None:
-    relay = await start_relay(config)
+    try:
+        relay = await start_relay(config)
+    except OSError as exc:
+        raise StartupError(listen_error(config.host, config.port, exc)) from None
     tune_gc()
     print(banner(relay), flush=True)
     try:
@@ -163,7 +175,10 @@ async def serve(config: Config) -> None:
 async def serve_mock(host: str, port: int, ssl_context: ssl.SSLContext | None) -> None:
     # A load source for benchmarks: no connection cap of its own.
     limits, timeouts = Limits(max_connections=1_000_000), Timeouts()
-    listener = await listen(MockUpstream(), host, port, limits, timeouts, ssl_context)
+    try:
+        listener = await listen(MockUpstream(), host, port, limits, timeouts, ssl_context)
+    except OSError as exc:
+        raise StartupError(listen_error(host, port, exc)) from None
     tune_gc()
     scheme = "https" if ssl_context else "http"
     print(f"mock upstream listening on {scheme}://{host}:{listener.port}", flush=True)

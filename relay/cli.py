@@ -16,6 +16,7 @@ from . import __version__
 from .app import run, serve, serve_mock
 from .auth import parse_tokens
 from .config import Config, Limits, Origin, Timeouts, api_key_from_env
+from .errors import StartupError, listen_error
 from .ops.workers import Supervisor
 
 _T, _L = Timeouts(), Limits()  # defaults shown in --help
@@ -49,7 +50,11 @@ def _listen_flags(s: argparse.ArgumentParser) -> None:
     _add(s, "--port", 8080, "port to listen on", type=int)
     _add(s, "--upstream", None, "upstream origin, e.g. https://api.openai.com (default: the mock)")
     _add(s, "--upstream-ca", None, "CA bundle file for a private upstream CA (default: certifi)")
-    _add(s, "--api-key-env", None, "env var holding the key injected upstream (OPENAI_API_KEY)")
+    _add(s, "--api-key-env", "OPENAI_API_KEY", "the environment variable holding the key the "
+         "relay injects upstream (unset or empty: clients' own Authorization goes upstream)")
+    s.add_argument("--allowed-host", action="append", default=None, metavar="HOST",
+                   help="a Host the relay answers besides loopback names (DNS rebinding guard; "
+                   "repeatable) [env RELAY_ALLOWED_HOSTS, comma-separated]")
     _add(s, "--loop", "uvloop", "event loop", choices=["uvloop", "asyncio"])
     s.add_argument("--client-token", default=os.environ.get("RELAY_CLIENT_TOKENS", ""),
                    help="bearer token(s) clients must send: 'a,b' or '@file' (one per line); "
@@ -77,6 +82,8 @@ def _timeout_flags(s: argparse.ArgumentParser) -> None:
 
 def _limit_flags(s: argparse.ArgumentParser) -> None:
     _add(s, "--max-body-size", _L.max_body_size, "request body bytes (413 above)", type=int)
+    _add(s, "--max-body-memory", _L.max_body_memory, "request body bytes held at once, all "
+         "connections together (503 with Retry-After above)", type=int)
     _add(s, "--max-head-size", _L.max_head_size, "request head bytes (431)", type=int)
     _add(s, "--max-line-size", _L.max_line_size, "request line (414) or header line (431) "
          "bytes", type=int)
@@ -110,6 +117,8 @@ def _operating_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--reuse-port", action="store_true", help="bind with SO_REUSEPORT (set by "
                    "--workers for its workers)")
     _add(s, "--log-level", "info", "logging level")
+    _add(s, "--mock-delay-ms", 30, "with no --upstream: milliseconds between the built-in "
+         "mock's events, like a real model (a request's x-mock-delay-ms wins)", type=int)
 
 
 def _mock_flags(m: argparse.ArgumentParser) -> None:
@@ -134,9 +143,16 @@ def config_from_args(args: argparse.Namespace) -> Config:
         reuse_port=bool(args.reuse_port),
         trace=bool(args.trace),
         admin_port=None if args.admin_port is None else int(args.admin_port),
+        allowed_hosts=_allowed_hosts(args.allowed_host),
+        mock_delay_ms=int(args.mock_delay_ms),
         timeouts=_timeouts(args),
         limits=_limits(args),
     )
+
+
+def _allowed_hosts(given: list[str] | None) -> tuple[str, ...]:
+    items = given if given is not None else os.environ.get("RELAY_ALLOWED_HOSTS", "").split(",")
+    return tuple(h.strip() for h in items if h.strip())
 
 
 def _timeouts(args: argparse.Namespace) -> Timeouts:
@@ -158,6 +174,7 @@ def _limits(args: argparse.Namespace) -> Limits:
     return Limits(
         max_head_size=int(args.max_head_size),
         max_body_size=int(args.max_body_size),
+        max_body_memory=int(args.max_body_memory),
         max_line_size=int(args.max_line_size),
         max_headers=int(args.max_headers),
         max_connections=int(args.max_connections),
@@ -174,24 +191,42 @@ def _limits(args: argparse.Namespace) -> Limits:
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
-    if args.command == "serve" and int(args.workers) > 1:
+    try:
+        if args.command == "serve":
+            _serve(args, argv)
+        else:
+            _mock(args)
+    except StartupError as exc:
+        # One clear line and argparse's exit code for bad usage, never a traceback.
+        print(f"relay: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _serve(args: argparse.Namespace, argv: list[str]) -> None:
+    if int(args.workers) > 1:
         rest = argv[argv.index("serve") + 1:]  # the workers get the same flags (later ones win)
         try:
             supervisor = Supervisor(rest, int(args.workers), args.host, int(args.port))
         except OSError as exc:
-            sys.exit(f"relay: cannot bind {args.host}:{args.port}: {exc}")
+            raise StartupError(listen_error(args.host, int(args.port), exc)) from None
         sys.exit(supervisor.run())
-    if args.command == "serve":
-        logging.basicConfig(level=str(args.log_level).upper(), stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=str(args.log_level).upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = config_from_args(args)
+    except (ValueError, OSError) as exc:
+        raise StartupError(str(exc)) from None
+    run(serve(config), config.loop)
+
+
+def _mock(args: argparse.Namespace) -> None:
+    ctx = None
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise StartupError("--tls-cert and --tls-key go together: give both, or neither")
+    if args.tls_cert:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         try:
-            config = config_from_args(args)
-        except (ValueError, OSError) as exc:
-            sys.exit(f"relay: {exc}")
-        run(serve(config), config.loop)
-    else:
-        ctx = None
-        if args.tls_cert:
-            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(args.tls_cert, args.tls_key)
-        run(serve_mock(args.host, int(args.port), ctx), args.loop)
+        except (OSError, ssl.SSLError) as exc:
+            raise StartupError(f"cannot load --tls-cert/--tls-key: {exc}") from None
+    run(serve_mock(args.host, int(args.port), ctx), args.loop)

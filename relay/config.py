@@ -83,6 +83,7 @@ class Limits:
     max_line_size: int = 8 * KIB  # request line (414) or one header line (431)
     max_headers: int = 100  # header lines in a request head (431)
     max_body_size: int = 16 * MIB
+    max_body_memory: int = 256 * MIB  # request bodies held at once, all connections (503)
     write_high_water: int = 64 * KIB
     write_low_water: int = 16 * KIB
     upstream_rcvbuf: int = 64 * KIB  # 0: the kernel's default (autotuned, up to MiBs)
@@ -108,7 +109,9 @@ class Config:
     admin_port: int | None = None  # /metrics on its own listener (then off the public port)
     drain_timeout: float = 30.0  # on SIGTERM/SIGINT: seconds in-flight streams may finish
     reuse_port: bool = False  # SO_REUSEPORT (the workers of --workers N share one port)
-    trace: bool = False  # print the raw bytes of every connection (relay/trace.py)
+    trace: bool = False  # print the raw bytes of every connection (relay/ops/trace.py)
+    allowed_hosts: tuple[str, ...] = ()  # Host values served besides loopback names (guard.py)
+    mock_delay_ms: int = 0  # the embedded mock's pause between events (make run: 30)
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()
 

@@ -65,6 +65,16 @@ class UpstreamClosed(RelayError):
     code = "upstream_closed"
 
 
+class StartupError(Exception):
+    """The relay cannot start as configured (port in use, address not local, bad files): the
+    command line prints one line and exits 2."""
+
+
+def listen_error(host: str, port: int, exc: OSError) -> str:
+    reason = (exc.strerror or str(exc)).rsplit("): ", 1)[-1]  # (uvloop repeats the address)
+    return f"cannot listen on {host}:{port}: {reason}"
+
+
 class ClientGone(Exception):
     """The client connection is gone; raised to wake coroutines waiting to write to it."""
 

@@ -63,7 +63,7 @@ class ProxyRequest:
         ex = self._ex
         ex.listen(self)  # from now on the client's events come here, in every phase
         try:
-            conn = await self._pool.acquire()
+            conn = await self._open_connection()
         except RelayError as exc:
             self._upstream_failed(exc)
             return
@@ -79,6 +79,16 @@ class ProxyRequest:
         )
         conn.send_request(req.method, req.target, headers, req.body, self)
         self._sent = self._obs.clock()
+
+    async def _open_connection(self) -> UpstreamConnection:
+        """A connection still open: one the upstream closed between its connect and now (so
+        nothing was sent on it) is replaced once; a second such is a 502."""
+        for _ in range(2):
+            conn = await self._pool.acquire()
+            if conn.is_available() or self._ended:
+                return conn
+            self._pool.put_back(conn)  # (closed: the pool lets it go)
+        raise UpstreamClosed("upstream closed the connection before the request was sent")
 
     # -- upstream events (ResponseListener) ----------------------------------------------------
 

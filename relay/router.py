@@ -1,14 +1,18 @@
 """Routing: which endpoint answers a request.
 
-``/v1/*`` goes upstream (after the client-token check, when tokens are set); ``/healthz`` and
-``/metrics`` (unless an admin port serves it) are answered locally, never upstream; anything
-else is a 404. Every request gets a :class:`~relay.ops.observer.Record`, finished exactly once
-by whichever endpoint answers it.
+First the guard (:mod:`relay.guard`): a ``Host`` the relay does not serve gets 421, a foreign
+web ``Origin`` gets 403, before anything else. Then ``/v1/*`` goes upstream (after the
+client-token check, when tokens are set); ``/healthz`` and ``/metrics`` (unless an admin port
+serves it) are answered locally, never upstream; anything else is a 404. Routes match the
+normalized path (:mod:`relay.http1.target`: no dot segment can leave ``/v1/``). Every request
+gets a :class:`~relay.ops.observer.Record`, finished exactly once by whichever endpoint answers
+it, or here if a bug escapes the endpoint (so the access log has one line per request).
 """
 
 from __future__ import annotations
 
 from .auth import ClientAuth
+from .guard import Guard
 from .http1.headers import header_value
 from .local import LocalEndpoints
 from .net.client import Handler
@@ -18,8 +22,8 @@ from .ops.observer import Observer, Record, request_id
 from .proxy import ProxyRequest
 
 
-def router(pool: Pool, api_key: str | None, obs: Observer, auth: ClientAuth,
-           metrics: bool) -> Handler:
+def router(pool: Pool, api_key: str | None, obs: Observer, auth: ClientAuth, metrics: bool,
+           guard: Guard) -> Handler:
     """The public listener's handler (see the module docstring)."""
     local = LocalEndpoints(pool, obs)
 
@@ -29,7 +33,20 @@ def router(pool: Pool, api_key: str | None, obs: Observer, auth: ClientAuth,
         record = Record(req.method, req.path, ex.peer() if obs.log.enabled else "", rid,
                         len(req.body), obs.clock())
         obs.start(record)
-        if req.path.startswith(b"/v1/"):
+        try:
+            await _route(ex, record)
+        except BaseException:
+            if record.ended is None:  # a bug escaped: still one log line, and the gauges
+                record.status = record.status or 500
+                obs.finish(record, "internal_error")
+            raise
+
+    async def _route(ex: Exchange, record: Record) -> None:
+        req = ex.request
+        refused = guard.check(req.headers)
+        if refused is not None:
+            local.error(ex, record, refused.status, refused.message, _code(refused.status))
+        elif req.path.startswith(b"/v1/"):
             if not auth.allows(header_value(req.headers, b"authorization")):
                 local.error(ex, record, 401, "missing or invalid relay token (Authorization: "
                             "Bearer)", "invalid_api_key",
@@ -43,15 +60,22 @@ def router(pool: Pool, api_key: str | None, obs: Observer, auth: ClientAuth,
     return handle
 
 
-def admin_router(pool: Pool, observer: Observer) -> Handler:
+def admin_router(pool: Pool, observer: Observer, guard: Guard) -> Handler:
     """The ``--admin-port`` listener: ``/metrics`` and ``/healthz`` only."""
     local = LocalEndpoints(pool, observer)
 
     async def handle(ex: Exchange) -> None:
         req = ex.request
         record = Record(req.method, req.path, "", request_id(None), 0, observer.clock())
-        if not local.serve(ex, record, True):
+        refused = guard.check(req.headers)
+        if refused is not None:
+            local.error(ex, record, refused.status, refused.message, _code(refused.status))
+        elif not local.serve(ex, record, True):
             local.error(ex, record, 404, "not found: the admin port serves /metrics and "
                         "/healthz", "unknown_url")
 
     return handle
+
+
+def _code(status: int) -> str:
+    return "host_not_allowed" if status == 421 else "origin_not_allowed"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from relay.cli import config_from_args, parser
 from relay.config import Config, Origin, api_key_from_env
+from relay.mock import completion_text
 
 from .conftest import ScriptedFactory
 from .support import (
@@ -152,3 +154,64 @@ def test_readme_configuration_table_lists_every_serve_flag() -> None:
     assert flags
     for flag in flags:
         assert f"| `{flag}` |" in table, flag
+
+
+def _one_line_exit_2(*args: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "relay", *args], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 2, out
+    assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.startswith("relay: ")
+    return out.stderr
+
+
+def test_startup_errors_are_one_clear_line_and_exit_2() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert "address already in use" in _one_line_exit_2("serve", "--port", str(port))
+        assert "address already in use" in _one_line_exit_2("mock", "--port", str(port))
+        assert "in use" in _one_line_exit_2("serve", "--port", str(port), "--workers", "2")
+    assert "cannot assign requested address" in _one_line_exit_2(
+        "serve", "--host", "10.255.255.1", "--port", "0")
+    assert "--tls-key" in _one_line_exit_2("mock", "--tls-cert", "cert.pem")
+    assert "http:// or https://" in _one_line_exit_2("serve", "--upstream", "ftp://x")
+
+
+def test_help_and_banner_say_what_the_relay_does() -> None:
+    out = subprocess.run([sys.executable, "-m", "relay", "serve", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    flat = " ".join(out.split())
+    api_key_help = flat.split("--api-key-env API_KEY_ENV the")[1].split("--allowed-host")[0]
+    assert "default OPENAI_API_KEY" in api_key_help and "None" not in api_key_help
+    with spawn("serve", "--port", "0", "--upstream", "http://127.0.0.1:9") as (_p, _port, lines):
+        assert wait_until(lambda: any("print(chunk" in line for line in lines))
+        banner = "\n".join(lines)
+        assert "mock-gpt" not in banner  # a real upstream needs a model it serves
+        assert "pip install openai" in banner
+        assert "clients' own Authorization goes upstream" in banner
+
+
+def test_the_readme_sdk_snippet_runs_as_written() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    snippet = quick.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "pip install openai" in quick  # how to get the SDK, in one line
+    with spawn("serve", "--port", "0") as (_p, port, _):
+        code = snippet.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == completion_text(16)
+
+
+def test_the_package_metadata_builds_without_a_deprecation_warning(tmp_path: Path) -> None:
+    """The first ``make run`` printed ~40 lines of setuptools warnings (``project.license`` as a
+    table); now the metadata uses the current form, and building it warns about nothing."""
+    root = Path(__file__).resolve().parent.parent
+    code = ("import setuptools.build_meta as b; "
+            f"b.prepare_metadata_for_build_wheel({str(tmp_path)!r})")
+    out = subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=root,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]

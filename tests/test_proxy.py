@@ -25,6 +25,7 @@ from relay.proxy import ProxyRequest
 
 from .conftest import MockServer, RelayFactory, ScriptedFactory
 from .support import (
+    OK_JSON,
     SSE_HEAD,
     FakeTransport,
     H11Client,
@@ -448,6 +449,9 @@ class _Pool:
 
 
 class _NeverSend:
+    def is_available(self) -> bool:
+        return True
+
     def send_request(self, *args: object) -> None:
         raise AssertionError("a request whose client left must never be sent")
 
@@ -469,3 +473,32 @@ def test_a_client_leaving_just_as_the_connect_finishes_sends_nothing() -> None:
 class _Owner:
     def exchange_ended(self, ex: Exchange) -> None:
         pass
+
+
+@pytest.mark.parametrize(("method", "status"), [(b"HEAD", 200), (b"GET", 304)])
+def test_a_bodyless_response_keeps_its_declared_length(method: bytes, status: int,
+                                                       scripted: ScriptedFactory,
+                                                       make_relay: RelayFactory) -> None:
+    """RFC 9110 9.3.2 and 15.4.5: a HEAD response (or a 304) says the length the body would
+    have had; it is passed on as it is (not turned into chunked), with no body, and the
+    connections on both sides stay usable."""
+    head = b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: 1234\r\n\r\n" % (
+        status)
+
+    async def script(c: UpstreamConn) -> None:
+        while await c.read_request():
+            c.write(head if not c.request_line.startswith(b"POST") else OK_JSON)
+
+    up = scripted(script)
+    relay = make_relay(up.url)
+    sock = connect(relay.port)
+    sock.sendall(method + b" /v1/files/1 HTTP/1.1\r\nhost: localhost\r\n\r\n")
+    reply = recv_until(sock, lambda got: b"\r\n\r\n" in got)
+    head_out, _, rest = reply.partition(b"\r\n\r\n")
+    assert head_out.startswith(b"HTTP/1.1 %d " % status)
+    assert b"\r\ncontent-length: 1234" in head_out and b"chunked" not in head_out.lower()
+    assert rest == b""
+    client = H11Client(sock)  # the same client connection, and the same upstream one
+    client.send(b"POST", b"/v1/x", b"{}")
+    assert client.read_reply().body == b"{}"
+    assert len(up.connections) == 1

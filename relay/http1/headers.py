@@ -61,11 +61,13 @@ def upstream_request_headers(
     request bodies whole); ``Accept-Encoding: identity`` keeps streams uncompressed so every event
     can be flushed as it arrives; with a configured key the client's ``Authorization`` is replaced,
     and with ``drop_authorization`` (client tokens on: it holds the relay's token) it is dropped.
+    Names with an underscore are never forwarded (nginx's default, ``underscores_in_headers
+    off``): ``X_Api_Key`` and ``X-Api-Key`` are one header to servers that map ``-`` to ``_``.
     """
     drop_auth = api_key is not None or drop_authorization
     out: Headers = [(b"host", host)]
     for name, value in strip_hop_by_hop(headers):
-        if name in _REQUEST_OWNED or (drop_auth and name == b"authorization"):
+        if name in _REQUEST_OWNED or (drop_auth and name == b"authorization") or b"_" in name:
             continue
         if request_id is not None and name == b"x-request-id":
             continue  # replaced by the relay's (the client's own, when it sent a sane one)

@@ -254,3 +254,17 @@ def response_reader(request_method: bytes, status: int, headers: Headers) -> (
         if name == b"content-length":
             length = int(value)
     return CloseReader() if length is None else LengthReader(length)
+
+
+def declared_length(request_method: bytes, status: int, headers: Headers,
+                    reader: BodyReader) -> int | None:
+    """The ``Content-Length`` the client is told: a length-framed body's own, and for a HEAD
+    request or a 304 the length the upstream declared for the body it did not send (RFC 9110
+    9.3.2, 15.4.5); None otherwise (chunked, close-delimited, 204, 1xx)."""
+    if isinstance(reader, LengthReader) and has_body(request_method, status):
+        return reader.remaining
+    if request_method == b"HEAD" or status == 304:
+        for name, value in headers:
+            if name == b"content-length":
+                return int(value)
+    return None

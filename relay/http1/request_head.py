@@ -30,6 +30,7 @@ _VERSION = re.compile(rb"HTTP/(\d)\.(\d)")
 _ABSOLUTE = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://")
 # uri-host [ ":" port ] (RFC 3986): an IP literal or a reg-name; no userinfo, path or spaces.
 _HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(:[0-9]{0,5})?")
+TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 5.6.2
 METHODS = frozenset([b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"])
 _NOT_ALLOWED = frozenset([b"CONNECT", b"TRACE"])
 _END = b"\r\n\r\n"
@@ -37,11 +38,12 @@ _END = b"\r\n\r\n"
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why a request is refused: the status to answer (then the connection closes) and the
-    message for the OpenAI-style error body."""
+    """Why a request is refused: the status to answer (then the connection closes), the
+    message for the OpenAI-style error body, and any headers to add (``Retry-After``...)."""
 
     status: int
     message: str
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 class HeadReader:
@@ -124,6 +126,8 @@ def _check_request_line(request_line: bytes) -> Rejection | None:
         return Rejection(400, "invalid HTTP version")
     if version not in (b"HTTP/1.1", b"HTTP/1.0"):
         return Rejection(505, "HTTP version not supported: the relay speaks HTTP/1.1 and 1.0")
+    if TOKEN.fullmatch(method) is None:
+        return Rejection(400, "invalid method: not a token")
     if method in _NOT_ALLOWED:
         return Rejection(405, f"method {method.decode('latin-1')} not allowed: the relay is not "
                          "a forward proxy")

@@ -21,7 +21,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from http import HTTPStatus
 
+from ..errors import error_body
 from .messages import Headers
+from .request_head import Rejection
 
 LAST_CHUNK = b"0\r\n\r\n"
 _CRLF = b"\r\n"
@@ -153,3 +155,13 @@ def reason_phrase(status: int) -> bytes:
         return HTTPStatus(status).phrase.encode()
     except ValueError:
         return b""
+
+
+def error_response(rejection: Rejection) -> bytes:
+    """A whole refusal: the status, an OpenAI-style JSON error body, ``Connection: close``."""
+    body = error_body(rejection.message, "invalid_request_error", None)
+    status = rejection.status
+    head, _ = start_response(b"GET", b"1.1", status, reason_phrase(status),
+                             [(b"content-type", b"application/json"), *rejection.headers],
+                             len(body), keep_alive=False)
+    return head + body

@@ -1,11 +1,11 @@
 """The OpenAI-compatible mock upstream (``relay mock``, and ``make run``'s default upstream).
 
 * :mod:`.server`: the routes, and the request headers that steer the mock (pacing, failures);
-* :mod:`.chat`: the chat-completion events and documents it generates;
+* :mod:`.generate`: what it generates: chat completions, legacy completions, the Responses API;
 * :mod:`.events`: writing pre-encoded events to a client, paced or back to back, cheaply.
 """
 
-from .chat import completion_text
+from .generate import completion_text
 from .server import MockUpstream
 
 __all__ = ["MockUpstream", "completion_text"]

@@ -4,10 +4,13 @@ of tests and benchmarks, so it is built to be cheap per event.
 ``POST /v1/chat/completions`` answers a ``chat.completion`` JSON, or with ``"stream": true`` a
 stream of ``chat.completion.chunk`` events: a role chunk, ``max_tokens`` content chunks, a
 finish chunk, a usage chunk when ``stream_options.include_usage``, then ``data: [DONE]``.
-``GET /v1/models`` lists one model. Request headers steer it:
+``POST /v1/completions`` (legacy) and ``POST /v1/responses`` (the Responses API, typed events)
+answer the same text in their own shapes (:mod:`relay.mock.generate`). ``GET /v1/models``
+lists one model. Request headers steer it:
 
 ==================== =========================================================================
-``x-mock-delay-ms``  pause between two events
+``x-mock-delay-ms``  pause between two events (default: the mock's own, 0 for ``relay mock``,
+                     30 ms for the mock ``relay serve`` starts, so ``make run`` streams)
 ``x-mock-ttft-ms``   pause before the first event (after the response head)
 ``x-mock-fail-after`` drop the connection after N chunk events (no terminating chunk)
 ``x-mock-status``    answer that status with an OpenAI-style error body
@@ -23,10 +26,20 @@ import asyncio
 import hashlib
 import json
 import time
+from typing import Any
 
 from ..net.exchange import Exchange
-from .chat import DONE, chat_completion, chat_events, dumps
 from .events import serve_back_to_back, serve_paced, start_stream
+from .generate import (
+    DONE,
+    chat_completion,
+    chat_events,
+    dumps,
+    response_document,
+    response_events,
+    text_completion,
+    text_events,
+)
 
 _ERROR_TYPES = {
     400: ("invalid_request_error", None),
@@ -38,38 +51,31 @@ _ERROR_TYPES = {
 
 
 class MockUpstream:
-    """The mock as a server handler (see the module docstring); counts what it served."""
+    """The mock as a server handler (see the module docstring); counts what it served.
+    ``delay_ms``: the pause between events when a request does not ask for one."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_ms: int = 0) -> None:
+        self.delay_ms = delay_ms
         self.requests = 0
         self.streams_completed = 0
 
     async def __call__(self, ex: Exchange) -> None:
         self.requests += 1
         req = ex.request
-        if req.path == b"/v1/chat/completions" and req.method == b"POST":
-            await self._chat(ex)
-        elif req.path == b"/v1/models" and req.method == b"GET":
+        route = (req.method, req.path)
+        if route == (b"GET", b"/v1/models"):
             model = {"id": "mock-gpt", "object": "model", "created": 0, "owned_by": "relay"}
             ex.respond(200, dumps({"object": "list", "data": [model]}))
+        elif req.method == b"POST" and req.path in _APIS:
+            await self._generate(ex, _APIS[req.path])
         else:
             ex.respond_error(404, f"no mock route for {req.path.decode(errors='replace')}",
                              "invalid_request_error", "unknown_url")
 
-    async def _chat(self, ex: Exchange) -> None:
+    async def _generate(self, ex: Exchange, api: str) -> None:
         hdr = dict(ex.request.headers)
-        status = hdr.get(b"x-mock-status")
-        if status is not None:
-            code = int(status)
-            type_, err_code = _ERROR_TYPES.get(code, ("server_error", None))
-            headers = [(b"content-type", b"application/json")]
-            if code == 429:
-                headers.append((b"retry-after", b"1"))
-            body = dumps({"error": {"message": f"mock error {code}", "type": type_,
-                                     "param": None, "code": err_code}})
-            ex.start(code, headers, length=len(body))
-            ex.write(body)
-            ex.end()
+        if b"x-mock-status" in hdr:
+            _respond_status(ex, int(hdr[b"x-mock-status"]))
             return
         try:
             body = json.loads(ex.request.body or b"{}")
@@ -78,18 +84,39 @@ class MockUpstream:
             ex.respond_error(400, "request body is not a JSON object", "invalid_request_error",
                              None)
             return
-        n = int(body.get("max_completion_tokens") or body.get("max_tokens") or 16)
+        n = int(body.get("max_completion_tokens") or body.get("max_tokens")
+                or body.get("max_output_tokens") or 16)
         created = int(hdr.get(b"x-mock-created") or time.time())
         model = str(body.get("model") or "mock-gpt")
-        cid = "chatcmpl-" + hashlib.sha1(ex.request.body + b"%d" % created).hexdigest()[:24]
+        digest = hashlib.sha1(ex.request.body + b"%d" % created).hexdigest()[:24]
+        stream = body.get("stream") is True
+        if api == "responses":
+            rid = "resp_" + digest
+            if stream:
+                await self._stream(ex, hdr, response_events(rid, created, model, n), done=False)
+            else:
+                ex.respond(200, dumps(response_document(rid, created, model, n)))
+        elif api == "completions":
+            cid = "cmpl-" + digest
+            if stream:
+                await self._stream(ex, hdr, text_events(cid, created, model, n))
+            else:
+                ex.respond(200, text_completion(cid, created, model, n))
+        else:
+            await self._chat(ex, hdr, body, "chatcmpl-" + digest, created, model, n)
+
+    async def _chat(self, ex: Exchange, hdr: dict[bytes, bytes], body: dict[str, Any], cid: str,
+                    created: int, model: str, n: int) -> None:
         if body.get("stream") is True:
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
             await self._stream(ex, hdr, chat_events(cid, created, model, n, usage))
         else:
             ex.respond(200, chat_completion(cid, created, model, n))
 
-    async def _stream(self, ex: Exchange, hdr: dict[bytes, bytes], events: list[bytes]) -> None:
-        delay = int(hdr.get(b"x-mock-delay-ms", 0)) / 1000
+    async def _stream(self, ex: Exchange, hdr: dict[bytes, bytes], events: list[bytes],
+                      done: bool = True) -> None:
+        """``done``: end with ``data: [DONE]`` (the Responses API does not)."""
+        delay = int(hdr.get(b"x-mock-delay-ms", self.delay_ms)) / 1000
         ttft = int(hdr.get(b"x-mock-ttft-ms", 0)) / 1000
         fail_after = int(hdr[b"x-mock-fail-after"]) if b"x-mock-fail-after" in hdr else -1
         stamp = hdr.get(b"x-mock-timestamps") == b"1"
@@ -100,7 +127,7 @@ class MockUpstream:
             events = events[:fail_after]
         else:
             fail_after = -1
-            events = [*events, DONE]
+            events = [*events, DONE] if done else events
         if delay:
             await serve_paced(ex, events, delay, stamp)
         else:
@@ -110,3 +137,20 @@ class MockUpstream:
             return
         ex.end()
         self.streams_completed += 1
+
+
+_APIS = {b"/v1/chat/completions": "chat", b"/v1/completions": "completions",
+         b"/v1/responses": "responses"}
+
+
+def _respond_status(ex: Exchange, code: int) -> None:
+    """``x-mock-status``: that status, with the error body OpenAI sends for it."""
+    type_, err_code = _ERROR_TYPES.get(code, ("server_error", None))
+    headers = [(b"content-type", b"application/json")]
+    if code == 429:
+        headers.append((b"retry-after", b"1"))
+    body = dumps({"error": {"message": f"mock error {code}", "type": type_, "param": None,
+                            "code": err_code}})
+    ex.start(code, headers, length=len(body))
+    ex.write(body)
+    ex.end()

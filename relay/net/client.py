@@ -14,6 +14,10 @@ Pipelining: if the client sends its next request before our response ended, h11 
 us buffer without limit) and pick up the buffered bytes after the current response. Until then
 the socket stays read, so a client that leaves mid-response is noticed at once.
 
+The next request, pipelined or not, is taken only once the previous response has drained
+below the write buffer's low-water mark (as nginx and Envoy do): a client that sends requests
+and never reads the answers costs one write buffer, not one answer per request.
+
 Deadlines, one :class:`~relay.net.deadlines.Timer` re-armed as the request advances: keep-alive
 idle, then the head from its first byte (slowloris: 408), then the body's silence between reads
 (408). A second timer runs while the client takes nothing (the send timeout).
@@ -23,16 +27,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Protocol, cast
 
 import h11
 
 from ..config import Limits, Timeouts
-from ..errors import ClientGone, error_body
+from ..errors import ClientGone
+from ..http1.headers import header_value
 from ..http1.messages import Request
-from ..http1.request_head import HeadReader, check_head
-from ..http1.writers import reason_phrase, start_response
+from ..http1.request_body import RequestBody, start_body
+from ..http1.request_head import HeadReader, Rejection, check_head
+from ..http1.target import normalize_target
+from ..http1.writers import error_response
+from .budget import BodyBudget, Hold
 from .deadlines import Timer
 from .exchange import ENDED, RECEIVED, SENDING, Exchange
 from .flow import WriteFlow
@@ -41,6 +49,7 @@ from .sockets import tune_transport
 log = logging.getLogger("relay.client")
 
 Handler = Callable[[Exchange], Awaitable[None]]
+_RETRY = ((b"retry-after", b"1"),)
 
 
 class Registry(Protocol):
@@ -55,7 +64,8 @@ class ClientConnection(asyncio.Protocol):
     """One client connection (see the module docstring)."""
 
     def __init__(self, handler: Handler, limits: Limits, timeouts: Timeouts, registry: Registry,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 loop: asyncio.AbstractEventLoop | None = None,
+                 budget: BodyBudget | None = None) -> None:
         self._handler = handler
         self._registry = registry
         self._limits = limits
@@ -65,8 +75,8 @@ class ClientConnection(asyncio.Protocol):
         self.flow = WriteFlow()
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self._request: Request | None = None  # a request whose body is being read
-        self._body: list[bytes] = []
-        self._body_size = 0
+        self._body: RequestBody | None = None
+        self._hold = Hold(budget or BodyBudget(limits.max_body_memory))  # (shared: listen())
         self._exchange: Exchange | None = None
         self._task: asyncio.Task[None] | None = None
         self._timer = Timer(self._loop)  # keep-alive idle, head or body deadline
@@ -77,6 +87,8 @@ class ClientConnection(asyncio.Protocol):
         self._overloaded = False
         self._closing = False  # graceful shutdown: close after the response in flight
         self._read_paused = False
+        self._wait_drain = False  # the next request waits until the client takes our answers
+        self._discarding = False  # after a request that said "close": read nothing more
         self._closed = False
 
     def _new_h11(self) -> h11.Connection:
@@ -85,8 +97,7 @@ class ClientConnection(asyncio.Protocol):
     # -- asyncio callbacks -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports do not subclass asyncio.Transport, so no isinstance check here.
-        self.transport = transport = cast(asyncio.Transport, transport)
+        self.transport = transport = cast(asyncio.Transport, transport)  # (uvloop's: no subclass)
         self._registry.add(self)
         # Over the cap, the connection is still accepted and its request read, so the client
         # gets a 503 it can act on (Retry-After) instead of a hang or a reset.
@@ -94,9 +105,17 @@ class ClientConnection(asyncio.Protocol):
         tune_transport(transport, self._limits.write_high_water, self._limits.write_low_water,
                        nodelay=False)  # inherited from the listening socket (net/listener.py)
         self._head_started = True  # a new connection's head deadline runs from the accept
-        self._timer.arm(self._timeouts.request_head, self._head_timeout)
+        self._timer.arm(self._timeouts.request_head, self._request_timeout)
 
     def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            return  # bytes after a request that closes the connection are never parsed
+        body = self._body
+        if body is not None and body.check is not None:  # a chunked body: our own checks
+            rejection = body.check.feed(data)
+            if rejection is not None:
+                self._reject(rejection)
+                return
         self._h11.receive_data(data)
         if self._head is not None and not self._read_head(data):
             return
@@ -106,6 +125,9 @@ class ClientConnection(asyncio.Protocol):
         # Keep the write side open: a pipelining client may half-close after its last request
         # (buffered requests are read with reading paused, so this EOF comes after them). An
         # EOF while a response is in flight reaches _on_client_eof as ConnectionClosed.
+        if self._discarding:
+            self._on_client_eof()
+            return True
         self._h11.receive_data(b"")
         self._handle_events()
         return True
@@ -115,6 +137,7 @@ class ClientConnection(asyncio.Protocol):
         self._closed = True
         self._timer.cancel()
         self._send_timer.cancel()
+        self._hold.release()
         self.flow.lost()
         self._client_gone()
         self._exchange = None  # no connection <-> exchange cycle left behind
@@ -133,6 +156,9 @@ class ClientConnection(asyncio.Protocol):
         ex = self._exchange
         if ex is not None and ex.listener is not None:
             ex.listener.on_client_resumed()
+        if self._wait_drain:  # the client took our answers: the next request may come
+            self._wait_drain = False
+            self._loop.call_soon(self._next_buffered)
 
     # -- shutdown, called by the listener ------------------------------------------------------
 
@@ -170,7 +196,7 @@ class ClientConnection(asyncio.Protocol):
         assert reader is not None
         if not self._head_started:  # first byte of a keep-alive request: the head deadline
             self._head_started = True
-            self._timer.arm(self._timeouts.request_head, self._head_timeout)
+            self._timer.arm(self._timeouts.request_head, self._request_timeout)
         verdict = reader.feed(data)
         if verdict == 0:
             return False
@@ -181,15 +207,14 @@ class ClientConnection(asyncio.Protocol):
                 self._head = None
                 return True
             verdict = rejection
-        self._reject(verdict.status, verdict.message)
-        return False
+        return self._reject(verdict)
 
     def _handle_events(self) -> None:
         while not self._closed:
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as exc:
-                self._reject(exc.error_status_hint, str(exc) or "bad request")
+                self._reject(Rejection(exc.error_status_hint, str(exc) or "bad request"))
                 return
             if not self._on_event(event):
                 return
@@ -198,7 +223,7 @@ class ClientConnection(asyncio.Protocol):
         """Take one h11 event; False when nothing more can be taken now."""
         if event is h11.NEED_DATA:
             if self._request is not None:  # inside a body: its silence deadline, per read
-                self._timer.arm(self._timeouts.request_body, self._body_timeout)
+                self._timer.arm(self._timeouts.request_body, self._request_timeout)
             return False
         if event is h11.PAUSED:
             # h11 pauses only once bytes of a next (pipelined) request are buffered; until
@@ -206,47 +231,66 @@ class ClientConnection(asyncio.Protocol):
             self._pause_reading()
             return False
         if isinstance(event, h11.Request):
-            if self._overloaded:
-                self._reject(503, "the relay is at its connection limit; retry shortly",
-                             [(b"retry-after", b"1")])
-                return False
-            self._on_request(event)
-        elif isinstance(event, h11.Data):
+            return self._on_request(event)
+        if isinstance(event, h11.Data):
             self._on_body(event.data)
         elif isinstance(event, h11.EndOfMessage):
-            self._dispatch()
+            return self._dispatch()
         elif isinstance(event, h11.ConnectionClosed):
             self._on_client_eof()
             return False
         return True
 
-    def _on_request(self, event: h11.Request) -> None:
-        self._request = Request(event.method, event.target, list(event.headers),
-                                event.http_version)
-        self._body, self._body_size = [], 0
-        # (A declared length over the limit was answered 413 by check_head already.)
+    def _on_request(self, event: h11.Request) -> bool:
+        """A request head: its target normalized, its body's room reserved."""
+        if self._overloaded:
+            return self._reject(Rejection(503, "the relay is at its connection limit; retry "
+                                          "shortly", _RETRY))
+        target = normalize_target(event.target)
+        if isinstance(target, Rejection):
+            return self._reject(target)
+        headers = list(event.headers)
+        length = int(header_value(headers, b"content-length") or 0)
+        if length and not self._reserve(length):
+            return False
+        body = start_body(headers, self._limits.max_body_size, self._h11.trailing_data[0])
+        if isinstance(body, Rejection):
+            return self._reject(body)
+        self._request = Request(event.method, b"".join(target), headers, event.http_version)
+        self._body = body
         if self._h11.they_are_waiting_for_100_continue:
             # The relay always reads the body, so say so at once instead of making curl wait 1 s.
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return True
+
+    def _reserve(self, n: int) -> bool:
+        return self._hold.take(n) or self._reject(Rejection(
+            503, "the relay holds as many request bodies as it may (--max-body-memory); "
+            "retry shortly", _RETRY))
 
     def _on_body(self, data: bytes) -> None:
-        self._body_size += len(data)
-        if self._body_size > self._limits.max_body_size:
-            self._reject(413, "request body too large")
-            return
-        self._body.append(data)
+        body = self._body
+        assert body is not None
+        if body.check is not None and not self._reserve(len(data)):
+            return  # (a Content-Length body reserved all of itself with the head)
+        if not body.add(data):
+            self._reject(Rejection(413, "request body too large"))
 
-    def _dispatch(self) -> None:
-        request = self._request
-        assert request is not None
+    def _dispatch(self) -> bool:
+        """The request is whole: start its handler. False if the connection reads no more."""
+        request, body = self._request, self._body
+        assert request is not None and body is not None
         self._timer.cancel()  # the request is in: no client-side deadline while it is answered
-        request.body = b"".join(self._body)
+        request.body = body.join()
         # h11 says whether the request lets the connection live on (HTTP/1.1, no "close").
         request.keep_alive = self._h11.their_state is h11.DONE
-        self._body, self._request = [], None
+        self._request = self._body = None
         ex = self._exchange = Exchange(self, request, self.transport, self.flow)
         self._task = task = self._loop.create_task(self._run(ex))
         task.add_done_callback(self._task_done)
+        if not request.keep_alive:
+            self._discarding = True  # answer it, then close; what follows is never read
+        return request.keep_alive
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         if self._task is task:
@@ -284,11 +328,11 @@ class ClientConnection(asyncio.Protocol):
     def exchange_ended(self, ex: Exchange) -> None:
         """Called by ``Exchange.end()``: the next keep-alive cycle, or the close."""
         self._exchange = None
+        self._hold.release()
         if self._closing or not ex.request.keep_alive:
             self.transport.close()
             return
-        old = self._h11
-        buffered, closed = old.trailing_data
+        buffered, closed = self._h11.trailing_data
         self._h11 = new = self._new_h11()  # h11 parses; the response state is the exchange's
         if buffered:
             new.receive_data(buffered)
@@ -297,13 +341,15 @@ class ClientConnection(asyncio.Protocol):
         self._head = HeadReader(self._limits.max_head_size)
         self._head_started = False
         self._timer.arm(self._timeouts.keepalive, self._idle_timeout)
-        if self._read_paused or closed:  # the next request may be buffered already
+        if self.flow.paused:  # our answers are not read yet: take no request until they are
+            self._pause_reading()
+            self._wait_drain = True
+        elif self._read_paused or closed:  # the next request may be buffered already
             self._loop.call_soon(self._next_buffered)
 
     def _next_buffered(self) -> None:
-        """After a response: read again, after checking and parsing what h11 buffered (a
-        pipelined request). Reading resumes only here, so no new bytes can arrive before the
-        buffered ones are counted."""
+        """After a response: check and parse what h11 buffered (a pipelined request), reading
+        again only now, so no new bytes arrive before the buffered ones are counted."""
         if self._closed:
             return
         if self._read_paused:
@@ -314,20 +360,17 @@ class ClientConnection(asyncio.Protocol):
             return
         self._handle_events()
 
-    def _reject(self, status: int, message: str, extra: Sequence[tuple[bytes, bytes]] = ()
-                ) -> None:
-        """Answer a request we will not serve (bad framing, too large...) and close."""
-        if self._closed:
-            return
-        self._timer.cancel()
-        body = error_body(message, "invalid_request_error", None)
-        head, _ = start_response(b"GET", b"1.1", status, reason_phrase(status),
-                                 [(b"content-type", b"application/json"), *extra], len(body),
-                                 keep_alive=False)
-        self._request = None
-        self._closed = True
-        self.transport.write(head + body)
-        self.transport.close()
+    def _reject(self, rejection: Rejection) -> bool:
+        """Answer a request we will not serve (bad framing, too large...) and close. Returns
+        False: no more events are taken."""
+        if not self._closed:
+            self._timer.cancel()
+            self._hold.release()
+            self._request = self._body = None
+            self._closed = True
+            self.transport.write(error_response(rejection))
+            self.transport.close()
+        return False
 
     def _pause_reading(self) -> None:
         if not self._read_paused:
@@ -341,14 +384,11 @@ class ClientConnection(asyncio.Protocol):
         if self._exchange is None and not self._head_started:
             self.transport.close()
 
-    def _head_timeout(self) -> None:
-        """Slowloris: the head did not arrive whole in time."""
-        if self._head is not None and not self._closed:
-            self._reject(408, "request head not received in time")
-
-    def _body_timeout(self) -> None:
-        if self._request is not None and not self._closed:
-            self._reject(408, "request body not received in time")
+    def _request_timeout(self) -> None:
+        """Slowloris: the head did not arrive whole in time, or the body fell silent."""
+        if not self._closed and (self._head is not None or self._request is not None):
+            part = "head" if self._head is not None else "body"
+            self._reject(Rejection(408, f"request {part} not received in time"))
 
     def _send_timeout(self) -> None:
         """The client took nothing for ``Timeouts.send`` seconds: cut it. Its exchange sees the

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..config import Limits, Timeouts
+from .budget import BodyBudget
 from .client import ClientConnection, Handler
 from .sockets import tune_listener
 
@@ -83,14 +84,16 @@ class Listener:
 async def listen(handler: Handler, host: str, port: int, limits: Limits, timeouts: Timeouts,
                  ssl_context: ssl.SSLContext | None = None,
                  connections: Connections | None = None, reuse_port: bool = False,
-                 tracer: Tracer | None = None) -> Listener:
+                 tracer: Tracer | None = None, budget: BodyBudget | None = None) -> Listener:
     """Start a server whose connections are ClientConnections calling ``handler`` per request
-    (``connections``: the registry of open ones, created here unless given)."""
+    (``connections``: the registry of open ones; ``budget``: the request-body memory all its
+    connections share; each created here unless given)."""
     loop = asyncio.get_running_loop()
     registry = Connections() if connections is None else connections
+    shared = budget or BodyBudget(limits.max_body_memory)
 
     def factory() -> asyncio.Protocol:
-        conn = ClientConnection(handler, limits, timeouts, registry, loop)
+        conn = ClientConnection(handler, limits, timeouts, registry, loop, shared)
         return conn if tracer is None else tracer.wrap(conn, "c")
 
     server = await loop.create_server(

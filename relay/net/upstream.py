@@ -42,8 +42,7 @@ from ..http1.readers import (
     ChunkedReader,
     CloseReader,
     FramingError,
-    LengthReader,
-    has_body,
+    declared_length,
     response_reader,
 )
 from ..http1.sse import tail_between_events
@@ -261,9 +260,7 @@ class UpstreamConnection(asyncio.Protocol):
         reader: BodyReader = response_reader(self._method, status, headers)
         keep_alive = response.http_version == b"1.1" and b"close" not in connection_tokens(headers)
         self._reusable = keep_alive and not isinstance(reader, CloseReader)
-        # The client gets Content-Length only for a length-framed body that has one.
-        length = (reader.remaining if isinstance(reader, LengthReader)
-                  and has_body(self._method, status) else None)
+        length = declared_length(self._method, status, headers, reader)
         chunked = isinstance(reader, ChunkedReader)
         form, self._sink = self._listener.on_head(
             ResponseHead(status, response.reason, headers, length, chunked))

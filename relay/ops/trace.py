@@ -10,7 +10,10 @@ with CR and LF shown as ``\\r`` and ``\\n``:
     12:00:01.004 u1 upstream>relay data: {"id":"chatcmpl-...","choices":[...]}\\n\\n\\r\\n
 
 It works by wrapping a protocol (incoming bytes) and handing it a wrapped transport (outgoing
-bytes). Without ``--trace`` nothing is wrapped, so it costs nothing.
+bytes). Without ``--trace`` nothing is wrapped, so it costs nothing. Credentials never reach
+the trace: the values of ``Authorization``, ``Proxy-Authorization``, ``Api-Key``,
+``X-Api-Key``, ``Cookie`` and ``Set-Cookie`` lines, on either side, are shown as
+``[redacted, N bytes]``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,17 @@ from typing import Any, TextIO, cast
 
 _LINE = re.compile(rb".*?\r\n|.+", re.DOTALL)  # one HTTP line (or chunk) per printed line
 _MAX_LINE = 150  # longer lines keep their start and end, with their full length shown
+_SECRET = re.compile(rb"((?:proxy-)?authorization|x-api-key|api-key|cookie|set-cookie)"
+                     rb"([ \t]*:[ \t]*)([^\r\n]*)", re.IGNORECASE)
+
+
+def redact(line: bytes) -> bytes:
+    """A header line with its credential value replaced (its name and length kept)."""
+    match = _SECRET.match(line)
+    if match is None:
+        return line
+    return b"%s%s[redacted, %d bytes]%s" % (match[1], match[2], len(match[3]),
+                                            line[match.end():])
 
 
 class Tracer:
@@ -43,7 +57,7 @@ class Tracer:
         prefix = f"{stamp} {conn_id:<3} {direction:<15}"
         lines = []
         for piece in _LINE.findall(data):
-            text = piece.decode("utf-8", "backslashreplace")
+            text = redact(piece).decode("utf-8", "backslashreplace")
             text = text.replace("\r", "\\r").replace("\n", "\\n")
             if len(text) > _MAX_LINE:
                 text = f"{text[:_MAX_LINE - 40]} ...({len(piece)} bytes)... {text[-24:]}"

@@ -1,7 +1,9 @@
-"""Real SSE clients through the relay (the openai SDK and curl are in test_stream.py)."""
+"""Real clients through the relay: the openai SDK (chat, the Responses API, legacy
+completions), httpx-sse, http.client, curl."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import subprocess
@@ -11,11 +13,19 @@ import openai
 import pytest
 from httpx_sse import connect_sse
 
+from relay.config import Timeouts
+from relay.http1.sse import HEARTBEAT
 from relay.mock import completion_text
+from relay.mock.generate import response_events
 
-from ..conftest import MockServer, RelayFactory
+from ..conftest import MockServer, RelayFactory, ScriptedFactory
 from ..support import (
+    SSE_HEAD,
+    H11Client,
+    UpstreamConn,
     chat_body,
+    chunked,
+    connect,
     require_tool,
     sse_data,
 )
@@ -107,3 +117,62 @@ def test_openai_sdk_raises_on_mid_stream_death(mock_server: MockServer,
         for chunk in stream:
             got.append(chunk)
     assert len(got) == 5
+
+
+def _sdk(relay_port: int) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"http://127.0.0.1:{relay_port}/v1", api_key="unused",
+                         max_retries=0)
+
+
+def test_openai_sdk_responses_api(mock_server: MockServer, make_relay: RelayFactory) -> None:
+    client = _sdk(make_relay(mock_server.url).port)
+    stream = client.responses.create(model="mock-gpt", input="hi", stream=True,
+                                     max_output_tokens=12)
+    events = list(stream)
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert "".join(deltas) == completion_text(12)
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    whole = client.responses.create(model="mock-gpt", input="hi", max_output_tokens=5)
+    assert whole.output_text == completion_text(5)
+
+
+def test_openai_sdk_legacy_completions(mock_server: MockServer, make_relay: RelayFactory) -> None:
+    client = _sdk(make_relay(mock_server.url).port)
+    done = client.completions.create(model="mock-gpt", prompt="hi", max_tokens=7)
+    assert done.choices[0].text == completion_text(7)
+    chunks = list(client.completions.create(model="mock-gpt", prompt="hi", max_tokens=9,
+                                            stream=True))
+    assert "".join(c.choices[0].text for c in chunks) == completion_text(9)
+
+
+def test_heartbeats_fall_between_typed_events_never_inside_one(
+        scripted: ScriptedFactory, make_relay: RelayFactory) -> None:
+    """Typed events have two lines: ``event:`` then ``data:``. The upstream pauses between
+    the two (longer than the heartbeat period) and between events: heartbeats go only where a
+    blank line ended an event, and the SDK sees every event."""
+    events = response_events("resp_0123456789abcdef01234567", 0, "m", 2)
+    first_event_line, first_data = events[0].split(b"\n", 1)
+
+    async def script(c: UpstreamConn) -> None:
+        while await c.read_request():
+            c.write(SSE_HEAD + chunked(first_event_line + b"\n"))
+            await asyncio.sleep(0.35)  # inside the first event
+            c.write(chunked(first_data))
+            for event in events[1:]:
+                await asyncio.sleep(0.15)  # between events
+                c.write(chunked(event))
+            c.write(b"0\r\n\r\n")
+
+    relay = make_relay(scripted(script).url, timeouts=Timeouts(heartbeat=0.1))
+    raw = H11Client(connect(relay.port, timeout=20))
+    raw.send(b"POST", b"/v1/responses", b'{"stream":true}')
+    body = raw.read_reply().body
+    assert body.replace(HEARTBEAT, b"") == b"".join(events)
+    assert (first_event_line + b"\n" + first_data) in body  # nothing between its two lines
+    assert body.count(HEARTBEAT) >= 3
+    for event in events:
+        assert HEARTBEAT not in event
+    sdk_events = list(_sdk(relay.port).responses.create(model="m", input="hi", stream=True))
+    assert [e.type for e in sdk_events] == [json.loads(e.split(b"data: ", 1)[1])["type"]
+                                            for e in events]

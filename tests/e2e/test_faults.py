@@ -8,13 +8,23 @@ closed by the upstream (test_stream: not reused).
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import socket
+import threading
 import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import h11
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ..conftest import RelayFactory, ScriptedFactory
 from ..support import (
+    OK_JSON,
     SSE_HEAD,
     H11Client,
     LoopThread,
@@ -27,6 +37,7 @@ from ..support import (
     connect,
     read_until_close,
     recv_until,
+    scrape,
     sse_data,
     unaccepting_port,
     wait_until,
@@ -173,7 +184,7 @@ def test_half_close_after_the_responses_ends_cleanly(scripted: ScriptedFactory,
     up = scripted(answering())
     relay = make_relay(up.url)
     sock = connect(relay.port)
-    one = b"POST /v1/x HTTP/1.1\r\nhost: r\r\ncontent-length: 2\r\n\r\n{}"
+    one = b"POST /v1/x HTTP/1.1\r\nhost: localhost\r\ncontent-length: 2\r\n\r\n{}"
     sock.sendall(one * 3)
     replies = recv_until(sock, lambda got: got.count(b"{}") == 3)
     sock.shutdown(socket.SHUT_WR)
@@ -193,3 +204,111 @@ def test_client_leaving_while_the_upstream_connects_abandons_it(make_relay: Rela
         sock.close()
         assert wait_until(lambda: lt.call(lambda: relay.pool.open) == 0, 2)
         assert lt.call(lambda: relay.pool.created) == 0
+
+
+class _AcceptAndClose(asyncio.Protocol):
+    """An upstream that accepts a connection and closes it at once."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
+def _concurrently(port: int, clients: int, per_client: int,
+                  targets: list[bytes] | None = None) -> list[int]:
+    """``clients`` threads, each sending ``per_client`` requests on its own connection (a new
+    one when the relay closed it); every status they got."""
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        h = H11Client(connect(port, timeout=30))
+        for i in range(per_client):
+            target = targets[(n * per_client + i) % len(targets)] if targets else b"/v1/models"
+            h.send(b"POST", target, b"{}")
+            reply = h.read_reply()
+            with lock:
+                statuses.append(reply.status)
+            if reply.headers.get(b"connection") == b"close" or h.conn.our_state is h11.MUST_CLOSE:
+                h = H11Client(connect(port, timeout=30))
+            else:
+                h.next_cycle()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return statuses
+
+
+def _log_lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_an_upstream_that_accepts_and_closes_gives_502s_never_500s(
+        make_relay: RelayFactory, lt: LoopThread, tmp_path: Path) -> None:
+    """50 clients x 10 requests while the upstream accepts and closes every connection at once
+    (the connect finishes, then the connection is gone before the request is sent): every
+    request gets a 502, one access-log line each, and the gauges come back to zero."""
+    server = lt.run(_start(lambda: asyncio.get_running_loop().create_server(
+        _AcceptAndClose, "127.0.0.1", 0)))
+    port = server.sockets[0].getsockname()[1]
+    log = tmp_path / "access.log"
+    relay = make_relay(f"http://127.0.0.1:{port}", access_log=str(log))
+    statuses = _concurrently(relay.port, 50, 10)
+    assert len(statuses) == 500 and set(statuses) == {502}, set(statuses)
+    metrics = scrape(relay.port)
+    assert metrics["relay_active_streams"] == 0
+    assert metrics['relay_requests_total{route="/v1",status="502"}'] == 500
+    assert wait_until(lambda: len(_log_lines(log)) == 501)  # (and the scrape's own line)
+    assert {line["status"] for line in _log_lines(log)[:-1]} == {502}
+    lt.call(server.close)
+
+
+async def _start(make: Callable[[], Awaitable[asyncio.Server]]) -> asyncio.Server:
+    return await make()
+
+
+BEHAVIOURS = [b"/v1/ok", b"/v1/close", b"/v1/reset", b"/v1/stream", b"/v1/cut", b"/v1/slow",
+              b"/v1/bad"]
+
+
+async def _behave(c: UpstreamConn) -> None:
+    while await c.read_request():
+        path = c.request_line.split()[1]
+        if path == b"/v1/close":
+            return
+        if path == b"/v1/reset":
+            c.writer.transport.abort()
+            return
+        if path == b"/v1/slow":
+            await asyncio.sleep(0.05)
+        if path in (b"/v1/stream", b"/v1/cut"):
+            c.write(SSE_HEAD + chunked(b"data: 1\n\n", b"data: 2\n\n"))
+            if path == b"/v1/cut":
+                await c.writer.drain()
+                c.writer.transport.abort()
+                return
+            c.write(chunked(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        elif path == b"/v1/bad":
+            c.write(b"HTTP/1.1 ???\r\n\r\n")
+            return
+        else:
+            c.write(OK_JSON)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@given(targets=st.lists(st.sampled_from(BEHAVIOURS), min_size=1, max_size=20))
+def test_every_request_ends_once_under_concurrency(targets: list[bytes], tmp_path_factory: Any,
+                                                   scripted: ScriptedFactory,
+                                                   make_relay: RelayFactory) -> None:
+    """Whatever mix of upstream behaviours, 25 concurrent clients: every request gets an answer
+    that is not a 500, exactly one access-log line, and no gauge stays up."""
+    log = tmp_path_factory.mktemp("log") / "access.log"
+    relay = make_relay(scripted(_behave).url, access_log=str(log))
+    statuses = _concurrently(relay.port, 25, 2, targets)
+    assert len(statuses) == 50 and 500 not in statuses
+    assert set(statuses) <= {200, 502}
+    metrics = scrape(relay.port)
+    assert metrics["relay_active_streams"] == 0
+    assert wait_until(lambda: len(_log_lines(log)) == 51)

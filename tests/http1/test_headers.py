@@ -11,7 +11,7 @@ from relay.http1.headers import (
 )
 
 from ..conftest import RelayFactory, ScriptedFactory
-from ..support import H11Client, ScriptedUpstream, UpstreamConn, connect
+from ..support import H11Client, Received, ScriptedUpstream, UpstreamConn, answering, connect
 
 CLIENT_HEADERS = [
     (b"host", b"relay.local:8080"),
@@ -112,3 +112,18 @@ def test_headers_over_the_wire(scripted: ScriptedFactory, make_relay: RelayFacto
     assert reply.headers[b"content-length"] == b"2"
     assert b"keep-alive" not in reply.headers
     assert b"proxy-authenticate" not in reply.headers
+
+
+def test_names_with_an_underscore_are_never_forwarded(scripted: ScriptedFactory,
+                                                      make_relay: RelayFactory) -> None:
+    """nginx's default (underscores_in_headers off): dropped, not refused. To a server that maps
+    "-" to "_" (CGI, some frameworks), ``X_Api_Key`` would pass for ``X-Api-Key``."""
+    received: list[Received] = []
+    relay = make_relay(scripted(answering(received)).url)
+    client = H11Client(connect(relay.port))
+    client.send(b"POST", b"/v1/x", b"{}", [(b"x_api_key", b"smuggled"), (b"x-api-key", b"real"),
+                                           (b"x_forwarded_for", b"1.2.3.4")])
+    assert client.read_reply().status == 200
+    [got] = received
+    assert got.headers[b"x-api-key"] == b"real"
+    assert b"smuggled" not in got.head and b"x_forwarded_for" not in got.head

@@ -20,7 +20,7 @@ from ..support import H11Client, Received, answering, connect, read_until_close
 
 Guarded = tuple[Relay, list[Received]]
 
-H = b"Host: relay\r\n"
+H = b"Host: localhost\r\n"
 POST = b"POST /v1/chat/completions HTTP/1.1\r\n" + H
 TE = b"Transfer-Encoding: chunked\r\n"
 
@@ -88,6 +88,15 @@ CASES: list[tuple[str, bytes, int]] = [
     ("lower-case protocol name", b"GET /v1/models http/1.1\r\n" + H + b"\r\n", 400),
     ("lower-case method", b"get /v1/models HTTP/1.1\r\n" + H + b"\r\n", 501),
     ("unknown method", b"BREW /v1/models HTTP/1.1\r\n" + H + b"\r\n", 501),
+    ("method that is not a token", b"GE(T /v1/models HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("method with a slash", b"GET/1 /v1/models HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("chunk size of 2^64-1", POST + TE + b"\r\nffffffffffffffff\r\n", 413),
+    ("chunk extension with a control character", POST + TE + b"\r\n5;a=\x01\r\nhello\r\n"
+     b"0\r\n\r\n", 400),
+    ("chunk extension that is not a token", POST + TE + b"\r\n5;a b\r\nhello\r\n0\r\n\r\n",
+     400),
+    ("an encoded slash in the path", b"GET /v1/a%2Fb HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("a fragment in the target", b"GET /v1/models#x HTTP/1.1\r\n" + H + b"\r\n", 400),
     ("CONNECT", b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n", 405),
     ("TRACE", b"TRACE /v1/models HTTP/1.1\r\n" + H + b"\r\n", 405),
     ("absolute-form to another host", b"GET http://evil.example/v1/models HTTP/1.1\r\n"
@@ -210,7 +219,7 @@ def test_slowloris_head_gets_408(guarded: Guarded) -> None:
 
 
 def test_head_reader_finds_the_end_across_reads_and_counts_itself() -> None:
-    head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    head = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
     for split in range(1, len(head)):
         reader = HeadReader(1000)
         first = reader.feed(head[:split])
@@ -230,6 +239,7 @@ def test_check_head_accepts_ordinary_requests() -> None:
                  b"POST /v1/x HTTP/1.1\r\nHost: [::1]:8080\r\nTransfer-Encoding: chunked\r\n\r\n",
                  b"GET /v1/models?x=1 HTTP/1.1\r\nhost: api.example\r\nX: a\tb\r\n\r\n"):
         assert check_head(head, limits) is None, head
-    assert check_head(b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X: " + b"a" * (8 * KIB) + b"\r\n\r\n",
+    assert check_head(b"GET / HTTP/1.1\r\nHost: localhost\r\n" + b"X: " + b"a" * (8 * KIB)
+                      + b"\r\n\r\n",
                       Limits(max_line_size=16 * KIB)) is None
 

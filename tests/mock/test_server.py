@@ -8,8 +8,13 @@ import time
 import h11
 import pytest
 
+from relay.config import Limits, Timeouts
+from relay.mock import MockUpstream, completion_text
+from relay.net.listener import listen
+
 from ..conftest import MockServer
-from ..support import H11Client, Reply, chat_body, connect, sse_data
+from ..support import H11Client, LoopThread, Reply, chat_body, connect, sse_data
+from ..support.sse_parser import SSEParser
 
 
 def _chat(mock: MockServer, body: bytes,
@@ -74,3 +79,66 @@ def test_unknown_route_is_404(mock_server: MockServer) -> None:
     client = H11Client(connect(mock_server.port))
     client.send(b"GET", b"/v1/nothing")
     assert client.read_reply().status == 404
+
+
+def _post(mock: MockServer, path: bytes, doc: dict[str, object],
+          headers: list[tuple[bytes, bytes]] | None = None) -> Reply:
+    client = H11Client(connect(mock.port))
+    client.send(b"POST", path, json.dumps(doc).encode(), headers)
+    return client.read_reply()
+
+
+def test_responses_stream_is_typed_and_numbered(mock_server: MockServer) -> None:
+    reply = _post(mock_server, b"/v1/responses", {"model": "m", "input": "hi", "stream": True,
+                                                   "max_output_tokens": 3})
+    events = SSEParser().feed(reply.body)
+    types = [e.event for e in events]
+    assert types == ["response.created", "response.in_progress", "response.output_item.added",
+                     "response.content_part.added", *["response.output_text.delta"] * 3,
+                     "response.output_text.done", "response.content_part.done",
+                     "response.output_item.done", "response.completed"]
+    docs = [json.loads(e.data) for e in events]
+    assert [d["sequence_number"] for d in docs] == list(range(len(docs)))
+    assert [d["type"] for d in docs] == types  # the data says its own type too
+    assert "".join(d["delta"] for d in docs if "delta" in d) == completion_text(3)
+    assert docs[-1]["response"]["status"] == "completed"
+    assert b"[DONE]" not in reply.body  # the Responses API ends with response.completed
+
+
+def test_responses_and_legacy_completions_whole(mock_server: MockServer) -> None:
+    doc = json.loads(_post(mock_server, b"/v1/responses", {"input": "hi",
+                                                           "max_output_tokens": 5}).body)
+    assert doc["object"] == "response" and doc["status"] == "completed"
+    assert doc["output"][0]["content"][0]["text"] == completion_text(5)
+    doc = json.loads(_post(mock_server, b"/v1/completions", {"prompt": "hi",
+                                                             "max_tokens": 4}).body)
+    assert doc["object"] == "text_completion" and doc["choices"][0]["text"] == completion_text(4)
+
+
+def test_legacy_completions_stream(mock_server: MockServer) -> None:
+    reply = _post(mock_server, b"/v1/completions", {"prompt": "hi", "max_tokens": 3,
+                                                    "stream": True})
+    data = sse_data(reply.body)
+    assert data[-1] == b"[DONE]"
+    docs = [json.loads(d) for d in data[:-1]]
+    assert [d["object"] for d in docs] == ["text_completion"] * 4
+    assert "".join(d["choices"][0]["text"] for d in docs) == completion_text(3)
+    assert docs[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_the_mock_paces_like_a_model_when_asked(lt: LoopThread) -> None:
+    """``relay serve`` with no upstream starts the mock with a default pause between events, so
+    ``make run`` plus curl shows tokens arriving one by one; a request's header wins."""
+    mock = MockUpstream(delay_ms=40)
+    listener = lt.run(listen(mock, "127.0.0.1", 0, Limits(), Timeouts()))
+    try:
+        started = time.monotonic()
+        reply = _chat(MockServer(mock, listener.port), chat_body(5))
+        paced = time.monotonic() - started
+        assert paced >= 7 * 0.040  # 8 events, 40 ms apart: the timers run at least that long
+        assert sse_data(reply.body)[-1] == b"[DONE]"
+        started = time.monotonic()
+        _chat(MockServer(mock, listener.port), chat_body(5), [(b"x-mock-delay-ms", b"0")])
+        assert time.monotonic() - started < paced / 2  # back to back: no timer at all
+    finally:
+        lt.call(listener.close)

@@ -31,6 +31,7 @@ from ..support import (
     chat_body,
     connect,
     read_until_close,
+    recv_until,
     sse_data,
     wait_until,
 )
@@ -65,7 +66,7 @@ def test_20_pipelined_requests_answered_in_order(mock_server: MockServer,
     writer = h11.Connection(h11.CLIENT)
     raw = b""
     for body in bodies:  # all 20 requests in one write, before reading anything
-        hdrs = [(b"host", b"x"), (b"content-length", b"%d" % len(body))]
+        hdrs = [(b"host", b"localhost"), (b"content-length", b"%d" % len(body))]
         raw += writer.send(h11.Request(method=b"POST", target=b"/v1/chat/completions",
                                        headers=hdrs)) or b""
         raw += (writer.send(h11.Data(data=body)) or b"") + (writer.send(h11.EndOfMessage()) or b"")
@@ -106,8 +107,8 @@ def test_expect_100_continue_answered_at_once(mock_server: MockServer,
     relay = make_relay(mock_server.url)
     sock = connect(relay.port, timeout=2)
     body = chat_body(2, stream=False)
-    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\n"
-                 b"content-length: %d\r\n\r\n" % len(body))
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\n"
+                 b"expect: 100-continue\r\ncontent-length: %d\r\n\r\n" % len(body))
     assert sock.recv(100).startswith(b"HTTP/1.1 100 ")  # before we sent the body
     sock.sendall(body)
     assert b"200 OK" in sock.recv(65536)
@@ -117,7 +118,8 @@ def test_body_over_limit_gets_413_and_close(mock_server: MockServer,
                                             make_relay: RelayFactory) -> None:
     relay = make_relay(mock_server.url, limits=Limits(max_body_size=1000))
     sock = connect(relay.port)
-    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 5000\r\n\r\n")
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\n"
+                 b"content-length: 5000\r\n\r\n")
     raw = read_until_close(sock)
     assert raw.startswith(b"HTTP/1.1 413 ")
     assert json.loads(raw.partition(b"\r\n\r\n")[2])["error"]["type"] == "invalid_request_error"
@@ -128,7 +130,7 @@ def test_chunked_body_over_limit_gets_413(mock_server: MockServer,
                                           make_relay: RelayFactory) -> None:
     relay = make_relay(mock_server.url, limits=Limits(max_body_size=1000))
     sock = connect(relay.port)
-    sock.sendall(b"POST /v1/x HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+    sock.sendall(b"POST /v1/x HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n"
                  + b"%x\r\n%s\r\n" % (1500, b"a" * 1500))
     assert read_until_close(sock).startswith(b"HTTP/1.1 413 ")
     assert mock_server.mock.requests == 0
@@ -148,7 +150,7 @@ def test_oversized_head_gets_431(mock_server: MockServer, make_relay: RelayFacto
     relay = make_relay(mock_server.url, limits=Limits(max_head_size=4096))
     sock = connect(relay.port)
     with contextlib.suppress(ConnectionError):
-        sock.sendall(b"GET /v1/models HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 8192)
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nhost: localhost\r\nx-big: " + b"a" * 8192)
     assert read_until_close(sock).startswith(b"HTTP/1.1 431 ")
     assert mock_server.mock.requests == 0
 
@@ -220,7 +222,7 @@ def test_client_that_stops_reading_is_cut_after_send_timeout(scripted: ScriptedF
 
 # -- the connection alone: fake transport, fake clock ----------------------------------------
 
-GET = b"GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n"
+GET = b"GET /v1/models HTTP/1.1\r\nhost: localhost\r\n\r\n"
 T = Timeouts(keepalive=75, request_head=60, request_body=30, send=20)
 
 
@@ -286,7 +288,7 @@ def test_the_head_deadline_runs_from_the_accept_then_from_a_first_byte() -> None
 def test_the_body_deadline_is_the_longest_silence_between_reads() -> None:
     async def scenario() -> None:
         h = Harness()
-        await h.feed(b"POST /v1/x HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\na")
+        await h.feed(b"POST /v1/x HTTP/1.1\r\nhost: localhost\r\ncontent-length: 3\r\n\r\na")
         h.clock.advance(29.999)
         await h.feed(b"b")  # a read re-arms it
         h.clock.advance(29.999)
@@ -363,7 +365,8 @@ def test_a_handler_that_returns_without_ending_is_cut(caplog: pytest.LogCaptureF
 def test_a_request_that_says_close_gets_connection_close_then_the_close() -> None:
     async def scenario() -> None:
         h = Harness()
-        out = await h.feed(b"GET /v1/models HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        out = await h.feed(b"GET /v1/models HTTP/1.1\r\nhost: localhost\r\n"
+                           b"connection: close\r\n\r\n")
         assert b"\r\nConnection: close\r\n" in out and h.transport.closed
 
     _run(scenario)
@@ -384,6 +387,58 @@ def test_pipelined_requests_wait_with_reading_paused_until_the_response_ends() -
         await h.clock.settle()
         out = h.transport.take()
         assert out.count(b"HTTP/1.1 200 ") == 2 and out.index(b"/v1/a") < out.index(b"/v1/b")
+        assert h.transport.reading
+
+    _run(scenario)
+
+
+@pytest.mark.parametrize("later", [False, True])
+def test_bytes_after_a_request_that_says_close_are_never_parsed(
+        later: bool, mock_server: MockServer, make_relay: RelayFactory) -> None:
+    """The request is answered, then the connection closes; what followed it (garbage here),
+    in the same read or in a later one while the answer streams, is never parsed into a 400
+    that would replace or cut the real answer."""
+    relay = make_relay(mock_server.url)
+    sock = connect(relay.port)
+    body = chat_body(4)
+    request = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\nconnection: close"
+               b"\r\nx-mock-delay-ms: 50\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+    garbage = b"NOT HTTP\r\n\r\nGET /v1/models HTTP/1.1\r\n\r\n"
+    if later:
+        sock.sendall(request)
+        first = recv_until(sock, lambda got: b"data: " in got)  # the answer is streaming
+        sock.sendall(garbage)
+    else:
+        first = b""
+        sock.sendall(request + garbage)
+    reply = first + read_until_close(sock)
+    assert reply.startswith(b"HTTP/1.1 200 ") and reply.count(b"HTTP/1.1 ") == 1
+    assert b"\r\nConnection: close\r\n" in reply and reply.endswith(b"0\r\n\r\n")
+    assert sse_data(reply)[-1].startswith(b"[DONE]")
+    assert mock_server.mock.requests == 1
+
+
+def test_the_next_request_waits_until_the_answers_are_read() -> None:
+    """A client that pipelines and never reads: once an answer fills the write buffer, no
+    further request is parsed (nor answered) until the client reads."""
+
+    async def scenario() -> None:
+        async def answer(ex: Exchange) -> None:
+            if not h.requests:
+                h.conn.pause_writing()  # what the transport does once its buffer is full
+            h.requests.append(ex)
+            ex.respond(200, b"{}")
+
+        h = Harness(answer)
+        h.conn.data_received(GET * 3)
+        await h.clock.settle()
+        assert len(h.requests) == 1 and not h.transport.reading
+        h.clock.advance(1)
+        await h.clock.settle()
+        assert len(h.requests) == 1  # nothing more while the client reads nothing
+        h.conn.resume_writing()
+        await h.clock.settle()
+        assert len(h.requests) == 3 and h.transport.take().count(b"HTTP/1.1 200 ") == 3
         assert h.transport.reading
 
     _run(scenario)

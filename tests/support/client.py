@@ -59,7 +59,9 @@ class H11Client:
 
     def request_bytes(self, method: bytes, target: bytes, body: bytes = b"",
                       headers: list[tuple[bytes, bytes]] | None = None) -> bytes:
-        hdrs = [(b"host", b"relay.test"), *(headers or [])]
+        given = headers or []
+        hdrs = given if any(n.lower() == b"host" for n, _ in given) else [
+            (b"host", b"127.0.0.1"), *given]
         if body:
             hdrs.append((b"content-length", b"%d" % len(body)))
         data = self.conn.send(h11.Request(method=method, target=target, headers=hdrs)) or b""

@@ -1,0 +1,106 @@
+"""Who may use the relay through a browser: the Host check and the Origin check.
+
+Two attacks need no bug in the relay, only a browser on the same machine:
+
+* **DNS rebinding**: a page on ``evil.example`` re-points its own name at 127.0.0.1 and then
+  talks to the relay as "same origin". Its requests carry ``Host: evil.example``. So when the
+  relay listens on a loopback address, a ``Host`` that is not a loopback name or address (or
+  one given with ``--allowed-host``) gets 421 Misdirected Request; on other addresses the check
+  runs only when ``--allowed-host`` is given.
+* **Drive-by pages**: a ``fetch`` POST with ``content-type: text/plain`` is a CORS "simple"
+  request: the browser sends it without asking first, and the relay would spend its key on it
+  although the page can never read the answer. Browsers mark every such request with
+  ``Origin``, so a request whose ``Origin`` is neither the relay's own (same host and port as
+  its ``Host``) nor an allowed one gets 403, before anything goes upstream. Clients that are not
+  browsers send no ``Origin`` and are not affected.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from urllib.parse import urlsplit
+
+from .http1.headers import header_value
+from .http1.request_head import Rejection
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, no port) can only mean this machine."""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def split_host(value: str) -> tuple[str, int | None]:
+    """``Host`` header value to (host, port): ``[::1]:8080`` -> (``::1``, 8080)."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = value.partition(":")
+    return host, int(port) if port.isdigit() else None
+
+
+def normalize_origin(origin: str) -> str:
+    """``scheme://host[:port]``, lower-case, default port left out; "" if not an origin."""
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port
+    except ValueError:
+        return ""
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or parts.path not in ("", "/"):
+        return ""
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    if port is None or port == _DEFAULT_PORTS[parts.scheme]:
+        return f"{parts.scheme}://{host}"
+    return f"{parts.scheme}://{host}:{port}"
+
+
+class Guard:
+    """The Host and Origin checks (see the module docstring). ``allowed_origins``: exact
+    origins (``https://app.example``), or ``*`` for any."""
+
+    def __init__(self, listen_host: str, allowed_hosts: Sequence[str] = (),
+                 allowed_origins: Iterable[str] = ()) -> None:
+        self._hosts = {split_host(h)[0] for h in allowed_hosts}
+        self._check_host = bool(self._hosts) or is_loopback(listen_host)
+        self._any_origin = "*" in allowed_origins
+        self._origins = {normalize_origin(o) for o in allowed_origins if o != "*"} - {""}
+
+    def check(self, headers: list[tuple[bytes, bytes]]) -> Rejection | None:
+        raw = header_value(headers, b"host")
+        host = (raw or b"").decode("latin-1")
+        # (No Host at all: only HTTP/1.0 may omit it, and no browser does.)
+        if self._check_host and raw is not None and not self.host_allowed(host):
+            return Rejection(421, f"Host {host!r} is not served here (DNS rebinding guard): "
+                             "use a loopback name, or start the relay with --allowed-host")
+        origin = header_value(headers, b"origin")
+        if origin is not None and not self.origin_allowed(origin.decode("latin-1"), host):
+            return Rejection(403, f"requests from the web origin {origin.decode('latin-1')!r} "
+                             "are not allowed (see --cors-origin)")
+        return None
+
+    def host_allowed(self, host: str) -> bool:
+        name, _ = split_host(host)
+        return is_loopback(name) or name in self._hosts
+
+    def origin_allowed(self, origin: str, host: str) -> bool:
+        """An allowed origin, or the relay's own: the same host and port as ``Host``."""
+        normal = normalize_origin(origin)
+        if not normal:
+            return False  # "null" (sandboxed frames, file:) and anything malformed
+        if self._any_origin or normal in self._origins:
+            return True
+        scheme, authority = normal.split("://", 1)
+        own_host, own_port = split_host(host)
+        origin_host, origin_port = split_host(authority)
+        default = _DEFAULT_PORTS[scheme]  # a same-origin page shares the request's scheme
+        return origin_host == own_host and (origin_port or default) == (own_port or default)

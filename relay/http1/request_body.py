@@ -1,0 +1,131 @@
+"""A request body as the relay reads it: whole, bounded, and, when chunked, strictly framed.
+
+h11 decodes a chunked request body, but leniently for a proxy: it takes chunk sizes of up to 20
+hex digits (2^64-1 makes it wait for 16 EiB) and any chunk extension. So the relay also walks
+the raw body bytes itself, beside h11, with the rules of RFC 9112 section 7.1 and caps of its
+own: a size line is hex digits only, at most 16 of them, and the sizes may not add up past the
+body limit (413 at once, not after reading); an extension is ``;name`` or ``;name=value`` with
+a token or quoted-string value, no control characters, and at most :data:`MAX_EXTENSIONS`
+bytes in all (400). The relay forwards bodies with a ``Content-Length``, so extensions and
+trailers are checked and then dropped, never passed on.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .headers import header_value
+from .messages import Headers
+from .readers import DATA, DATA_CRLF, DONE, SIZE, TRAILER, ChunkScanner, FramingError
+from .readers import parse_chunk_size as _parse_size
+from .request_head import Rejection
+
+MAX_EXTENSIONS = 1024  # bytes of chunk extensions in one request body
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+_EXTENSION = re.compile(rb"(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN
+                        + rb"|" + _QUOTED + rb"))?)*[ \t]*")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class ChunkedRequestCheck(ChunkScanner):
+    """Walks a chunked request body's framing, raw bytes in, a verdict out (see the module
+    docstring); the bytes themselves are h11's to decode."""
+
+    __slots__ = ("_ext_bytes", "_limit", "_total")
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self._limit = limit
+        self._total = self._ext_bytes = 0
+
+    def feed(self, data: bytes) -> Rejection | None:
+        if self._partial:
+            data = self._partial + data
+            self._partial = b""
+        try:
+            self._walk(data)
+        except FramingError as exc:
+            return Rejection(400, f"invalid chunked request body: {exc}")
+        except _TooLarge:
+            return Rejection(413, "request body too large")
+        return None
+
+    def _walk(self, data: bytes) -> None:
+        pos, end = 0, len(data)
+        while 0 <= pos < end and self._state != DONE:
+            state = self._state
+            if state == DATA:
+                take = min(self._remaining, end - pos)
+                pos += take
+                self._remaining -= take
+                if not self._remaining:
+                    self._state = DATA_CRLF
+            elif state == SIZE:
+                pos = self._size_line(data, pos)
+            elif state == DATA_CRLF:
+                pos = self._data_crlf(data, pos, end)
+            elif state == TRAILER:
+                pos = self._trailer_line(data, pos)
+
+    def _size_line(self, data: bytes, pos: int) -> int:
+        eol = data.find(b"\r\n", pos)
+        if eol < 0:
+            self._keep(data, pos)  # (a line longer than MAX_CHUNK_LINE is an error)
+            return -1
+        line = data[pos:eol]
+        semi = line.find(b";")
+        if semi >= 0:
+            self._ext_bytes += eol - pos - semi
+            if self._ext_bytes > MAX_EXTENSIONS:
+                raise FramingError("chunk extensions too large")
+            if _EXTENSION.fullmatch(line, semi) is None:
+                raise FramingError(f"invalid chunk extension {line[semi:semi + 40]!r}")
+        size = _parse_size(line)
+        self._total += size
+        if self._total > self._limit:
+            raise _TooLarge
+        if size:
+            self._remaining, self._state = size, DATA
+        else:
+            self._state = TRAILER
+        return eol + 2
+
+
+class RequestBody:
+    """The pieces of one request body, collected up to ``limit`` bytes."""
+
+    __slots__ = ("_limit", "_pieces", "check", "size")
+
+    def __init__(self, limit: int, chunked: bool) -> None:
+        self._limit = limit
+        self._pieces: list[bytes] = []
+        self.size = 0
+        self.check = ChunkedRequestCheck(limit) if chunked else None
+
+    def add(self, data: bytes) -> bool:
+        """Keep a decoded piece; False once the body is over its limit."""
+        self.size += len(data)
+        if self.size > self._limit:
+            return False
+        self._pieces.append(data)
+        return True
+
+    def join(self) -> bytes:
+        body = b"".join(self._pieces)
+        self._pieces = []
+        return body
+
+
+def start_body(headers: Headers, limit: int, buffered: bytes) -> RequestBody | Rejection:
+    """The body of a request with these headers; when chunked, its framing is checked at once
+    on the bytes already ``buffered`` after the head."""
+    body = RequestBody(limit, header_value(headers, b"transfer-encoding") is not None)
+    if body.check is not None:
+        rejection = body.check.feed(buffered)
+        if rejection is not None:
+            return rejection
+    return body
