@@ -19,7 +19,10 @@ from typing import Any, TextIO
 
 from . import __version__
 from .auth import ClientAuth
+from .channels.broker import Broker, MemoryBroker
+from .channels.endpoints import ChannelEndpoints
 from .config import Config, Limits, Origin, Timeouts
+from .cors import Cors
 from .errors import StartupError, listen_error
 from .guard import Guard
 from .mock import MockUpstream
@@ -47,6 +50,7 @@ class Relay:
     admin_listener: Listener | None = None
     access_log: TextIO | None = None
     budget: BodyBudget | None = None  # request-body memory, shared by both listeners
+    channels: ChannelEndpoints | None = None
 
     @property
     def port(self) -> int:
@@ -65,6 +69,8 @@ class Relay:
         if self.admin_listener is not None:
             self.admin_listener.close()
         await self.pool.close()
+        if self.channels is not None:
+            await self.channels.broker.close()
         if self.mock_listener is not None:
             self.mock_listener.close()
         if self.access_log is not None and self.access_log is not sys.stderr:
@@ -85,9 +91,13 @@ async def start_relay(config: Config) -> Relay:
     log_stream = open_access_log(config.access_log)
     observer = Observer(AccessLog(log_stream), asyncio.get_running_loop().time, connections)
     observer.watch_pool(pool)
-    guard = Guard(config.host, config.allowed_hosts)
-    handler = router(pool, config.api_key, observer, ClientAuth(config.client_tokens),
-                     config.admin_port is None, guard)
+    guard = Guard(config.host, config.allowed_hosts, Cors(config.cors_origins))
+    auth = ClientAuth(config.client_tokens)
+    channels = ChannelEndpoints(await open_broker(config), config.channels, auth,
+                                ClientAuth(config.publish_tokens), observer)
+    observer.watch_channels(channels)
+    handler = router(pool, config.api_key, observer, auth, config.admin_port is None, guard,
+                     channels)
     listener = await listen(handler, config.host, config.port, config.limits, config.timeouts,
                             connections=connections, reuse_port=config.reuse_port,
                             tracer=tracer, budget=budget)
@@ -97,7 +107,17 @@ async def start_relay(config: Config) -> Relay:
                                       config.admin_port, config.limits, config.timeouts,
                                       budget=budget)
     return Relay(config, listener, pool, mock_listener, mock, observer, admin_listener,
-                 log_stream, budget)
+                 log_stream, budget, channels)
+
+
+async def open_broker(config: Config) -> Broker:
+    """Channels in this process, or shared through Redis (the optional extra)."""
+    loop = asyncio.get_running_loop()
+    if config.redis is None:
+        return MemoryBroker(loop, config.channels)
+    from .channels.redis_broker import RedisBroker  # (redis is imported only with --redis)
+
+    return await RedisBroker.connect(config.redis, loop, config.channels)
 
 
 def banner(relay: Relay) -> str:

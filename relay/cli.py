@@ -15,11 +15,12 @@ from typing import Any
 from . import __version__
 from .app import run, serve, serve_mock
 from .auth import parse_tokens
-from .config import Config, Limits, Origin, Timeouts, api_key_from_env
+from .config import ChannelLimits, Config, Limits, Origin, Timeouts, api_key_from_env
+from .cors import Cors
 from .errors import StartupError, listen_error
 from .ops.workers import Supervisor
 
-_T, _L = Timeouts(), Limits()  # defaults shown in --help
+_T, _L, _C = Timeouts(), Limits(), ChannelLimits()  # defaults shown in --help
 
 
 def _env(flag: str, default: Any) -> Any:
@@ -41,6 +42,7 @@ def parser() -> argparse.ArgumentParser:
     _timeout_flags(s)
     _limit_flags(s)
     _operating_flags(s)
+    _channel_flags(s)
     _mock_flags(sub.add_parser("mock", help="run the OpenAI-compatible mock upstream"))
     return ap
 
@@ -121,6 +123,30 @@ def _operating_flags(s: argparse.ArgumentParser) -> None:
          "mock's events, like a real model (a request's x-mock-delay-ms wins)", type=int)
 
 
+def _channel_flags(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--cors-origin", action="append", default=None, metavar="ORIGIN",
+                   help="a web origin allowed to call the relay from a browser, e.g. "
+                   "https://app.example, or * for any (repeatable or comma-separated) "
+                   "[env RELAY_CORS_ORIGINS]")
+    s.add_argument("--publish-token", default=os.environ.get("RELAY_PUBLISH_TOKENS", ""),
+                   help="bearer token(s) needed to publish to channels: 'a,b' or '@file' "
+                   "(default: the relay tokens, if any) [env RELAY_PUBLISH_TOKENS]")
+    _add(s, "--redis", None, "share channels through Redis, redis://host:port/db (needs the "
+         "relay[redis] extra)")
+    _add(s, "--channel-history", _C.history, "events each channel keeps for replay by "
+         "Last-Event-ID", type=int)
+    _add(s, "--channel-ttl", _C.ttl, "seconds an event stays in a channel's history",
+         type=float)
+    _add(s, "--max-channels", _C.max_channels, "channels with a history (the least recently "
+         "used goes first)", type=int)
+    _add(s, "--channel-retry", _C.retry_ms, "EventSource reconnection time in ms (jittered "
+         "+-50%% per subscriber)", type=int)
+    _add(s, "--subscriber-buffer", _C.slow_buffer, "a subscriber whose write buffer passes "
+         "this many bytes is dropped (it reconnects and replays)", type=int)
+    _add(s, "--subscriber-stall", _C.stall, "a subscriber that takes nothing for this many "
+         "seconds is dropped", type=float)
+
+
 def _mock_flags(m: argparse.ArgumentParser) -> None:
     _add(m, "--host", "127.0.0.1", "address to listen on")
     _add(m, "--port", 9000, "port to listen on (0: any free port)", type=int)
@@ -143,16 +169,36 @@ def config_from_args(args: argparse.Namespace) -> Config:
         reuse_port=bool(args.reuse_port),
         trace=bool(args.trace),
         admin_port=None if args.admin_port is None else int(args.admin_port),
-        allowed_hosts=_allowed_hosts(args.allowed_host),
+        allowed_hosts=_listed(args.allowed_host, "RELAY_ALLOWED_HOSTS"),
+        cors_origins=_cors_origins(args.cors_origin),
+        publish_tokens=parse_tokens(args.publish_token),
+        redis=args.redis or None,
+        channels=_channel_limits(args),
         mock_delay_ms=int(args.mock_delay_ms),
         timeouts=_timeouts(args),
         limits=_limits(args),
     )
 
 
-def _allowed_hosts(given: list[str] | None) -> tuple[str, ...]:
-    items = given if given is not None else os.environ.get("RELAY_ALLOWED_HOSTS", "").split(",")
-    return tuple(h.strip() for h in items if h.strip())
+def _listed(given: list[str] | None, env: str) -> tuple[str, ...]:
+    """A repeatable flag whose values may also be comma-separated, or its variable."""
+    items = given if given is not None else [os.environ.get(env, "")]
+    return tuple(v.strip() for item in items for v in item.split(",") if v.strip())
+
+
+def _cors_origins(given: list[str] | None) -> tuple[str, ...]:
+    origins = _listed(given, "RELAY_CORS_ORIGINS")
+    Cors(origins)  # (a malformed origin is a clear error at startup)
+    return origins
+
+
+def _channel_limits(args: argparse.Namespace) -> ChannelLimits:
+    return ChannelLimits(
+        history=int(args.channel_history), ttl=float(args.channel_ttl),
+        max_channels=int(args.max_channels), retry_ms=int(args.channel_retry),
+        slow_buffer=int(args.subscriber_buffer), stall=float(args.subscriber_stall),
+        heartbeat=float(args.heartbeat) or ChannelLimits().heartbeat,
+    )
 
 
 def _timeouts(args: argparse.Namespace) -> Timeouts:

@@ -95,6 +95,21 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelLimits:
+    """Pub/sub channels (``/events/{channel}``): how much history each keeps, how subscribers
+    are paced and when a slow one is dropped."""
+
+    history: int = 1000  # events kept per channel for replay by Last-Event-ID
+    ttl: float = 600.0  # seconds an event stays in the history
+    max_channels: int = 10_000  # channels with a history; the least recently used goes first
+    retry_ms: int = 3000  # the EventSource reconnection time, jittered by +-50% per subscriber
+    slow_buffer: int = 512 * KIB  # a subscriber's write buffer over this is dropped
+    stall: float = 5.0  # a subscriber that takes nothing for this long is dropped
+    heartbeat: float = 15.0  # an idle channel's subscribers get a comment this often
+    slice: int = 512  # deliveries per event-loop turn, so a big fan-out never stalls the loop
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Everything ``relay serve`` needs; ``api_key`` stays out of ``repr`` (so out of logs)."""
 
@@ -111,6 +126,10 @@ class Config:
     reuse_port: bool = False  # SO_REUSEPORT (the workers of --workers N share one port)
     trace: bool = False  # print the raw bytes of every connection (relay/ops/trace.py)
     allowed_hosts: tuple[str, ...] = ()  # Host values served besides loopback names (guard.py)
+    cors_origins: tuple[str, ...] = ()  # web origins allowed from browsers (cors.py); "*": any
+    publish_tokens: tuple[str, ...] = field(default=(), repr=False)  # for POST /events/...
+    redis: str | None = field(default=None, repr=False)  # redis://host:port/db (a password?)
+    channels: ChannelLimits = ChannelLimits()
     mock_delay_ms: int = 0  # the embedded mock's pause between events (make run: 30)
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()

@@ -18,13 +18,11 @@ Two attacks need no bug in the relay, only a browser on the same machine:
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
-from urllib.parse import urlsplit
+from collections.abc import Sequence
 
+from .cors import DEFAULT_PORTS, Cors, normalize_origin
 from .http1.headers import header_value
 from .http1.request_head import Rejection
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def is_loopback(host: str) -> bool:
@@ -49,31 +47,15 @@ def split_host(value: str) -> tuple[str, int | None]:
     return host, int(port) if port.isdigit() else None
 
 
-def normalize_origin(origin: str) -> str:
-    """``scheme://host[:port]``, lower-case, default port left out; "" if not an origin."""
-    try:
-        parts = urlsplit(origin.strip())
-        port = parts.port
-    except ValueError:
-        return ""
-    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or parts.path not in ("", "/"):
-        return ""
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    if port is None or port == _DEFAULT_PORTS[parts.scheme]:
-        return f"{parts.scheme}://{host}"
-    return f"{parts.scheme}://{host}:{port}"
-
-
 class Guard:
-    """The Host and Origin checks (see the module docstring). ``allowed_origins``: exact
-    origins (``https://app.example``), or ``*`` for any."""
+    """The Host and Origin checks (see the module docstring); ``cors``: the other origins
+    allowed (``--cors-origin``)."""
 
     def __init__(self, listen_host: str, allowed_hosts: Sequence[str] = (),
-                 allowed_origins: Iterable[str] = ()) -> None:
+                 cors: Cors | None = None) -> None:
         self._hosts = {split_host(h)[0] for h in allowed_hosts}
         self._check_host = bool(self._hosts) or is_loopback(listen_host)
-        self._any_origin = "*" in allowed_origins
-        self._origins = {normalize_origin(o) for o in allowed_origins if o != "*"} - {""}
+        self.cors = cors or Cors()
 
     def check(self, headers: list[tuple[bytes, bytes]]) -> Rejection | None:
         raw = header_value(headers, b"host")
@@ -97,10 +79,10 @@ class Guard:
         normal = normalize_origin(origin)
         if not normal:
             return False  # "null" (sandboxed frames, file:) and anything malformed
-        if self._any_origin or normal in self._origins:
+        if self.cors.allows(normal):
             return True
         scheme, authority = normal.split("://", 1)
         own_host, own_port = split_host(host)
         origin_host, origin_port = split_host(authority)
-        default = _DEFAULT_PORTS[scheme]  # a same-origin page shares the request's scheme
+        default = DEFAULT_PORTS[scheme]  # a same-origin page shares the request's scheme
         return origin_host == own_host and (origin_port or default) == (own_port or default)

@@ -154,6 +154,9 @@ class ProxyRequest:
     def on_client_gone(self) -> None:
         self._client_gone()
 
+    def on_draining(self) -> None:
+        """A relayed stream finishes during a drain (up to the drain timeout)."""
+
     def on_shutdown(self) -> None:
         """The relay stops with this request still open: the client gets a final error event
         (SSE), a 503 (no head yet) or a cut, and the upstream is closed so it stops

@@ -3,7 +3,8 @@
 First the guard (:mod:`relay.guard`): a ``Host`` the relay does not serve gets 421, a foreign
 web ``Origin`` gets 403, before anything else. Then ``/v1/*`` goes upstream (after the
 client-token check, when tokens are set); ``/healthz`` and ``/metrics`` (unless an admin port
-serves it) are answered locally, never upstream; anything else is a 404. Routes match the
+serves it) are answered locally, never upstream; ``/events/*`` are the pub/sub channels
+(:mod:`relay.channels`); anything else is a 404. Routes match the
 normalized path (:mod:`relay.http1.target`: no dot segment can leave ``/v1/``). Every request
 gets a :class:`~relay.ops.observer.Record`, finished exactly once by whichever endpoint answers
 it, or here if a bug escapes the endpoint (so the access log has one line per request).
@@ -12,6 +13,9 @@ it, or here if a bug escapes the endpoint (so the access log has one line per re
 from __future__ import annotations
 
 from .auth import ClientAuth
+from .channels.endpoints import PREFIX as CHANNELS
+from .channels.endpoints import ChannelEndpoints
+from .cors import Cors
 from .guard import Guard
 from .http1.headers import header_value
 from .local import LocalEndpoints
@@ -23,7 +27,7 @@ from .proxy import ProxyRequest
 
 
 def router(pool: Pool, api_key: str | None, obs: Observer, auth: ClientAuth, metrics: bool,
-           guard: Guard) -> Handler:
+           guard: Guard, channels: ChannelEndpoints | None = None) -> Handler:
     """The public listener's handler (see the module docstring)."""
     local = LocalEndpoints(pool, obs)
 
@@ -46,6 +50,8 @@ def router(pool: Pool, api_key: str | None, obs: Observer, auth: ClientAuth, met
         refused = guard.check(req.headers)
         if refused is not None:
             local.error(ex, record, refused.status, refused.message, _code(refused.status))
+        elif _cross_origin(ex, guard.cors):
+            local.preflight(ex, record, guard.cors)
         elif req.path.startswith(b"/v1/"):
             if not auth.allows(header_value(req.headers, b"authorization")):
                 local.error(ex, record, 401, "missing or invalid relay token (Authorization: "
@@ -53,9 +59,11 @@ def router(pool: Pool, api_key: str | None, obs: Observer, auth: ClientAuth, met
                             [(b"www-authenticate", b'Bearer realm="relay"')])
                 return
             await ProxyRequest(ex, pool, api_key, obs, record, auth.enabled).run()
+        elif channels is not None and req.path.startswith(CHANNELS):
+            await channels.handle(ex, record)
         elif not local.serve(ex, record, metrics):
-            local.error(ex, record, 404, "not found: the relay serves /v1/*, /healthz and "
-                        "/metrics", "unknown_url")
+            local.error(ex, record, 404, "not found: the relay serves /v1/*, /events/*, "
+                        "/healthz and /metrics", "unknown_url")
 
     return handle
 
@@ -79,3 +87,14 @@ def admin_router(pool: Pool, observer: Observer, guard: Guard) -> Handler:
 
 def _code(status: int) -> str:
     return "host_not_allowed" if status == 421 else "origin_not_allowed"
+
+
+def _cross_origin(ex: Exchange, cors: Cors) -> bool:
+    """Mark a response to an allowed web origin (its CORS headers); True if the request is a
+    preflight, which the relay answers itself."""
+    origin = header_value(ex.request.headers, b"origin")
+    if origin is None or not cors.enabled or not cors.allows(origin.decode("latin-1")):
+        return False
+    ex.extra = cors.response_headers(origin)
+    return ex.request.method == b"OPTIONS" and header_value(
+        ex.request.headers, b"access-control-request-method") is not None

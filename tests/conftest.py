@@ -13,6 +13,7 @@ from relay.mock import MockUpstream
 from relay.net.listener import Listener, listen
 
 from .support import OPEN_SOCKETS, FakeLoop, LoopThread, Script, ScriptedUpstream
+from .support.redis_server import RedisServer
 from .support.tls import TLSFiles, make_tls
 
 
@@ -94,3 +95,11 @@ def tls(tmp_path: Path) -> TLSFiles:
 @pytest.fixture
 def fake_loop() -> FakeLoop:
     return FakeLoop()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a free port (skips without one, fails under RELAY_REQUIRE_ALL)."""
+    server = RedisServer().start()
+    yield server
+    server.stop()

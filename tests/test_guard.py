@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from relay.guard import Guard, is_loopback, normalize_origin, split_host
+from relay.cors import Cors, normalize_origin
+from relay.guard import Guard, is_loopback, split_host
 
 from .conftest import RelayFactory, ScriptedFactory
 from .support import H11Client, Received, answering, connect
@@ -53,9 +54,10 @@ def test_the_rules() -> None:
     assert _check(on_loopback, b"localhost:8080", b"http://localhost:9090") == 403
     assert _check(on_loopback, b"localhost:8080", b"https://evil.example") == 403
     assert _check(on_loopback, b"localhost:8080", b"null") == 403
-    listed = Guard("127.0.0.1", allowed_origins=["https://app.example"])
+    listed = Guard("127.0.0.1", cors=Cors(["https://app.example"]))
     assert _check(listed, b"localhost", b"https://app.example") is None
-    assert _check(Guard("127.0.0.1", allowed_origins=["*"]), b"localhost", b"https://x") is None
+    assert _check(listed, b"localhost", b"https://other.example") == 403
+    assert _check(Guard("127.0.0.1", cors=Cors(["*"])), b"localhost", b"https://x") is None
 
 
 @pytest.fixture

@@ -33,7 +33,6 @@ from typing import Protocol, cast
 import h11
 
 from ..config import Limits, Timeouts
-from ..errors import ClientGone
 from ..http1.headers import header_value
 from ..http1.messages import Request
 from ..http1.request_body import RequestBody, start_body
@@ -42,7 +41,7 @@ from ..http1.target import normalize_target
 from ..http1.writers import error_response
 from .budget import BodyBudget, Hold
 from .deadlines import Timer
-from .exchange import ENDED, RECEIVED, SENDING, Exchange
+from .exchange import ENDED, RECEIVED, Exchange, run_handler
 from .flow import WriteFlow
 from .sockets import tune_transport
 
@@ -81,8 +80,7 @@ class ClientConnection(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._timer = Timer(self._loop)  # keep-alive idle, head or body deadline
         self._send_timer = Timer(self._loop)  # armed while the client takes nothing
-        # Set while a request head is awaited: our own count and checks run before h11 parses.
-        self._head: HeadReader | None = HeadReader(limits.max_head_size)
+        self._head: HeadReader | None = HeadReader(limits.max_head_size)  # (awaiting a head)
         self._head_started = False
         self._overloaded = False
         self._closing = False  # graceful shutdown: close after the response in flight
@@ -172,8 +170,11 @@ class ClientConnection(asyncio.Protocol):
         request still being read included); a busy one finishes its response, then closes
         instead of reading another request."""
         self._closing = True
-        if self._exchange is None and not self._closed:
+        ex = self._exchange
+        if ex is None and not self._closed:
             self.transport.close()
+        elif ex is not None and ex.listener is not None:
+            ex.listener.on_draining()
 
     def stop_now(self) -> None:
         """Graceful shutdown, last step (the grace period passed): the in-flight response ends
@@ -286,28 +287,15 @@ class ClientConnection(asyncio.Protocol):
         request.keep_alive = self._h11.their_state is h11.DONE
         self._request = self._body = None
         ex = self._exchange = Exchange(self, request, self.transport, self.flow)
-        self._task = task = self._loop.create_task(self._run(ex))
+        self._task = task = self._loop.create_task(run_handler(self._handler, ex))
         task.add_done_callback(self._task_done)
         if not request.keep_alive:
             self._discarding = True  # answer it, then close; what follows is never read
         return request.keep_alive
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        if self._task is task:
-            self._task = None  # a callback-driven stream keeps no finished task alive
-
-    async def _run(self, ex: Exchange) -> None:
-        try:
-            await self._handler(ex)
-        except (ClientGone, asyncio.CancelledError):
-            return
-        except Exception:
-            log.exception("handler failed for %s %s", ex.request.method, ex.request.path)
-            if not ex.started:
-                ex.respond_error(500, "internal error in the relay", "server_error", None)
-        if (ex.state is RECEIVED or ex.state is SENDING) and ex.listener is None:
-            log.error("handler returned without ending its response; connection aborted")
-            ex.abort()
+        if self._task is task:  # (a callback-driven stream keeps no finished task alive)
+            self._task = None
 
     def _on_client_eof(self) -> None:
         ex = self._exchange

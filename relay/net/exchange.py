@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Sequence
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from ..errors import ClientGone, error_body
@@ -37,6 +38,8 @@ class ExchangeState(enum.Enum):
     GONE = "gone"  # the client left before the response ended
 
 
+log = logging.getLogger("relay.client")
+
 RECEIVED, SENDING, ENDED = ExchangeState.RECEIVED, ExchangeState.SENDING, ExchangeState.ENDED
 ABORTED, GONE = ExchangeState.ABORTED, ExchangeState.GONE
 _NOT_STARTED: BodyWriter = NoBody()  # the writer until start() picks the real one
@@ -48,6 +51,10 @@ class ExchangeListener(Protocol):
     def on_client_paused(self) -> None: ...
     def on_client_resumed(self) -> None: ...
     def on_client_gone(self) -> None: ...
+    def on_draining(self) -> None:
+        """The server drains: a response that would never end on its own (a channel
+        subscription) ends now; others finish."""
+
     def on_shutdown(self) -> None:
         """The server stops now: end the response as cleanly as the body allows."""
 
@@ -65,8 +72,8 @@ class Exchange:
     Payloads are never copied: each ``write*`` is one ``writelines`` of the framed pieces.
     """
 
-    __slots__ = ("_owner", "_transport", "_writelines", "_writer", "flow", "listener", "request",
-                 "state")
+    __slots__ = ("_owner", "_transport", "_writelines", "_writer", "extra", "flow", "listener",
+                 "request", "state")
 
     def __init__(self, owner: ExchangeOwner, request: Request, transport: asyncio.Transport,
                  flow: WriteFlow) -> None:
@@ -78,6 +85,7 @@ class Exchange:
         self.flow = flow
         self.listener: ExchangeListener | None = None
         self.state = RECEIVED
+        self.extra: Headers = []  # added to whatever response head goes out (CORS headers)
 
     @property
     def started(self) -> bool:
@@ -110,6 +118,8 @@ class Exchange:
         if self._writer is not _NOT_STARTED:
             raise RuntimeError("response already started")
         req = self.request
+        if self.extra:
+            headers = [*headers, *self.extra]
         head, self._writer = start_response(req.method, req.http_version, status,
                                             reason or reason_phrase(status), headers, length,
                                             req.keep_alive)
@@ -194,6 +204,15 @@ class Exchange:
         """An OpenAI-style JSON error response."""
         self.respond(status, error_body(message, type_, code), extra=extra)
 
+    def transport_write(self) -> Callable[[bytes], None]:
+        """The transport's own ``write``, for fan-out of already-framed chunks (the hub checks
+        the exchange is open before each use)."""
+        return self._transport.write
+
+    def buffered(self) -> int:
+        """Bytes waiting in the client's write buffer."""
+        return self._transport.get_write_buffer_size()
+
     def peer(self) -> str:
         """The client's address as ``host:port`` (for the access log)."""
         addr = self._transport.get_extra_info("peername")
@@ -207,3 +226,20 @@ class Exchange:
         if self.state is GONE or self.state is ABORTED:
             raise ClientGone("client connection lost")
         await self.flow.wait_writable()
+
+
+async def run_handler(handler: Callable[[Exchange], Awaitable[None]], ex: Exchange) -> None:
+    """The task of one exchange: a handler that raises gets its client a 500 (if nothing was
+    sent yet); one that returns without ending its response, and without handing it to a
+    listener, gets the connection cut, never a clean end."""
+    try:
+        await handler(ex)
+    except (ClientGone, asyncio.CancelledError):
+        return
+    except Exception:
+        log.exception("handler failed for %s %s", ex.request.method, ex.request.path)
+        if not ex.started:
+            ex.respond_error(500, "internal error in the relay", "server_error", None)
+    if (ex.state is RECEIVED or ex.state is SENDING) and ex.listener is None:
+        log.error("handler returned without ending its response; connection aborted")
+        ex.abort()

@@ -19,6 +19,7 @@ from .access_log import AccessLog
 from .metrics import Registry
 
 if TYPE_CHECKING:
+    from ..channels.endpoints import ChannelEndpoints
     from ..net.pool import Pool
 
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
@@ -34,6 +35,20 @@ def request_id(given: bytes | None) -> bytes:
     return b"%024x" % _random.getrandbits(96)
 
 
+_LOCAL_ROUTES = frozenset({"/", "/healthz", "/metrics", "/demo.js"})
+
+
+def route_of(path: bytes) -> str:
+    """The metrics label for a path: a few routes, never the path itself (a client could make
+    one label per request)."""
+    if path.startswith(b"/v1/"):
+        return "/v1"
+    if path.startswith(b"/events/"):
+        return "/events"
+    text = path.decode("latin-1")
+    return text if text in _LOCAL_ROUTES else "other"
+
+
 class Record:
     """One request's facts, for its metrics and its access-log line."""
 
@@ -45,7 +60,7 @@ class Record:
                  bytes_in: int, now: float) -> None:
         self.method = method.decode("latin-1")
         self.path = path.decode("latin-1")
-        self.route = "/v1" if path.startswith(b"/v1/") else self.path
+        self.route = route_of(path)
         self.client = client
         self.request_id = request_id.decode("latin-1")
         self.bytes_in = bytes_in
@@ -110,6 +125,25 @@ class Observer:
                        "Requests sent on a reused keep-alive upstream connection.",
                        lambda: pool.reused)
         pool.connect_seconds = self.connect_seconds
+
+    def watch_channels(self, channels: ChannelEndpoints) -> None:
+        """Channel figures, read at scrape time."""
+        r, hub, stats = self.registry, channels.broker.hub, channels.stats
+        r.gauge("relay_channel_subscribers", "Channel subscribers connected to this instance.",
+                lambda: hub.subscribers)
+        r.counter_from("relay_channel_publishes_total", "Events published.",
+                       lambda: stats.publishes)
+        r.counter_from("relay_channel_deliveries_total", "Events handed to subscribers.",
+                       lambda: hub.stats.deliveries)
+        r.counter_from("relay_channel_replayed_events_total",
+                       "Events replayed to subscribers by Last-Event-ID.", lambda: stats.replayed)
+        r.counter_from("relay_channel_resets_total",
+                       "Subscribers whose Last-Event-ID was no longer held.",
+                       lambda: stats.resets)
+        r.counter_from("relay_channel_slow_drops_total",
+                       "Subscribers dropped for not keeping up.", lambda: hub.stats.dropped)
+        r.counter_from("relay_channel_heartbeats_total", "Heartbeats sent to subscribers.",
+                       lambda: hub.stats.heartbeats)
 
     def start(self, record: Record) -> None:
         if record.route == "/v1":

@@ -51,7 +51,7 @@ def test_metrics_exact_after_known_traffic(mock_server: MockServer,
     m = scrape(port)
     assert m['relay_requests_total{route="/v1",status="200"}'] == 4
     assert m['relay_requests_total{route="/v1",status="429"}'] == 1
-    assert m['relay_requests_total{route="/nowhere",status="404"}'] == 1
+    assert m['relay_requests_total{route="other",status="404"}'] == 1  # never the raw path
     assert m['relay_requests_ended_total{ended="complete"}'] == 6
     # Passed through unchanged: the client's wire body is the upstream body the relay read.
     assert m["relay_response_bytes_total"] == (sum(len(w) for w in wire) + len(json_body)

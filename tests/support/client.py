@@ -119,3 +119,65 @@ def scrape(port: int) -> dict[str, float]:
         assert m, line
         samples[m.group(1) + (m.group(2) or "")] = float(m.group(3))
     return samples
+
+
+class EventStream:
+    """A raw-socket SSE client: sends a GET, then reads the chunked body, parsing events with
+    the oracle parser (comments and ``retry:`` lines dispatch nothing)."""
+
+    def __init__(self, port: int, path: bytes, headers: list[tuple[bytes, bytes]] | None = None,
+                 timeout: float = 10) -> None:
+        from .sse_parser import SSEParser  # (no cycle at import time)
+
+        self.sock = connect(port, timeout=timeout)
+        hdrs = b"".join(n + b": " + v + b"\r\n" for n, v in headers or [])
+        self.sock.sendall(b"GET " + path + b" HTTP/1.1\r\nhost: 127.0.0.1\r\n" + hdrs + b"\r\n")
+        raw = recv_until(self.sock, lambda got: b"\r\n\r\n" in got)
+        self.head, _, self._buffer = raw.partition(b"\r\n\r\n")
+        self.status = int(self.head.split(b" ", 2)[1])
+        self.parser = SSEParser()
+        self.payload = b""  # everything received so far, chunk framing removed
+        self.events: list[Any] = []
+        self.ended = False  # the last chunk came: a clean end
+        self._dechunk()
+
+    def _dechunk(self) -> None:
+        while True:
+            eol = self._buffer.find(b"\r\n")
+            if eol < 0:
+                return
+            size = int(self._buffer[:eol], 16)
+            if len(self._buffer) < eol + 2 + size + 2:
+                return
+            if size == 0:
+                self.ended = True
+                return
+            piece = self._buffer[eol + 2:eol + 2 + size]
+            self._buffer = self._buffer[eol + 4 + size:]
+            self.payload += piece
+            self.events += self.parser.feed(piece)
+
+    def read(self, events: int = 0, until: Callable[[EventStream], bool] | None = None) -> None:
+        """Read until ``events`` events arrived in all (or ``until(self)`` holds), or the end;
+        a cut connection raises."""
+        while (not self.ended and len(self.events) < events) or (until and not until(self)):
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("the stream was cut")
+            self._buffer += data
+            self._dechunk()
+            if self.ended:
+                return
+
+
+def publish(port: int, channel: str, data: Any, event: str | None = None,
+            headers: list[tuple[bytes, bytes]] | None = None) -> Reply:
+    client = H11Client(connect(port))
+    doc: dict[str, Any] = {"data": data}
+    if event is not None:
+        doc["event"] = event
+    client.send(b"POST", b"/events/" + channel.encode(), json.dumps(doc).encode(),
+                [(b"content-type", b"application/json"), *(headers or [])])
+    reply = client.read_reply()
+    client.sock.close()
+    return reply

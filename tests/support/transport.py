@@ -18,6 +18,7 @@ class FakeTransport:
         self.reading = True
         self.reading_calls: list[str] = []  # "pause" / "resume", in order
         self.water: tuple[int, int] | None = None
+        self.buffered = 0  # what get_write_buffer_size() answers (a test sets it)
         self._peer = peer
 
     def write(self, data: bytes) -> None:
@@ -44,6 +45,9 @@ class FakeTransport:
     def resume_reading(self) -> None:
         self.reading = True
         self.reading_calls.append("resume")
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
 
     def set_write_buffer_limits(self, high: int, low: int) -> None:
         self.water = (high, low)

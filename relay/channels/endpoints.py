@@ -1,0 +1,157 @@
+"""The HTTP side of channels: ``GET /events/{channel}`` subscribes, ``POST`` publishes.
+
+Subscribing (an ``EventSource``, or any SSE client) gets ``text/event-stream``: first a
+``retry:`` line (the reconnection time, jittered per subscriber so a restart does not bring
+every client back in the same instant), then the replay, then live events, each with an
+``id:``. The position comes from ``Last-Event-ID`` (what an ``EventSource`` sends when it
+reconnects) or, for a first connection, the ``last_event_id`` query parameter. With relay
+tokens on (``--client-token``), a subscriber shows one as ``Authorization: Bearer`` or as the
+``access_token`` query parameter (an ``EventSource`` cannot send headers).
+
+Publishing takes ``{"data": <string or any JSON>, "event": <optional name>}`` and answers
+``{"id": ..., "subscribers": N}`` (N: this instance's subscribers that got it). With
+``--publish-token`` it needs one of those as a bearer token; without, a relay token when those
+are on.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from typing import Any
+from urllib.parse import parse_qs
+
+from ..auth import ClientAuth
+from ..config import ChannelLimits
+from ..errors import error_body
+from ..http1.headers import header_value
+from ..net.exchange import Exchange
+from ..ops.observer import Observer, Record
+from .broker import Broker, BrokerUnavailable
+from .events import data_text, parse_id
+from .subscriber import Subscriber
+
+PREFIX = b"/events/"
+_NAME = re.compile(rb"[A-Za-z0-9._-]{1,128}")
+MAX_EVENT = 64 * 1024  # bytes of data in one published event
+SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+               (b"x-accel-buffering", b"no")]
+
+
+class ChannelStats:
+    __slots__ = ("publishes", "replayed", "resets")
+
+    def __init__(self) -> None:
+        self.publishes = self.replayed = self.resets = 0
+
+
+class ChannelEndpoints:
+    """Answers ``/events/{channel}`` (see the module docstring)."""
+
+    def __init__(self, broker: Broker, limits: ChannelLimits, auth: ClientAuth,
+                 publish_auth: ClientAuth, observer: Observer) -> None:
+        self.broker, self._limits, self._obs = broker, limits, observer
+        self._auth, self._publish_auth = auth, publish_auth
+        self.stats = ChannelStats()
+
+    async def handle(self, ex: Exchange, record: Record) -> None:
+        name = ex.request.path[len(PREFIX):]
+        if _NAME.fullmatch(name) is None:
+            self._error(ex, record, 400, "channel names are 1 to 128 of A-Z a-z 0-9 . _ -",
+                        "invalid_channel")
+        elif ex.request.method == b"GET":
+            await self._subscribe(ex, record, name.decode())
+        elif ex.request.method == b"POST":
+            await self._publish(ex, record, name.decode())
+        else:
+            self._error(ex, record, 405, "channels take GET (subscribe) and POST (publish)",
+                        "method_not_allowed", [(b"allow", b"GET, POST, OPTIONS")])
+
+    async def _subscribe(self, ex: Exchange, record: Record, channel: str) -> None:
+        query = _query(ex.request.target)
+        token = query.get("access_token")
+        authorization = (b"Bearer " + token.encode()) if token else header_value(
+            ex.request.headers, b"authorization")
+        if not self._auth.allows(authorization):
+            self._unauthorized(ex, record, "missing or invalid relay token")
+            return
+        last = header_value(ex.request.headers, b"last-event-id")
+        given = last.decode("latin-1") if last is not None else query.get("last_event_id")
+        record.status, record.ttfb = 200, self._obs.clock() - record.started
+        ex.start(200, [*SSE_HEADERS, (b"x-request-id", record.request_id.encode())])
+        retry = self._limits.retry_ms
+        ex.write(b"retry: %d\n\n" % random.randint(retry // 2, retry * 3 // 2))
+        sub = Subscriber(ex, channel, self._limits.slow_buffer,
+                         lambda _sub, how: self._obs.finish(record, how))
+        self.broker.hub.add(sub)  # live events first; the replay follows; none is lost
+        try:
+            replay = await self.broker.replay(
+                channel, None if given is None else parse_id(given), given is not None)
+        except (BrokerUnavailable, TimeoutError):
+            sub.close()  # a clean end: the EventSource comes back later, at the same position
+            return
+        self.stats.replayed += len(replay.events)
+        self.stats.resets += replay.reset
+        sub.catch_up(replay.events, replay.reset, replay.oldest)
+
+    async def _publish(self, ex: Exchange, record: Record, channel: str) -> None:
+        auth = self._publish_auth if self._publish_auth.enabled else self._auth
+        if not auth.allows(header_value(ex.request.headers, b"authorization")):
+            self._unauthorized(ex, record, "missing or invalid publish token")
+            return
+        parsed = _parse_publish(ex.request.body)
+        if isinstance(parsed, str):
+            status = 413 if parsed.startswith("too large") else 400
+            self._error(ex, record, status, parsed, "invalid_event")
+            return
+        try:
+            event, delivered = await self.broker.publish(channel, *parsed)
+        except BrokerUnavailable as exc:
+            self._error(ex, record, 503, str(exc), "broker_unavailable",
+                        [(b"retry-after", b"1")])
+            return
+        self.stats.publishes += 1
+        body = json.dumps({"id": event.id, "subscribers": delivered}).encode()
+        self._respond(ex, record, 200, body)
+
+    def _unauthorized(self, ex: Exchange, record: Record, message: str) -> None:
+        self._error(ex, record, 401, message + " (Authorization: Bearer)", "invalid_api_key",
+                    [(b"www-authenticate", b'Bearer realm="relay"')])
+
+    def _error(self, ex: Exchange, record: Record, status: int, message: str, code: str,
+               extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        self._respond(ex, record, status, error_body(message, "invalid_request_error", code),
+                      extra)
+
+    def _respond(self, ex: Exchange, record: Record, status: int, body: bytes,
+                 extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        record.status, record.bytes_out = status, len(body)
+        record.ttfb = self._obs.clock() - record.started
+        ex.respond(status, body, b"application/json",
+                   [*(extra or []), (b"x-request-id", record.request_id.encode())])
+        self._obs.finish(record, "complete")
+
+
+def _query(target: bytes) -> dict[str, str]:
+    """The query parameters (first value of each); never logged (the path is, without it)."""
+    query = target.partition(b"?")[2].decode("latin-1")
+    return {k: v[0] for k, v in parse_qs(query).items()}
+
+
+def _parse_publish(body: bytes) -> tuple[str, str | None] | str:
+    """(data, event name) of a publish's JSON body, or why it is refused."""
+    try:
+        doc: Any = json.loads(body or b"null")
+    except ValueError:
+        return "the body is not JSON: send {\"data\": ..., \"event\": optional name}"
+    if not isinstance(doc, dict) or "data" not in doc:
+        return "the body must be a JSON object with \"data\" (and an optional \"event\")"
+    event = doc.get("event")
+    if event is not None and (not isinstance(event, str) or not event
+                              or any(c in event for c in "\r\n\0")):
+        return "\"event\" must be a non-empty string without line ends"
+    data = data_text(doc["data"])
+    if len(data.encode()) > MAX_EVENT:
+        return f"too large: an event's data is at most {MAX_EVENT} bytes"
+    return data, event

@@ -1,0 +1,169 @@
+"""The local side of channels: who subscribes here, and fan-out that never waits for anyone.
+
+:class:`Hub` holds this instance's subscribers per channel. ``deliver`` hands one event's bytes
+(encoded once) to every subscriber of its channel, in slices of ``ChannelLimits.slice`` writes
+per event-loop turn, so a publish to 10,000 subscribers never holds the loop for one long
+iteration: relayed LLM streams keep flowing between the slices. Slices run in publish order,
+so every subscriber sees a channel's events in order.
+
+Nothing is ever awaited per subscriber. A write goes to the subscriber's transport buffer; a
+subscriber whose buffer passes ``slow_buffer`` (512 KiB), or that takes nothing for ``stall``
+seconds, is dropped (its connection cut): it reconnects and replays with its Last-Event-ID
+(Mercure's per-subscriber buffer, Centrifugo's queue limit). One tick for the whole hub sends a
+comment to the subscribers of channels silent for ``heartbeat`` seconds, and drops the stalled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+from ..config import ChannelLimits
+from ..http1.sse import HEARTBEAT
+from .events import ChannelEvent
+from .subscriber import Subscriber
+
+_HEARTBEAT_FRAMED = b"%x\r\n%s\r\n" % (len(HEARTBEAT), HEARTBEAT)
+
+
+class _Job:
+    """One event to hand to a snapshot of a channel's subscribers, from ``pos`` on."""
+
+    __slots__ = ("event", "pos", "subs")
+
+    def __init__(self, event: ChannelEvent | None, subs: list[Subscriber]) -> None:
+        self.event, self.subs, self.pos = event, subs, 0
+
+
+class Stats:
+    """Counters the metrics read at scrape time."""
+
+    __slots__ = ("deliveries", "dropped", "heartbeats")
+
+    def __init__(self) -> None:
+        self.deliveries = self.dropped = self.heartbeats = 0
+
+
+class Hub:
+    """This instance's subscribers and their fan-out (see the module docstring)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limits: ChannelLimits,
+                 on_first: Callable[[str], None] | None = None,
+                 on_last: Callable[[str], None] | None = None) -> None:
+        self._loop = loop
+        self._limits = limits
+        self._channels: dict[str, set[Subscriber]] = {}
+        self._last_event: dict[str, float] = {}
+        self._jobs: deque[_Job] = deque()
+        self._scheduled = False
+        self._tick: asyncio.TimerHandle | None = None
+        self._on_first, self._on_last = on_first, on_last  # (the Redis broker's SUBSCRIBE)
+        self._interval = min(limits.heartbeat, limits.stall) / 2
+        self.stats = Stats()
+        self.subscribers = 0
+
+    def add(self, sub: Subscriber) -> None:
+        subs = self._channels.get(sub.channel)
+        if subs is None:
+            subs = self._channels[sub.channel] = set()
+            self._last_event[sub.channel] = self._loop.time()
+            if self._on_first is not None:
+                self._on_first(sub.channel)
+        subs.add(sub)
+        self.subscribers += 1
+        sub.hub = self
+        if self._tick is None:
+            self._tick = self._loop.call_later(self._interval, self._on_tick)
+
+    def remove(self, sub: Subscriber) -> None:
+        subs = self._channels.get(sub.channel)
+        if subs is None or sub not in subs:
+            return
+        subs.discard(sub)
+        self.subscribers -= 1
+        if not subs:
+            del self._channels[sub.channel]
+            del self._last_event[sub.channel]
+            if self._on_last is not None:
+                self._on_last(sub.channel)
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def count(self, channel: str) -> int:
+        return len(self._channels.get(channel, ()))
+
+    def deliver(self, channel: str, event: ChannelEvent) -> int:
+        """Queue ``event`` for every local subscriber of ``channel``; how many there are."""
+        subs = self._channels.get(channel)
+        if not subs:
+            return 0
+        self._last_event[channel] = self._loop.time()
+        self._jobs.append(_Job(event, list(subs)))
+        self._schedule()
+        return len(subs)
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        """One slice: at most ``limits.slice`` writes, then the loop runs other work."""
+        self._scheduled = False
+        budget, jobs = self._limits.slice, self._jobs
+        while jobs and budget > 0:
+            job = jobs[0]
+            end = min(len(job.subs), job.pos + budget)
+            if job.event is None:
+                self._heartbeats(job.subs, job.pos, end)
+            else:
+                self._writes(job.event, job.subs, job.pos, end)
+            budget -= end - job.pos
+            job.pos = end
+            if end == len(job.subs):
+                jobs.popleft()
+        if jobs:
+            self._schedule()
+
+    def _writes(self, event: ChannelEvent, subs: list[Subscriber], start: int, end: int) -> None:
+        framed = event.framed
+        for i in range(start, end):
+            sub = subs[i]
+            if sub.fast:  # the usual case: one C call, the same bytes for everyone
+                sub.write(framed)
+            else:
+                sub.deliver(event)
+        self.stats.deliveries += end - start
+
+    def _heartbeats(self, subs: list[Subscriber], start: int, end: int) -> None:
+        for i in range(start, end):
+            subs[i].heartbeat(_HEARTBEAT_FRAMED)
+        self.stats.heartbeats += end - start
+
+    def _on_tick(self) -> None:
+        """Heartbeats for silent channels, and the drop of stalled subscribers."""
+        self._tick = None
+        now = self._loop.time()
+        limits = self._limits
+        for channel, subs in self._channels.items():
+            if now - self._last_event[channel] >= limits.heartbeat:
+                self._last_event[channel] = now
+                self._jobs.append(_Job(None, list(subs)))
+                self._schedule()
+            for sub in [s for s in subs if s.stalled(now, limits.stall)]:
+                self.drop(sub)
+        if self._channels:
+            self._tick = self._loop.call_later(self._interval, self._on_tick)
+
+    def drop(self, sub: Subscriber) -> None:
+        """Cut a subscriber that cannot keep up; it reconnects and replays."""
+        self.stats.dropped += 1
+        sub.cut()
+
+    def close(self) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        self._jobs.clear()

@@ -1,0 +1,128 @@
+"""One subscriber: an event stream to one client, fed by the hub, never waited for.
+
+A subscriber starts *catching up*: it is registered for live events first, then sent its
+replay (the history after its Last-Event-ID), and only then the live events that arrived in the
+meantime, each once: those whose id the replay already covered are dropped. Doing it in this
+order is what makes a reconnect lose nothing and repeat nothing, even when events are published
+during the replay (the lost-or-duplicated bugs of several Redis-backed SSE libraries came from
+replaying first and registering after).
+
+Once caught up, a subscriber is ``fast``: the hub writes the shared bytes straight to its
+transport. It stops being fast while its client is slow (then each write checks the buffer
+against the bound), and when it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..http1.sse import HEARTBEAT
+from ..net.exchange import Exchange
+from .events import ChannelEvent, EventKey, reset_event
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+
+class Subscriber:
+    """The listener of one subscribing exchange (see the module docstring)."""
+
+    __slots__ = ("_bound", "_catching_up", "_ex", "_on_end", "_pending", "channel", "fast", "hub",
+                 "last", "paused_since", "write")
+
+    def __init__(self, ex: Exchange, channel: str, bound: int,
+                 on_end: Callable[[Subscriber, str], None]) -> None:
+        self._ex = ex
+        self.channel = channel
+        self._bound = bound
+        self._on_end = on_end  # (how it ended: for the record)
+        self.hub: Hub | None = None
+        self.last: EventKey | None = None  # the newest id sent
+        self.paused_since: float | None = None
+        self._catching_up = True
+        self._pending: list[ChannelEvent] = []
+        self.fast = False
+        self.write: Callable[[bytes], None] = ex.transport_write()
+        ex.listen(self)
+
+    def catch_up(self, replayed: list[ChannelEvent], reset: bool, oldest: str | None) -> None:
+        """Send the replay (after a reset event when the position was lost), then the live
+        events that came meanwhile and are newer than it; from then on, the fast path."""
+        if reset:
+            self._send_bytes(reset_event(oldest))
+        for event in replayed:
+            self._send(event)
+        pending, self._pending = self._pending, []
+        self._catching_up = False
+        for event in pending:
+            self._send(event)
+        self.fast = self._ex.open and self._ex.chunked and self.paused_since is None
+
+    def deliver(self, event: ChannelEvent) -> None:
+        """The slow path: catching up, a slow client, an HTTP/1.0 client, or the end."""
+        if not self._ex.open:
+            return
+        if self._catching_up:
+            self._pending.append(event)
+            return
+        self._send(event)
+        slow = self.paused_since is not None and self._ex.buffered() > self._bound
+        if slow and self.hub is not None:
+            self.hub.drop(self)
+
+    def _send(self, event: ChannelEvent) -> None:
+        if self.last is not None and event.key <= self.last:
+            return  # already sent (by the replay)
+        self.last = event.key
+        self._send_bytes(event.raw)
+
+    def _send_bytes(self, raw: bytes) -> None:
+        self._ex.write(raw)  # (the exchange frames it for the client: a chunk, or as it is)
+
+    def heartbeat(self, framed: bytes) -> None:
+        """A comment line (``framed``: as a chunk), never to a client that is behind."""
+        if self.fast:
+            self.write(framed)
+        elif self._ex.open and not self._catching_up and self.paused_since is None:
+            self._ex.write(HEARTBEAT)
+
+    def stalled(self, now: float, stall: float) -> bool:
+        return self.paused_since is not None and now - self.paused_since >= stall
+
+    def cut(self) -> None:
+        """Drop a subscriber that cannot keep up: the connection is cut, so the client sees a
+        broken stream (not a clean end), reconnects and replays."""
+        self._end("slow_subscriber")
+        self._ex.abort()
+
+    def close(self) -> None:
+        """End the stream cleanly (a drain, a cancel): an EventSource reconnects and replays."""
+        self._end("complete")
+        self._ex.end()
+
+    def _end(self, how: str) -> None:
+        self.fast = False
+        if self.hub is not None:
+            self.hub.remove(self)
+            self.hub = None
+            self._on_end(self, how)
+
+    # -- the exchange's listener ---------------------------------------------------------------
+
+    def on_client_paused(self) -> None:
+        self.fast = False
+        self.paused_since = self.hub.now() if self.hub is not None else 0.0
+
+    def on_client_resumed(self) -> None:
+        self.paused_since = None
+        self.fast = self._ex.open and self._ex.chunked and not self._catching_up
+
+    def on_client_gone(self) -> None:
+        self._end("client_disconnect")
+
+    def on_shutdown(self) -> None:
+        self.close()
+
+    def on_draining(self) -> None:
+        self.close()  # it would never finish on its own: end it now, it reconnects elsewhere

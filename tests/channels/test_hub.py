@@ -1,0 +1,130 @@
+"""The hub and its subscribers alone, on fake transports and the fake clock: slices, order,
+catch-up without loss or repeat, heartbeats, and the drop of subscribers that cannot keep up."""
+
+from __future__ import annotations
+
+from relay.channels.events import ChannelEvent
+from relay.channels.hub import Hub
+from relay.channels.subscriber import Subscriber
+from relay.config import ChannelLimits
+from relay.http1.messages import Request
+from relay.http1.sse import HEARTBEAT
+from relay.net.exchange import Exchange
+from relay.net.flow import WriteFlow
+
+from ..support import FakeLoop, FakeTransport
+from ..support.sse_parser import SSEParser
+
+LIMITS = ChannelLimits(slice=3, heartbeat=10, stall=4, slow_buffer=1000)
+
+
+class _Owner:
+    def exchange_ended(self, ex: Exchange) -> None:
+        pass
+
+
+def _subscriber(hub: Hub, channel: str = "c", version: bytes = b"1.1",
+                ended: list[str] | None = None) -> tuple[Subscriber, FakeTransport]:
+    transport = FakeTransport()
+    request = Request(b"GET", b"/events/" + channel.encode(), [], version,
+                      keep_alive=version == b"1.1")
+    ex = Exchange(_Owner(), request, transport, WriteFlow())  # type: ignore[arg-type]
+    ex.start(200, [(b"content-type", b"text/event-stream")])
+    transport.take()
+    log = ended if ended is not None else []
+    sub = Subscriber(ex, channel, LIMITS.slow_buffer, lambda _s, how: log.append(how))
+    hub.add(sub)
+    return sub, transport
+
+
+def _ids(transport: FakeTransport) -> list[str]:
+    body = transport.take()
+    # the subscribers write chunks: undo the framing (size line, payload, CRLF) by parsing it
+    payload, pos = b"", 0
+    while pos < len(body):
+        eol = body.index(b"\r\n", pos)
+        size = int(body[pos:eol], 16)
+        payload += body[eol + 2:eol + 2 + size]
+        pos = eol + 4 + size
+    return [e.id for e in SSEParser().feed(payload)]
+
+
+def _event(n: int) -> ChannelEvent:
+    return ChannelEvent((n, 0), f"event {n}")
+
+
+def test_fan_out_goes_in_slices_in_order(fake_loop: FakeLoop) -> None:
+    hub = Hub(fake_loop, LIMITS)  # type: ignore[arg-type]
+    subs = [_subscriber(hub) for _ in range(5)]
+    for sub, _ in subs:
+        sub.catch_up([], False, None)
+    assert hub.deliver("c", _event(1)) == 5 and hub.deliver("c", _event(2)) == 5
+    assert all(t.out == b"" for _, t in subs)  # nothing written inside deliver()
+    fake_loop.run_soon()
+    assert [_ids(t) for _, t in subs] == [["1-0", "2-0"]] * 5
+    assert hub.stats.deliveries == 10
+
+
+def test_one_turn_of_the_loop_writes_at_most_a_slice(fake_loop: FakeLoop) -> None:
+    hub = Hub(fake_loop, LIMITS)  # type: ignore[arg-type]
+    subs = [_subscriber(hub) for _ in range(7)]
+    for sub, _ in subs:
+        sub.catch_up([], False, None)
+    hub.deliver("c", _event(1))
+    turns = []
+    while fake_loop._soon:  # one turn of the loop at a time
+        batch, fake_loop._soon = fake_loop._soon, []
+        for handle in batch:
+            handle.callback(*handle.args)
+        turns.append(sum(1 for _, t in subs if t.out))
+    assert turns == [3, 6, 7]  # slices of 3, the loop free between them
+
+
+def test_silent_channels_get_heartbeats_at_their_period(fake_loop: FakeLoop) -> None:
+    hub = Hub(fake_loop, LIMITS)  # type: ignore[arg-type]
+    (sub, transport), (busy, busy_t) = _subscriber(hub, "quiet"), _subscriber(hub, "busy")
+    sub.catch_up([], False, None)
+    busy.catch_up([], False, None)
+    for t in range(1, 10):
+        fake_loop.advance(1)
+        hub.deliver("busy", _event(t))
+    assert HEARTBEAT not in transport.out
+    fake_loop.advance(1)  # 10 s of silence on "quiet" (the tick runs every 2 s)
+    fake_loop.run_soon()
+    assert HEARTBEAT in transport.take() and HEARTBEAT not in busy_t.take()
+    assert hub.stats.heartbeats == 1
+
+
+def test_slow_subscribers_are_dropped_others_go_on(fake_loop: FakeLoop) -> None:
+    hub = Hub(fake_loop, LIMITS)  # type: ignore[arg-type]
+    ended: list[str] = []
+    over, over_t = _subscriber(hub, ended=ended)
+    stalled, stalled_t = _subscriber(hub, ended=ended)
+    fine, fine_t = _subscriber(hub, ended=ended)
+    for sub in (over, stalled, fine):
+        sub.catch_up([], False, None)
+    over.on_client_paused()
+    over_t.buffered = 2000  # over the bound (1000)
+    stalled.on_client_paused()  # paused, its buffer under the bound, but it takes nothing
+    hub.deliver("c", _event(1))
+    fake_loop.run_soon()
+    assert over_t.aborted and ended == ["slow_subscriber"]  # at once
+    fake_loop.advance(3.9)
+    assert not stalled_t.aborted
+    fake_loop.advance(2.1)  # paused 4 s: dropped at the next tick
+    assert stalled_t.aborted and ended == ["slow_subscriber", "slow_subscriber"]
+    hub.deliver("c", _event(2))
+    fake_loop.run_soon()
+    assert _ids(fine_t) == ["1-0", "2-0"] and hub.stats.dropped == 2 and hub.subscribers == 1
+
+
+def test_first_and_last_subscribers_are_announced(fake_loop: FakeLoop) -> None:
+    seen: list[str] = []
+    hub = Hub(fake_loop, LIMITS, on_first=lambda c: seen.append("+" + c),  # type: ignore[arg-type]
+              on_last=lambda c: seen.append("-" + c))
+    a, _ = _subscriber(hub)
+    b, _ = _subscriber(hub)
+    a.on_client_gone()
+    assert seen == ["+c"]
+    b.close()
+    assert seen == ["+c", "-c"] and hub.count("c") == 0

@@ -1,0 +1,93 @@
+"""Channels shared through a real redis-server: two relay processes, replay across them, Redis
+going away and coming back under connected subscribers, and two connections per instance."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+from ..support import EventStream, publish, wait_until
+from ..support.processes import spawn
+from ..support.redis_server import RedisServer
+
+
+@contextmanager
+def _relays(redis: RedisServer, n: int, *extra: str) -> Iterator[list[int]]:
+    with ExitStack() as stack:
+        ports = []
+        for _ in range(n):
+            _proc, port, _ = stack.enter_context(spawn(
+                "serve", "--port", "0", "--redis", redis.url, "--access-log", "off", *extra))
+            ports.append(port)
+        yield ports
+
+
+def _ids_of(stream: EventStream) -> list[str]:
+    return [e.data for e in stream.events if e.event != "relay.reset"]
+
+
+def test_a_publish_on_one_instance_reaches_subscribers_on_both(
+        redis_server: RedisServer) -> None:
+    with _relays(redis_server, 2) as (a, b):
+        on_a, on_b = EventStream(a, b"/events/room"), EventStream(b, b"/events/room")
+        assert wait_until(lambda: len(redis_server.client().pubsub_channels("relay:ch:*")) == 1)
+        ids = [json.loads(publish(a if i % 2 else b, "room", f"m{i}").body)["id"]
+               for i in range(6)]
+        for stream in (on_a, on_b):
+            stream.read(6)
+            assert _ids_of(stream) == [f"m{i}" for i in range(6)]
+            assert [e.id for e in stream.events] == ids  # the same ids everywhere
+
+
+def test_replay_on_another_instance(redis_server: RedisServer) -> None:
+    with _relays(redis_server, 2) as (a, b):
+        ids = [json.loads(publish(a, "log", f"e{i}").body)["id"] for i in range(5)]
+        late = EventStream(b, b"/events/log", [(b"last-event-id", ids[1].encode())])
+        late.read(3)
+        assert _ids_of(late) == ["e2", "e3", "e4"] and late.events[0].id == ids[2]
+        lost = EventStream(b, b"/events/log?last_event_id=1-0")  # not held: reset, then all
+        lost.read(6)
+        assert lost.events[0].event == "relay.reset" and _ids_of(lost) == [
+            f"e{i}" for i in range(5)]
+
+
+def test_redis_going_away_and_coming_back_under_subscribers(redis_server: RedisServer) -> None:
+    """Publishes get 503 while Redis is down; subscribers stay connected (and keep getting
+    heartbeats); when Redis is back, what is published reaches them all, with no gap."""
+    with _relays(redis_server, 2, "--heartbeat", "0.5") as (a, b):
+        streams = [EventStream(port, b"/events/up") for port in (a, b, a)]
+        assert json.loads(publish(a, "up", "before").body)["subscribers"] == 2
+        for stream in streams:
+            stream.read(1)
+        redis_server.stop()
+        down = publish(b, "up", "lost?")
+        assert down.status == 503 and down.headers[b"retry-after"] == b"1"
+        beats = [s.payload.count(b": heartbeat") for s in streams]
+        for stream, seen in zip(streams, beats, strict=True):  # still connected
+            stream.read(until=lambda s, seen=seen: s.payload.count(b": heartbeat") > seen)
+        redis_server.start()  # an empty Redis (no persistence), on the same port
+        sent = []
+        deadline = time.monotonic() + 20
+        while len(sent) < 5 and time.monotonic() < deadline:  # at once, as Redis comes back
+            reply = publish(a if len(sent) % 2 else b, "up", f"after{len(sent)}")
+            if reply.status == 200:
+                sent.append(f"after{len(sent)}")
+        assert len(sent) == 5
+        for stream in streams:
+            stream.read(6)
+            assert _ids_of(stream) == ["before", *sent]
+
+
+def test_two_redis_connections_per_instance_whatever_the_subscribers(
+        redis_server: RedisServer) -> None:
+    with _relays(redis_server, 1) as (port,):
+        streams = [EventStream(port, f"/events/c{i % 50}".encode()) for i in range(1000)]
+        subscribed = redis_server.client().pubsub_channels
+        assert wait_until(lambda: len(subscribed("relay:ch:*")) == 50, 10)
+        assert list(redis_server.relay_connections().values()) == [2]
+        publish(port, "c7", "to twenty")
+        for stream in streams[7::50]:
+            stream.read(1)
+        assert list(redis_server.relay_connections().values()) == [2]
