@@ -44,8 +44,10 @@ $(BIN)/.bench: pyproject.toml $(BIN)/.dev
 	touch $@
 
 bench-deps: $(BIN)/.bench
-	command -v nginx >/dev/null && command -v wrk >/dev/null && command -v valgrind >/dev/null || \
-	  { apt-get update -qq && apt-get install -y -qq nginx wrk valgrind; }
+	command -v nginx >/dev/null && command -v wrk >/dev/null && command -v valgrind >/dev/null \
+	  && command -v redis-server >/dev/null && test -e /usr/lib/nginx/modules/ngx_nchan_module.so \
+	  || { apt-get update -qq && apt-get install -y -qq nginx wrk valgrind redis-server \
+	       libnginx-mod-nchan; }
 
 bench: bench-deps
 	$(BIN)/python -m bench $(ARGS)

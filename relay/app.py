@@ -30,6 +30,7 @@ from .net.budget import BodyBudget
 from .net.listener import Connections, Listener, listen
 from .net.pool import Pool, tls_context
 from .ops.access_log import AccessLog, open_access_log
+from .ops.loop_lag import LoopLag
 from .ops.observer import Observer
 from .ops.trace import Tracer
 from .router import admin_router, router
@@ -51,6 +52,7 @@ class Relay:
     access_log: TextIO | None = None
     budget: BodyBudget | None = None  # request-body memory, shared by both listeners
     channels: ChannelEndpoints | None = None
+    loop_lag: LoopLag | None = None
 
     @property
     def port(self) -> int:
@@ -66,6 +68,8 @@ class Relay:
 
     async def close(self) -> None:
         self.listener.close()
+        if self.loop_lag is not None:
+            self.loop_lag.stop()
         if self.admin_listener is not None:
             self.admin_listener.close()
         await self.pool.close()
@@ -91,6 +95,7 @@ async def start_relay(config: Config) -> Relay:
     log_stream = open_access_log(config.access_log)
     observer = Observer(AccessLog(log_stream), asyncio.get_running_loop().time, connections)
     observer.watch_pool(pool)
+    loop_lag = observer.watch_loop(asyncio.get_running_loop())
     guard = Guard(config.host, config.allowed_hosts, Cors(config.cors_origins))
     auth = ClientAuth(config.client_tokens)
     channels = ChannelEndpoints(await open_broker(config), config.channels, auth,
@@ -107,7 +112,7 @@ async def start_relay(config: Config) -> Relay:
                                       config.admin_port, config.limits, config.timeouts,
                                       budget=budget)
     return Relay(config, listener, pool, mock_listener, mock, observer, admin_listener,
-                 log_stream, budget, channels)
+                 log_stream, budget, channels, loop_lag)
 
 
 async def open_broker(config: Config) -> Broker:

@@ -106,7 +106,7 @@ class ChannelLimits:
     slow_buffer: int = 512 * KIB  # a subscriber's write buffer over this is dropped
     stall: float = 5.0  # a subscriber that takes nothing for this long is dropped
     heartbeat: float = 15.0  # an idle channel's subscribers get a comment this often
-    slice: int = 512  # deliveries per event-loop turn, so a big fan-out never stalls the loop
+    slice: int = 256  # deliveries per event-loop turn, so a big fan-out never stalls the loop
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Endpoints the relay answers itself, never upstream: ``/healthz`` and ``/metrics``."""
+"""Endpoints the relay answers itself, never upstream: ``/healthz``, ``/metrics``, and the demo
+page (``/`` and its script)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from .net.exchange import Exchange
 from .net.pool import Pool
 from .ops.metrics import CONTENT_TYPE as METRICS_TYPE
 from .ops.observer import Observer, Record
+from .web import HEADERS as PAGE_HEADERS
+from .web import PAGES
 
 
 class LocalEndpoints:
@@ -37,6 +40,9 @@ class LocalEndpoints:
             self.respond(ex, record, 200, json.dumps(doc).encode(), b"application/json")
         elif path == b"/metrics" and metrics:
             self.respond(ex, record, 200, self.obs.registry.render(), METRICS_TYPE)
+        elif path in PAGES and ex.request.method in (b"GET", b"HEAD"):
+            body, content_type = PAGES[path]
+            self.respond(ex, record, 200, body, content_type, PAGE_HEADERS)
         else:
             return False
         return True

@@ -63,7 +63,7 @@ def router(pool: Pool, api_key: str | None, obs: Observer, auth: ClientAuth, met
             await channels.handle(ex, record)
         elif not local.serve(ex, record, metrics):
             local.error(ex, record, 404, "not found: the relay serves /v1/*, /events/*, "
-                        "/healthz and /metrics", "unknown_url")
+                        "/healthz, /metrics and its demo page at /", "unknown_url")
 
     return handle
 

@@ -97,6 +97,29 @@ MUTATIONS = [
     Mutation("print the injected key in --trace", "ops/trace.py",
              "text = redact(piece).decode(", "text = piece.decode(",
              ("ops/test_trace.py",)),
+    Mutation("replay a subscriber before registering it for live events",
+             "channels/endpoints.py",
+             "        self.broker.hub.add(sub)  # live events first; the replay follows; none "
+             """is lost
+        try:
+            replay = await self.broker.replay(
+                channel, None if given is None else parse_id(given), given is not None)""",
+             """        try:
+            replay = await self.broker.replay(
+                channel, None if given is None else parse_id(given), given is not None)
+            self.broker.hub.add(sub)""",
+             ("channels/test_redis_broker.py",)),
+    Mutation("deliver a whole fan-out in one turn of the loop", "channels/hub.py",
+             "budget, jobs = self._limits.slice, self._jobs",
+             "budget, jobs = 1 << 30, self._jobs",
+             ("channels/test_hub.py",)),
+    Mutation("never drop a slow subscriber", "channels/hub.py",
+             "        self.stats.dropped += 1\n        sub.cut()",
+             "        self.stats.dropped += 1",
+             ("channels/test_hub.py", "channels/test_endpoints.py")),
+    Mutation("forward CORS preflights upstream", "router.py",
+             "        elif _cross_origin(ex, guard.cors):", "        elif False:",
+             ("test_cors.py",)),
     Mutation("treat a cut event stream as complete", "proxy.py",
              "and not ends_with_done(conn.payload_tail()):",
              "and not conn.payload_tail():",

@@ -25,7 +25,7 @@ def test_unknown_path_is_404_json_and_never_upstream(mock_server: MockServer,
                                                      make_relay: RelayFactory) -> None:
     relay = make_relay(mock_server.url)
     client = H11Client(connect(relay.port))
-    for target in (b"/", b"/v2/models", b"/v1"):  # absolute-form: see tests/test_validate.py
+    for target in (b"/index.html", b"/v2/models", b"/v1"):  # (absolute-form: test_request_head)
         client.send(b"GET", target)
         reply = client.read_reply()
         assert reply.status == 404, target

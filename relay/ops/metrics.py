@@ -139,8 +139,9 @@ class Registry:
         self._metrics.append(metric)
         return metric
 
-    def histogram(self, name: str, help_: str) -> Histogram:
-        metric = Histogram(name, help_)
+    def histogram(self, name: str, help_: str,
+                  buckets: Sequence[float] = LATENCY_BUCKETS) -> Histogram:
+        metric = Histogram(name, help_, buckets)
         self._metrics.append(metric)
         return metric
 

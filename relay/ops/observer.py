@@ -9,6 +9,7 @@ upstream connection and read once at the end.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 import time
@@ -16,6 +17,7 @@ from collections.abc import Callable, Sized
 from typing import TYPE_CHECKING
 
 from .access_log import AccessLog
+from .loop_lag import LAG_BUCKETS, LoopLag
 from .metrics import Registry
 
 if TYPE_CHECKING:
@@ -144,6 +146,14 @@ class Observer:
                        "Subscribers dropped for not keeping up.", lambda: hub.stats.dropped)
         r.counter_from("relay_channel_heartbeats_total", "Heartbeats sent to subscribers.",
                        lambda: hub.stats.heartbeats)
+
+    def watch_loop(self, loop: asyncio.AbstractEventLoop) -> LoopLag:
+        """The event loop's lateness, sampled every 50 ms (see relay/ops/loop_lag.py)."""
+        lag = LoopLag(loop, self.registry.histogram(
+            "relay_event_loop_lag_seconds", "How late the event loop ran a timer (sampled "
+            "every 50 ms): a stalled loop delays every stream.", LAG_BUCKETS))
+        lag.start()
+        return lag
 
     def start(self, record: Record) -> None:
         if record.route == "/v1":

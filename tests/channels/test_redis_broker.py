@@ -4,6 +4,7 @@ going away and coming back under connected subscribers, and two connections per 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -91,3 +92,26 @@ def test_two_redis_connections_per_instance_whatever_the_subscribers(
         for stream in streams[7::50]:
             stream.read(1)
         assert list(redis_server.relay_connections().values()) == [2]
+
+
+def test_joining_on_another_instance_while_events_flow_loses_and_repeats_nothing(
+        redis_server: RedisServer) -> None:
+    """A publisher on A keeps publishing while subscribers join on B at a position: each gets
+    every event after its position once, in order (registered live before the replay)."""
+    with _relays(redis_server, 2) as (a, b):
+        first = json.loads(publish(a, "flow", 0).body)["id"]
+        done = threading.Event()
+
+        def publisher() -> None:
+            for i in range(1, 150):
+                publish(a, "flow", i)
+            done.set()
+
+        thread = threading.Thread(target=publisher)
+        thread.start()
+        joiners = [EventStream(b, b"/events/flow", [(b"last-event-id", first.encode())])
+                   for _ in range(8)]
+        thread.join(60)
+        for stream in joiners:
+            stream.read(149)
+            assert [int(e.data) for e in stream.events] == list(range(1, 150))

@@ -1,4 +1,5 @@
-"""A real nginx, configured with docs/nginx.conf, in front of the relay: streaming stays live."""
+"""A real nginx, configured with docs/nginx.conf, in front of the relay (streaming stays live),
+and with docs/nginx-instances.conf in front of two relays sharing channels through Redis."""
 
 from __future__ import annotations
 
@@ -10,18 +11,23 @@ from pathlib import Path
 from ..conftest import RelayFactory, ScriptedFactory
 from ..support import (
     SSE_HEAD,
+    EventStream,
     H11Client,
     UpstreamConn,
     chat_body,
     chunked,
     connect,
     free_port,
+    publish,
     recv_until,
     require_tool,
     wait_until,
 )
+from ..support.processes import spawn
+from ..support.redis_server import RedisServer
 
-SITE = Path(__file__).resolve().parents[2] / "docs" / "nginx.conf"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+SITE = DOCS / "nginx.conf"
 
 
 def test_first_event_arrives_through_nginx_before_the_upstream_finishes(
@@ -63,10 +69,14 @@ def _accepts(port: int) -> bool:
 
 
 def _start_nginx(tmp_path: Path, port: int, relay: int) -> subprocess.Popen[bytes]:
-    nginx = require_tool("nginx")
     site = SITE.read_text().replace("server 127.0.0.1:8080;", f"server 127.0.0.1:{relay};")
+    return _nginx_with(tmp_path, site, port)
+
+
+def _nginx_with(tmp_path: Path, site: str, port: int) -> subprocess.Popen[bytes]:
+    nginx = require_tool("nginx")
     site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
-    assert f"127.0.0.1:{relay}" in site and f"127.0.0.1:{port}" in site
+    assert f"127.0.0.1:{port}" in site
     conf = tmp_path / "nginx.conf"
     conf.write_text(
         f"daemon off;\nworker_processes 1;\npid {tmp_path}/nginx.pid;\n"
@@ -76,3 +86,44 @@ def _start_nginx(tmp_path: Path, port: int, relay: int) -> subprocess.Popen[byte
         f" uwsgi_temp_path {tmp_path}/uwsgi;\n scgi_temp_path {tmp_path}/scgi;\n{site}\n}}\n")
     return subprocess.Popen([nginx, "-c", str(conf), "-p", str(tmp_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_two_relays_behind_nginx_share_channels_and_a_subscriber_survives_one(
+        redis_server: RedisServer, tmp_path: Path) -> None:
+    """Subscribers reach the relays through nginx; a publish through nginx reaches all of them
+    whichever relay holds them; a relay is stopped: its subscribers reconnect through nginx to
+    the other one with their Last-Event-ID, and miss nothing."""
+    nginx_port = free_port()
+    args = ("--redis", redis_server.url, "--access-log", "off", "--allowed-host", "relay.test")
+    with spawn("serve", "--port", "0", *args) as (first, port_1, _), \
+            spawn("serve", "--port", "0", *args) as (_second, port_2, _):
+        site = (DOCS / "nginx-instances.conf").read_text()
+        site = site.replace("server 127.0.0.1:8081", f"server 127.0.0.1:{port_1}")
+        site = site.replace("server 127.0.0.1:8082", f"server 127.0.0.1:{port_2}")
+        nginx = _nginx_with(tmp_path, site, nginx_port)
+        try:
+            assert wait_until(lambda: _accepts(nginx_port), 10)
+            host = [(b"host", b"relay.test")]
+            streams = [EventStream(nginx_port, b"/events/feed", host) for _ in range(4)]
+            assert wait_until(lambda: len(redis_server.client().pubsub_channels(
+                "relay:ch:*")) == 1)
+            publish(nginx_port, "feed", "one", headers=host)
+            for stream in streams:
+                stream.read(1)
+            first.terminate()  # a drain: its subscriptions end cleanly
+            first.wait(10)
+            publish(nginx_port, "feed", "two", headers=host)
+            moved = 0
+            for stream in streams:
+                stream.read(2)  # two events, or the clean end of a stopped relay's stream
+                if stream.ended:  # what an EventSource does: come back with Last-Event-ID
+                    moved += 1
+                    again = EventStream(nginx_port, b"/events/feed",
+                                        [*host, (b"last-event-id", stream.events[-1].id.encode())])
+                    again.read(1)
+                    stream.events += again.events
+                assert [e.data for e in stream.events] == ["one", "two"]
+            assert moved >= 1  # (nginx spread the subscribers over both relays)
+        finally:
+            nginx.terminate()
+            nginx.wait(10)

@@ -69,6 +69,9 @@ def test_metrics_exact_after_known_traffic(mock_server: MockServer,
     assert m["relay_upstream_connect_seconds_count"] == m[
         "relay_upstream_connections_created_total"]
     assert mock_server.mock.requests == 5  # /metrics and the 404 never went upstream
+    # The loop-lag sampler runs in the real relay: its histogram fills while it serves.
+    first = m["relay_event_loop_lag_seconds_count"]
+    assert wait_until(lambda: scrape(port)["relay_event_loop_lag_seconds_count"] > first)
 
 
 EVENT = b'data: {"n": 1}\n\n'

@@ -130,8 +130,11 @@ class EventStream:
         from .sse_parser import SSEParser  # (no cycle at import time)
 
         self.sock = connect(port, timeout=timeout)
-        hdrs = b"".join(n + b": " + v + b"\r\n" for n, v in headers or [])
-        self.sock.sendall(b"GET " + path + b" HTTP/1.1\r\nhost: 127.0.0.1\r\n" + hdrs + b"\r\n")
+        given = headers or []
+        if not any(n.lower() == b"host" for n, _ in given):
+            given = [(b"host", b"127.0.0.1"), *given]
+        hdrs = b"".join(n + b": " + v + b"\r\n" for n, v in given)
+        self.sock.sendall(b"GET " + path + b" HTTP/1.1\r\n" + hdrs + b"\r\n")
         raw = recv_until(self.sock, lambda got: b"\r\n\r\n" in got)
         self.head, _, self._buffer = raw.partition(b"\r\n\r\n")
         self.status = int(self.head.split(b" ", 2)[1])
