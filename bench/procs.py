@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -14,8 +15,11 @@ from pathlib import Path
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+@functools.cache
 def cpu_sets() -> tuple[set[int], set[int]]:
-    """(relay CPUs, load CPUs): one core each where there are two or more, else the same."""
+    """(relay CPUs, load CPUs): one core each where there are two or more, else the same.
+    Kept from the first call: a runner pins itself to the load CPUs afterwards, and asked
+    again it would see only those (and put the relay on the load's core)."""
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) >= 2:
         return {cpus[0]}, set(cpus[1:])
@@ -29,9 +33,15 @@ def free_port() -> int:
         return port
 
 
-def wait_port(port: int, timeout: float = 20) -> None:
+def wait_port(port: int, timeout: float = 20, proc: Proc | None = None) -> None:
+    """Wait until ``port`` accepts; with ``proc``, a process that exits first (a flag it
+    lacks) fails at once, with the end of its log."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and not proc.alive():
+            log = proc.log
+            tail = log.read_text(errors="replace")[-600:] if log.exists() else ""
+            raise ProcExited(f"exited at start ({proc.popen.returncode}): {tail.strip()}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             return
@@ -40,12 +50,16 @@ def wait_port(port: int, timeout: float = 20) -> None:
     raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
 
 
+class ProcExited(RuntimeError):
+    """A process under test exited before it listened."""
+
+
 class Proc:
     """A started process (and its children), pinned to ``cpus``."""
 
     def __init__(self, argv: Sequence[str], cpus: set[int], log: Path,
                  env: dict[str, str] | None = None) -> None:
-        self.argv = list(argv)
+        self.argv, self.log = list(argv), log
         self._log = open(log, "ab")  # noqa: SIM115 (closed in stop())
         self.popen = subprocess.Popen(
             self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

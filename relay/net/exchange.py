@@ -113,8 +113,10 @@ class Exchange:
         self.listener = listener
 
     def start(self, status: int, headers: Headers, *, length: int | None = None,
-              reason: bytes = b"") -> None:
-        """Send the response head. ``headers`` must not carry framing headers."""
+              reason: bytes = b"", body: bytes = b"") -> None:
+        """Send the response head (and ``body``'s first bytes in the same write: a small
+        response is one system call and one packet). ``headers`` must not carry framing
+        headers."""
         if self._writer is not _NOT_STARTED:
             raise RuntimeError("response already started")
         req = self.request
@@ -125,7 +127,10 @@ class Exchange:
                                             req.keep_alive)
         if self.state is RECEIVED:
             self.state = SENDING
-            self._transport.write(head)
+            if body:
+                self._writelines([head, *self._writer.frame([body])])
+            else:
+                self._transport.write(head)
 
     def write(self, data: bytes) -> None:
         """Send one piece of the body (an empty one is ignored)."""
@@ -195,8 +200,8 @@ class Exchange:
     def respond(self, status: int, body: bytes, content_type: bytes = b"application/json",
                 extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
         """A whole response with a ``Content-Length`` body."""
-        self.start(status, [(b"content-type", content_type), *extra], length=len(body))
-        self.write(body)
+        self.start(status, [(b"content-type", content_type), *extra], length=len(body),
+                   body=body)
         self.end()
 
     def respond_error(self, status: int, message: str, type_: str, code: str | None,

@@ -32,7 +32,8 @@ class LoopLag:
 
     def _tick(self) -> None:
         now = self._loop.time()
-        self._histogram.observe(max(0.0, now - self._due))
+        # (Rounded to the microsecond: the clock's float noise is not lag.)
+        self._histogram.observe(round(max(0.0, now - self._due), 6))
         self._due = now + self._interval
         self._handle = self._loop.call_at(self._due, self._tick)
 

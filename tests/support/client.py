@@ -11,7 +11,8 @@ from typing import Any
 
 import h11
 
-_SAMPLE = re.compile(r'([a-z_]+)(\{[a-z_]+="[^"]*"(?:,[a-z_]+="[^"]*")*\})? (-?[0-9.e+]+|\+Inf)')
+_SAMPLE = re.compile(r'([a-z_]+)(\{[a-z_]+="[^"]*"(?:,[a-z_]+="[^"]*")*\})? '
+                     r'(-?[0-9.]+(?:e[+-]?[0-9]+)?|\+Inf)')
 OPEN_SOCKETS: list[socket.socket] = []  # closed after each test by an autouse fixture
 
 
