@@ -34,6 +34,8 @@ from .ops.loop_lag import LoopLag
 from .ops.observer import Observer
 from .ops.trace import Tracer
 from .router import admin_router, router
+from .streams.endpoints import StreamEndpoints
+from .streams.registry import Streams
 
 log = logging.getLogger("relay")
 
@@ -53,6 +55,7 @@ class Relay:
     budget: BodyBudget | None = None  # request-body memory, shared by both listeners
     channels: ChannelEndpoints | None = None
     loop_lag: LoopLag | None = None
+    streams: Streams | None = None
 
     @property
     def port(self) -> int:
@@ -63,8 +66,14 @@ class Relay:
         return self.pool.origin
 
     async def shutdown(self, grace: float) -> bool:
-        """Graceful stop of the public listener (see :meth:`Listener.shutdown`)."""
-        return await self.listener.shutdown(grace)
+        """Graceful stop of the public listener (see :meth:`Listener.shutdown`), then of the
+        resumable generations that outlive their clients (within the same grace)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        clean = await self.listener.shutdown(grace)
+        if self.streams is not None:
+            clean = await self.streams.drain(deadline - loop.time()) and clean
+        return clean
 
     async def close(self) -> None:
         self.listener.close()
@@ -75,6 +84,8 @@ class Relay:
         await self.pool.close()
         if self.channels is not None:
             await self.channels.broker.close()
+        if self.streams is not None:
+            await self.streams.close()
         if self.mock_listener is not None:
             self.mock_listener.close()
         if self.access_log is not None and self.access_log is not sys.stderr:
@@ -101,8 +112,10 @@ async def start_relay(config: Config) -> Relay:
     channels = ChannelEndpoints(await open_broker(config), config.channels, auth,
                                 ClientAuth(config.publish_tokens), observer)
     observer.watch_channels(channels)
+    streams = StreamEndpoints(await open_streams(config), auth, observer)
+    observer.watch_streams(streams.streams)
     handler = router(pool, config.api_key, observer, auth, config.admin_port is None, guard,
-                     channels)
+                     channels, streams)
     listener = await listen(handler, config.host, config.port, config.limits, config.timeouts,
                             connections=connections, reuse_port=config.reuse_port,
                             tracer=tracer, budget=budget)
@@ -112,7 +125,7 @@ async def start_relay(config: Config) -> Relay:
                                       config.admin_port, config.limits, config.timeouts,
                                       budget=budget)
     return Relay(config, listener, pool, mock_listener, mock, observer, admin_listener,
-                 log_stream, budget, channels, loop_lag)
+                 log_stream, budget, channels, loop_lag, streams.streams)
 
 
 async def open_broker(config: Config) -> Broker:
@@ -123,6 +136,16 @@ async def open_broker(config: Config) -> Broker:
     from .channels.redis_broker import RedisBroker  # (redis is imported only with --redis)
 
     return await RedisBroker.connect(config.redis, loop, config.channels)
+
+
+async def open_streams(config: Config) -> Streams:
+    """Resumable streams in this process, or shared through Redis (the optional extra)."""
+    loop = asyncio.get_running_loop()
+    if config.redis is None:
+        return Streams(loop, config.resume)
+    from .streams.redis_store import RedisStreams  # (redis is imported only with --redis)
+
+    return await RedisStreams.connect(config.redis, loop, config.resume)
 
 
 def banner(relay: Relay) -> str:

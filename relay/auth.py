@@ -10,6 +10,7 @@ matched. The client's token is never forwarded: the relay drops the client's ``A
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Iterable
 from pathlib import Path
@@ -49,3 +50,17 @@ class ClientAuth:
         for token in self._tokens:  # no early exit: the same work whichever token matches
             ok |= hmac.compare_digest(presented, token)
         return ok and scheme.lower() == b"bearer"
+
+    def owner(self, authorization: bytes | None) -> bytes | None:
+        """Who a request is, for binding what it starts (a resumable stream) to its token: a
+        digest of the token (never the token itself), or None when tokens are off."""
+        if not self._tokens:
+            return None
+        presented = (authorization or b"").partition(b" ")[2].strip()
+        return hashlib.sha256(presented).digest()
+
+    @staticmethod
+    def same_owner(a: bytes | None, b: bytes | None) -> bool:
+        if a is None or b is None:
+            return a is b
+        return hmac.compare_digest(a, b)

@@ -15,12 +15,20 @@ from typing import Any
 from . import __version__
 from .app import run, serve, serve_mock
 from .auth import parse_tokens
-from .config import ChannelLimits, Config, Limits, Origin, Timeouts, api_key_from_env
+from .config import (
+    ChannelLimits,
+    Config,
+    Limits,
+    Origin,
+    ResumeLimits,
+    Timeouts,
+    api_key_from_env,
+)
 from .cors import Cors
 from .errors import StartupError, listen_error
 from .ops.workers import Supervisor
 
-_T, _L, _C = Timeouts(), Limits(), ChannelLimits()  # defaults shown in --help
+_T, _L, _C, _R = Timeouts(), Limits(), ChannelLimits(), ResumeLimits()  # --help's defaults
 
 
 def _env(flag: str, default: Any) -> Any:
@@ -43,6 +51,7 @@ def parser() -> argparse.ArgumentParser:
     _limit_flags(s)
     _operating_flags(s)
     _channel_flags(s)
+    _resume_flags(s)
     _mock_flags(sub.add_parser("mock", help="run the OpenAI-compatible mock upstream"))
     return ap
 
@@ -147,6 +156,17 @@ def _channel_flags(s: argparse.ArgumentParser) -> None:
          "seconds is dropped", type=float)
 
 
+def _resume_flags(s: argparse.ArgumentParser) -> None:
+    _add(s, "--resume-ttl", _R.ttl, "seconds an ended resumable stream (X-Relay-Resumable: 1) "
+         "can still be resumed", type=float)
+    _add(s, "--resume-orphan-timeout", _R.orphan_timeout, "seconds a resumable stream goes on "
+         "generating with nobody reading, before its upstream is closed", type=float)
+    _add(s, "--resume-max-bytes", _R.max_bytes, "bytes of events one resumable stream may "
+         "hold (beyond, it is stopped with a too_large error event)", type=int)
+    _add(s, "--resume-memory", _R.memory, "bytes all resumable streams may hold (beyond, the "
+         "oldest ended go first, then new ones get 503)", type=int)
+
+
 def _mock_flags(m: argparse.ArgumentParser) -> None:
     _add(m, "--host", "127.0.0.1", "address to listen on")
     _add(m, "--port", 9000, "port to listen on (0: any free port)", type=int)
@@ -174,6 +194,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         publish_tokens=parse_tokens(args.publish_token),
         redis=args.redis or None,
         channels=_channel_limits(args),
+        resume=ResumeLimits(ttl=float(args.resume_ttl),
+                            orphan_timeout=float(args.resume_orphan_timeout),
+                            max_bytes=int(args.resume_max_bytes),
+                            memory=int(args.resume_memory)),
         mock_delay_ms=int(args.mock_delay_ms),
         timeouts=_timeouts(args),
         limits=_limits(args),

@@ -110,6 +110,17 @@ class ChannelLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class ResumeLimits:
+    """Resumable streams (``X-Relay-Resumable: 1``): how long they are kept, how long a
+    generation goes on with nobody reading, and how much memory they may hold."""
+
+    ttl: float = 600.0  # seconds an ended stream stays resumable
+    orphan_timeout: float = 60.0  # a live stream nobody reads for this long is stopped
+    max_bytes: int = 8 * MIB  # events one stream may hold; beyond, it is stopped (too_large)
+    memory: int = 256 * MIB  # all streams together; beyond, new ones get 503
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Everything ``relay serve`` needs; ``api_key`` stays out of ``repr`` (so out of logs)."""
 
@@ -130,6 +141,7 @@ class Config:
     publish_tokens: tuple[str, ...] = field(default=(), repr=False)  # for POST /events/...
     redis: str | None = field(default=None, repr=False)  # redis://host:port/db (a password?)
     channels: ChannelLimits = ChannelLimits()
+    resume: ResumeLimits = ResumeLimits()
     mock_delay_ms: int = 0  # the embedded mock's pause between events (make run: 30)
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()

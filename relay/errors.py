@@ -59,6 +59,20 @@ class RelayShutdown(RelayError):
     code = "relay_shutdown"
 
 
+class ResumeCapacity(RelayError):
+    """Resumable streams hold all the memory they may (``--resume-memory``): a new one is
+    refused before anything goes upstream."""
+
+    status = 503
+    type = "server_error"
+    code = "resume_capacity"
+    headers = ((b"retry-after", b"1"),)
+
+    def __init__(self) -> None:
+        super().__init__("resumable streams hold all the memory the relay gives them; retry "
+                         "later, or without X-Relay-Resumable")
+
+
 class UpstreamClosed(RelayError):
     """The upstream closed or reset the connection before its response was complete."""
 

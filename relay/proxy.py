@@ -22,7 +22,14 @@ holds at most the client high-water mark plus one upstream read in user space.
 
 from __future__ import annotations
 
-from .errors import RelayError, RelayShutdown, UpstreamClosed, UpstreamTimeout, sse_error_event
+from .errors import (
+    RelayError,
+    RelayShutdown,
+    ResumeCapacity,
+    UpstreamClosed,
+    UpstreamTimeout,
+    sse_error_event,
+)
 from .http1.headers import (
     client_response_headers,
     header_value,
@@ -35,16 +42,19 @@ from .net.exchange import Exchange
 from .net.pool import Pool
 from .net.upstream import BodyForm, ConnState, Sink, UpstreamConnection
 from .ops.observer import Observer, Record
+from .streams.registry import Streams
+from .streams.stream import Follower, ResumableStream
 
 
 class ProxyRequest:
     """Relays one client request to the upstream origin (see the module docstring)."""
 
     __slots__ = ("_api_key", "_conn", "_drop_auth", "_ended", "_eof_framed", "_ex", "_obs",
-                 "_pool", "_rec", "_sent", "_sse")
+                 "_owner", "_pool", "_rec", "_sent", "_sse", "_stream", "_streams")
 
     def __init__(self, ex: Exchange, pool: Pool, api_key: str | None, observer: Observer,
-                 record: Record, drop_authorization: bool = False) -> None:
+                 record: Record, drop_authorization: bool = False,
+                 streams: Streams | None = None, owner: bytes | None = None) -> None:
         self._ex = ex
         self._obs = observer
         self._rec = record
@@ -56,12 +66,20 @@ class ProxyRequest:
         self._sse = False  # an identity-encoded event stream: heartbeats and error events fit
         self._eof_framed = False  # the upstream body ends at EOF (no length, not chunked)
         self._ended = False
+        # Resumable (X-Relay-Resumable: 1, and the relay has streams): see relay/streams/.
+        resumable = header_value(ex.request.headers, b"x-relay-resumable") == b"1"
+        self._streams = streams if resumable else None
+        self._owner = owner
+        self._stream: ResumableStream | None = None
 
     async def run(self) -> None:
         """Acquire an upstream connection and send the request; then return. From here on the
         exchange's callbacks drive the request to one of its endings."""
         ex = self._ex
         ex.listen(self)  # from now on the client's events come here, in every phase
+        if self._streams is not None and self._streams.held >= self._streams.limits.memory:
+            self._upstream_failed(ResumeCapacity())
+            return
         try:
             conn = await self._open_connection()
         except RelayError as exc:
@@ -107,14 +125,45 @@ class ProxyRequest:
         if self._sse and header_value(out, b"x-accel-buffering") is None:
             out.append((b"x-accel-buffering", b"no"))  # tells an nginx in front not to buffer
         self._eof_framed = head.length is None and not head.chunked
+        if self._streams is not None and head.status == 200 and self._sse:
+            stream = self._streams.create(self._owner)
+            if stream is not None:
+                return self._resumable(stream, head, out)
         ex = self._ex
         ex.start(head.status, out, length=head.length, reason=head.reason)
         if head.chunked and ex.chunked:
             return BodyForm.FRAMED, ex.write_framed  # both hops chunked: the fast path
         return BodyForm.PAYLOAD, ex.write_pieces
 
+    def _resumable(self, stream: ResumableStream, head: ResponseHead,
+                   out: list[tuple[bytes, bytes]]) -> tuple[BodyForm, Sink]:
+        """The stream outlives this client: the body goes into ``stream``, whose first
+        reader is this client (the numbered events change the length: chunked, or
+        close-delimited to HTTP/1.0)."""
+        self._stream = stream
+        stream.stop_upstream = self._close_upstream
+        out.append((b"x-relay-stream-id", stream.id.encode()))
+        self._ex.start(head.status, out, reason=head.reason)
+        stream.add(Follower(self._ex, stream, 0, self._finish_record))
+        return BodyForm.PAYLOAD, stream.feed
+
+    def _finish_record(self, ended: str) -> None:
+        self._finish(ended)
+
     def on_complete(self) -> None:
         conn = self._conn
+        stream = self._stream
+        if stream is not None:
+            if self._eof_framed and conn is not None \
+                    and not ends_with_done(conn.payload_tail()):
+                exc = UpstreamClosed("upstream closed the stream without data: [DONE]")
+                stream.end(str(exc), exc.code, exc.type)
+                return
+            stream.stop_upstream = None
+            stream.complete()
+            if conn is not None:
+                self._pool.put_back(conn)
+            return
         if self._sse and self._eof_framed and conn is not None \
                 and not ends_with_done(conn.payload_tail()):
             # A body framed by the connection's end cannot tell a finished stream from a cut
@@ -125,12 +174,21 @@ class ProxyRequest:
         self._complete()
 
     def on_failure(self, exc: RelayError) -> None:
+        if self._stream is not None:  # readers get the error as the stream's last event
+            self._obs.upstream_failures.inc(1, (exc.code,))
+            self._stream.end(str(exc), exc.code, exc.type)
+            return
         self._upstream_failed(exc)
 
     def on_silence(self) -> bool:
         """A heartbeat comment, only where it cannot change what the client parses: in an
         event stream we can append to, between two events (never after a lone CR, which an LF
         may complete), and not while the client is too slow to take it."""
+        if self._stream is not None:
+            sent = self._stream.heartbeat()
+            if sent:
+                self._obs.heartbeats.inc()
+            return sent
         ex, conn = self._ex, self._conn
         if not self._sse or not ex.appendable or not ex.open or ex.flow.paused:
             return False

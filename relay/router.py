@@ -5,7 +5,9 @@ web ``Origin`` gets 403, before anything else. Then ``/v1/*`` goes upstream (aft
 client-token check, when tokens are set); ``/healthz`` and ``/metrics`` (unless an admin port
 serves it) are answered locally, never upstream; ``/events/*`` are the pub/sub channels
 (:mod:`relay.channels`); anything else is a 404. Routes match the
-normalized path (:mod:`relay.http1.target`: no dot segment can leave ``/v1/``). Every request
+normalized path (:mod:`relay.http1.target`: no dot segment can leave ``/v1/``);
+``/v1/streams/*`` are the relay's own (resumable streams, :mod:`relay.streams`), never
+forwarded. Every request
 gets a :class:`~relay.ops.observer.Record`, finished exactly once by whichever endpoint answers
 it, or here if a bug escapes the endpoint (so the access log has one line per request).
 """
@@ -24,10 +26,13 @@ from .net.exchange import Exchange
 from .net.pool import Pool
 from .ops.observer import Observer, Record, request_id
 from .proxy import ProxyRequest
+from .streams.endpoints import PREFIX as STREAMS
+from .streams.endpoints import StreamEndpoints
 
 
 def router(pool: Pool, api_key: str | None, obs: Observer, auth: ClientAuth, metrics: bool,
-           guard: Guard, channels: ChannelEndpoints | None = None) -> Handler:
+           guard: Guard, channels: ChannelEndpoints | None = None,
+           streams: StreamEndpoints | None = None) -> Handler:
     """The public listener's handler (see the module docstring)."""
     local = LocalEndpoints(pool, obs)
 
@@ -52,13 +57,18 @@ def router(pool: Pool, api_key: str | None, obs: Observer, auth: ClientAuth, met
             local.error(ex, record, refused.status, refused.message, _code(refused.status))
         elif _cross_origin(ex, guard.cors):
             local.preflight(ex, record, guard.cors)
+        elif streams is not None and req.path.startswith(STREAMS):
+            await streams.handle(ex, record)  # (its own token check: EventSource's query too)
         elif req.path.startswith(b"/v1/"):
-            if not auth.allows(header_value(req.headers, b"authorization")):
+            authorization = header_value(req.headers, b"authorization")
+            if not auth.allows(authorization):
                 local.error(ex, record, 401, "missing or invalid relay token (Authorization: "
                             "Bearer)", "invalid_api_key",
                             [(b"www-authenticate", b'Bearer realm="relay"')])
                 return
-            await ProxyRequest(ex, pool, api_key, obs, record, auth.enabled).run()
+            await ProxyRequest(ex, pool, api_key, obs, record, auth.enabled,
+                               streams.streams if streams is not None else None,
+                               auth.owner(authorization)).run()
         elif channels is not None and req.path.startswith(CHANNELS):
             await channels.handle(ex, record)
         elif not local.serve(ex, record, metrics):

@@ -24,7 +24,9 @@ HOP_BY_HOP = frozenset(
 )
 
 # Set by the relay itself on upstream requests, so the client's values are dropped.
-_REQUEST_OWNED = frozenset({b"host", b"content-length", b"expect", b"accept-encoding"})
+# (x-relay-resumable: the relay's own opt-in, asked of the relay, not of the upstream.)
+_REQUEST_OWNED = frozenset({b"host", b"content-length", b"expect", b"accept-encoding",
+                            b"x-relay-resumable"})
 
 
 def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:

@@ -23,6 +23,7 @@ from .metrics import Registry
 if TYPE_CHECKING:
     from ..channels.endpoints import ChannelEndpoints
     from ..net.pool import Pool
+    from ..streams.registry import Streams
 
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
 _random = random.Random()  # seeded from the OS once, at import
@@ -147,6 +148,25 @@ class Observer:
         r.counter_from("relay_channel_heartbeats_total", "Heartbeats sent to subscribers.",
                        lambda: hub.stats.heartbeats)
 
+    def watch_streams(self, streams: Streams) -> None:
+        """Resumable-stream figures, read at scrape time."""
+        r, stats = self.registry, streams.stats
+        r.gauge("relay_resumable_streams", "Resumable streams held (live or ended, not "
+                "expired).", lambda: len(streams))
+        r.gauge("relay_resumable_streams_live", "Resumable streams still generating.",
+                lambda: streams.live)
+        r.gauge("relay_resumable_bytes", "Bytes of events held for resumable streams.",
+                lambda: streams.held)
+        for name, help_ in (("started", "Resumable streams started."),
+                            ("resumed", "Resumes of a resumable stream (GET /v1/streams/{id})."),
+                            ("orphaned", "Resumable streams stopped because nobody resumed."),
+                            ("cancelled", "Resumable streams cancelled."),
+                            ("expired", "Ended resumable streams forgotten after --resume-ttl.")):
+            r.counter_from(f"relay_resumable_streams_{name}_total", help_,
+                           _reader(stats, name))
+        r.counter_from("relay_resumable_replayed_events_total",
+                       "Events replayed to readers that resumed.", _reader(stats, "replayed"))
+
     def watch_loop(self, loop: asyncio.AbstractEventLoop) -> LoopLag:
         """The event loop's lateness, sampled every 50 ms (see relay/ops/loop_lag.py)."""
         lag = LoopLag(loop, self.registry.histogram(
@@ -176,3 +196,8 @@ class Observer:
         if ended == "client_disconnect":
             self.client_disconnects.inc()
         self.log.write(record, duration)
+
+
+def _reader(obj: object, name: str) -> Callable[[], float]:
+    """Reads ``obj.name`` at scrape time."""
+    return lambda: float(getattr(obj, name))

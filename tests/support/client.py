@@ -127,15 +127,18 @@ class EventStream:
     the oracle parser (comments and ``retry:`` lines dispatch nothing)."""
 
     def __init__(self, port: int, path: bytes, headers: list[tuple[bytes, bytes]] | None = None,
-                 timeout: float = 10) -> None:
+                 timeout: float = 10, method: bytes = b"GET", body: bytes = b"") -> None:
         from .sse_parser import SSEParser  # (no cycle at import time)
 
         self.sock = connect(port, timeout=timeout)
         given = headers or []
         if not any(n.lower() == b"host" for n, _ in given):
             given = [(b"host", b"127.0.0.1"), *given]
+        if body:
+            given = [*given, (b"content-type", b"application/json"),
+                     (b"content-length", b"%d" % len(body))]
         hdrs = b"".join(n + b": " + v + b"\r\n" for n, v in given)
-        self.sock.sendall(b"GET " + path + b" HTTP/1.1\r\n" + hdrs + b"\r\n")
+        self.sock.sendall(method + b" " + path + b" HTTP/1.1\r\n" + hdrs + b"\r\n" + body)
         raw = recv_until(self.sock, lambda got: b"\r\n\r\n" in got)
         self.head, _, self._buffer = raw.partition(b"\r\n\r\n")
         self.status = int(self.head.split(b" ", 2)[1])

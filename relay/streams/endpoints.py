@@ -1,0 +1,125 @@
+"""The HTTP side of resumable streams: ``GET /v1/streams/{id}`` resumes, ``POST
+/v1/streams/{id}/cancel`` stops.
+
+Resuming is an ``EventSource``-compatible endpoint: the position comes from ``Last-Event-ID``
+(what an ``EventSource`` sends when it reconnects), or the ``last_event_id`` query parameter,
+or none (everything from the first event). The reader gets the events after that position,
+then follows the live stream to its end; a stream that ended and whose last event the reader
+already has answers ``204``, which tells an ``EventSource`` to stop reconnecting. Unknown or
+expired ids, and streams started with another relay token, are all the same ``404``: an id
+never says whether it exists to someone who may not use it.
+
+Cancelling closes the upstream at once (the generation stops), gives every reader a final
+``cancelled`` error event and a clean end, and answers ``{"id", "status", "events"}``: how the
+stream ended and how many events the upstream produced. A second cancel answers the same.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from urllib.parse import parse_qs
+
+from ..auth import ClientAuth
+from ..errors import error_body
+from ..http1.headers import header_value
+from ..net.exchange import Exchange
+from ..ops.observer import Observer, Record
+from .registry import Streams
+from .stream import Follower, ResumableStream
+
+PREFIX = b"/v1/streams/"
+_ROUTE = re.compile(rb"/v1/streams/([A-Za-z0-9_-]{1,64})(/cancel)?")
+SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+               (b"x-accel-buffering", b"no")]
+
+
+class StreamEndpoints:
+    """Answers ``/v1/streams/...`` (see the module docstring)."""
+
+    def __init__(self, streams: Streams, auth: ClientAuth, observer: Observer) -> None:
+        self.streams, self._auth, self._obs = streams, auth, observer
+
+    async def handle(self, ex: Exchange, record: Record) -> None:
+        req = ex.request
+        m = _ROUTE.fullmatch(req.path)
+        query = _query(req.target)
+        token = query.get("access_token")
+        authorization = (b"Bearer " + token.encode()) if token else header_value(
+            req.headers, b"authorization")
+        if not self._auth.allows(authorization):
+            self._error(ex, record, 401, "missing or invalid relay token (Authorization: "
+                        "Bearer, or the access_token query parameter)", "invalid_api_key",
+                        [(b"www-authenticate", b'Bearer realm="relay"')])
+            return
+        if m is None:
+            self._error(ex, record, 404, "not found: /v1/streams/{id} resumes a stream, "
+                        "/v1/streams/{id}/cancel stops it", "unknown_url")
+            return
+        cancel = m.group(2) is not None
+        method = req.method
+        if (cancel and method != b"POST") or (not cancel and method not in (b"GET", b"HEAD")):
+            allow = b"POST" if cancel else b"GET"
+            self._error(ex, record, 405, f"use {allow.decode()} here", "method_not_allowed",
+                        [(b"allow", allow)])
+            return
+        stream = await self.streams.find(m.group(1).decode())
+        if stream is None or not ClientAuth.same_owner(stream.owner,
+                                                       self._auth.owner(authorization)):
+            self._error(ex, record, 404, "no such stream: unknown, expired, or started with "
+                        "another token", "stream_not_found")
+            return
+        if cancel:
+            await self.streams.cancel(stream)
+            body = json.dumps({"id": stream.id, "status": stream.status,
+                               "events": stream.produced}).encode()
+            self._respond(ex, record, 200, body)
+        else:
+            self._resume(ex, record, stream, query)
+
+    def _resume(self, ex: Exchange, record: Record, stream: ResumableStream,
+                query: dict[str, str]) -> None:
+        raw = header_value(ex.request.headers, b"last-event-id")
+        given = raw.decode("latin-1").strip() if raw is not None else query.get(
+            "last_event_id", "0")
+        if not given.isdigit() or len(given) > 18:
+            self._error(ex, record, 400, "Last-Event-ID must be an event id of this stream "
+                        "(a number)", "invalid_last_event_id")
+            return
+        pos = stream.position_after(int(given))
+        if not stream.live and pos >= len(stream.events):
+            record.status, record.ttfb = 204, self._obs.clock() - record.started
+            ex.start(204, [(b"x-request-id", record.request_id.encode())])
+            ex.end()
+            self._obs.finish(record, "complete")
+            return
+        record.status, record.ttfb = 200, self._obs.clock() - record.started
+        ex.start(200, [*SSE_HEADERS, (b"x-relay-stream-id", stream.id.encode()),
+                       (b"x-request-id", record.request_id.encode())])
+        stats = self.streams.stats
+        stats.resumed += 1
+        stats.replayed += len(stream.events) - pos
+        if ex.request.method == b"HEAD":
+            ex.end()
+            self._obs.finish(record, "complete")
+            return
+        stream.add(Follower(ex, stream, pos, lambda how: self._obs.finish(record, how)))
+
+    def _error(self, ex: Exchange, record: Record, status: int, message: str, code: str,
+               extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        self._respond(ex, record, status, error_body(message, "invalid_request_error", code),
+                      extra)
+
+    def _respond(self, ex: Exchange, record: Record, status: int, body: bytes,
+                 extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        record.status, record.bytes_out = status, len(body)
+        record.ttfb = self._obs.clock() - record.started
+        ex.respond(status, body, b"application/json",
+                   [*(extra or []), (b"x-request-id", record.request_id.encode())])
+        self._obs.finish(record, "complete")
+
+
+def _query(target: bytes) -> dict[str, str]:
+    """The query parameters (first value of each); never logged (the path is, without it)."""
+    query = target.partition(b"?")[2].decode("latin-1")
+    return {k: v[0] for k, v in parse_qs(query).items()}

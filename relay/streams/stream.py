@@ -1,0 +1,240 @@
+"""A resumable stream: an LLM generation that outlives the connection that asked for it.
+
+The upstream's event stream is cut into numbered events (:mod:`relay.streams.numbering`) and
+kept in a list, ``events[i]`` being the event with id ``i + 1``. Every reader is a
+:class:`Follower` with a position in that list: the client that started the stream, and any
+that resumed it (``GET /v1/streams/{id}``). A follower writes what it has not had yet while its
+client takes it, and simply stops writing while the client is slow: the events wait in the
+list, so a slow reader never holds back the generation or another reader, and never grows
+anything but its own position's lag (bounded by the stream's byte cap).
+
+The stream ends once (:meth:`ResumableStream.finish`): completed by the upstream, or ended by
+the relay with a final numbered error event (``cancelled``, ``orphaned``, ``too_large``,
+``relay_shutdown``, an upstream failure), so a reader that reconnects later knows how it ended.
+A follower that has everything of an ended stream ends its response cleanly.
+
+The registry (:mod:`relay.streams.registry`) decides what happens around it: who may find it,
+the orphan timer, the expiry, and with Redis the copy every instance can read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..errors import error_body
+from ..http1.sse import HEARTBEAT
+from ..net.exchange import Exchange
+from .numbering import EventNumberer
+
+if TYPE_CHECKING:
+    from .registry import Streams
+
+_SLICE = 64  # events per write while catching up: one writev, then see whether it paused
+
+
+def numbered(event: bytes, seq: int) -> bytes:
+    """``event`` (ending in ``\\n\\n``, the relay's own) with its ``id:`` line."""
+    return event[:-1] + b"id: %d\n\n" % seq
+
+
+def error_event(message: str, code: str, type_: str = "relay_error") -> bytes:
+    """The relay's final event for a stream it ended: an OpenAI-style error, so SDKs raise."""
+    return b"data: " + error_body(message, type_, code) + b"\n\n"
+
+
+class ResumableStream:
+    """One generation's events and readers (see the module docstring)."""
+
+    __slots__ = ("_numberer", "_registry", "events", "followers", "id", "owner", "produced",
+                 "size", "status", "stop_upstream", "tail")
+
+    def __init__(self, stream_id: str, owner: bytes | None, registry: Streams) -> None:
+        self.id, self.owner = stream_id, owner
+        self._registry = registry
+        self.events: list[bytes] = []
+        self.size = 0  # bytes held in events
+        self.tail = b""  # bytes after the last event that never got their blank line
+        self.status: str | None = None  # None while live; then how it ended
+        self.produced = 0  # events the upstream produced (the relay's own final one aside)
+        self.followers: list[Follower] = []
+        self.stop_upstream: Callable[[], None] | None = None  # set by the owner of the upstream
+        self._numberer = EventNumberer()
+
+    @property
+    def live(self) -> bool:
+        return self.status is None
+
+    # -- the upstream side -------------------------------------------------------------------
+
+    def feed(self, pieces: list[bytes]) -> None:
+        """Body pieces of the upstream's event stream (the proxy's sink)."""
+        if self.status is not None:
+            return
+        start = len(self.events)
+        numberer = self._numberer
+        for piece in pieces:
+            for seq, block in numberer.feed(piece):
+                if seq:
+                    self.events.append(block)
+                    self.size += len(block)
+                else:  # a comment-only block: to the readers that are live, not kept
+                    self._pump()
+                    for f in self.followers:
+                        f.live_only(block, len(self.events))
+        self.produced = numberer.seq
+        if len(self.events) > start:
+            self._registry.appended(self, start)
+            self._pump()
+        if self.size > self._registry.limits.max_bytes:
+            limit = self._registry.limits.max_bytes
+            self.end(f"the stream outgrew the relay's limit for a resumable stream ({limit} "
+                     "bytes); the generation was stopped", "too_large", later=True)
+
+    def complete(self) -> None:
+        """The upstream ended its body cleanly."""
+        if self.status is None:
+            start = len(self.events)
+            for seq, block in self._numberer.finish():
+                if seq:
+                    self.events.append(block)
+                else:
+                    self.tail += block
+            self.produced = self._numberer.seq
+            if len(self.events) > start:
+                self._registry.appended(self, start)
+            self.finish("completed")
+
+    def end(self, message: str, code: str, type_: str = "relay_error",
+            later: bool = False) -> None:
+        """The relay ends the stream: the upstream is closed (it stops generating), readers
+        get a final numbered error event. ``later``: called from the upstream's own read, so
+        its connection is closed once that read returns."""
+        if self.status is not None:
+            return
+        stop, self.stop_upstream = self.stop_upstream, None
+        if stop is not None:
+            if later:
+                self._registry.loop.call_soon(stop)
+            else:
+                stop()
+        self.add_final(error_event(message, code, type_))
+        self.finish(code)
+
+    def add_final(self, event: bytes) -> None:
+        """A last event of the relay's own (``event``: ending in a blank line), numbered."""
+        start = len(self.events)
+        if self._numberer.held:  # end the torn event first: ours must be its own event
+            self.events.extend(block for seq, block in self._numberer.feed(b"\n\n") if seq)
+        seq = self._numberer.seq + 1
+        self._numberer.seq = seq
+        self.events.append(numbered(event, seq))
+        self._registry.appended(self, start)
+
+    def finish(self, status: str) -> None:
+        self.status = status
+        self.stop_upstream = None
+        self._registry.finished(self)
+        self._pump()
+
+    def heartbeat(self) -> bool:
+        """A comment line to the readers that are caught up, only between two events."""
+        if self.status is not None or self._numberer.held:
+            return False
+        sent = False
+        for f in self.followers:
+            sent |= f.live_only(HEARTBEAT, len(self.events))
+        return sent
+
+    # -- readers -----------------------------------------------------------------------------
+
+    def add(self, follower: Follower) -> None:
+        self.followers.append(follower)
+        self._registry.followed(self)
+        follower.pump()
+
+    def remove(self, follower: Follower) -> None:
+        if follower in self.followers:
+            self.followers.remove(follower)
+            if not self.followers:
+                self._registry.unfollowed(self)
+
+    def position_after(self, last_id: int) -> int:
+        """The list position of the event after id ``last_id`` (ids beyond the end: the end)."""
+        return max(0, min(last_id, len(self.events)))
+
+    def _pump(self) -> None:
+        for f in list(self.followers):
+            f.pump()
+
+
+class Follower:
+    """One reader of a resumable stream: a client exchange and its position (see the module
+    docstring). It is the exchange's listener: a slow client stops its writes, a client that
+    leaves takes it off the stream (the generation goes on)."""
+
+    __slots__ = ("_ex", "_left", "_on_end", "_paused", "pos", "stream")
+
+    def __init__(self, ex: Exchange, stream: ResumableStream, pos: int,
+                 on_end: Callable[[str], None]) -> None:
+        self._ex, self.stream, self.pos, self._on_end = ex, stream, pos, on_end
+        self._paused = self._left = False
+        ex.listen(self)
+
+    def pump(self) -> None:
+        """Write what this reader has not had yet, while its client takes it; end the response
+        once it has everything of an ended stream."""
+        ex, events = self._ex, self.stream.events
+        while not self._paused and self.pos < len(events) and ex.open:
+            end = min(len(events), self.pos + _SLICE)
+            ex.write_pieces(events[self.pos:end])
+            self.pos = end
+        if self.pos >= len(events) and self.stream.status is not None and ex.open \
+                and not self._paused:
+            if self.stream.tail:
+                ex.write(self.stream.tail)
+            self._leave("complete")
+            ex.end()
+
+    def live_only(self, block: bytes, at: int) -> bool:
+        """A block that is not kept (a comment), for a reader that is caught up to ``at``."""
+        if self.pos == at and not self._paused and self._ex.open:
+            self._ex.write(block)
+            return True
+        return False
+
+    def tell_to_resume(self, event: bytes) -> None:
+        """End this response cleanly after ``event`` (the relay drains: resume elsewhere)."""
+        if self._ex.open:
+            self._ex.write(event)
+            self._leave("drain")
+            self._ex.end()
+
+    def cut(self) -> None:
+        """End the response as a broken one (the relay stops now and cannot say more)."""
+        self._leave("relay_shutdown")
+        self._ex.abort()
+
+    def _leave(self, how: str) -> None:
+        if not self._left:
+            self._left = True
+            self.stream.remove(self)
+            self._on_end(how)
+
+    # -- the exchange's listener -------------------------------------------------------------
+
+    def on_client_paused(self) -> None:
+        self._paused = True
+
+    def on_client_resumed(self) -> None:
+        self._paused = False
+        self.pump()
+
+    def on_client_gone(self) -> None:
+        self._leave("client_disconnect")
+
+    def on_draining(self) -> None:
+        self.stream._registry.draining(self)
+
+    def on_shutdown(self) -> None:
+        self.stream._registry.shutting_down(self)
