@@ -24,7 +24,7 @@ run: $(BIN)/.runtime
 test: lint typecheck pytest mutations
 
 lint: $(BIN)/.dev
-	$(BIN)/ruff check relay tests bench
+	$(BIN)/ruff check relay tests bench docs
 
 typecheck: $(BIN)/.dev
 	$(BIN)/mypy --strict relay

@@ -141,6 +141,7 @@ class ProxyRequest:
         reader is this client (the numbered events change the length: chunked, or
         close-delimited to HTTP/1.0)."""
         self._stream = stream
+        self._rec.stream_id = stream.id
         stream.stop_upstream = self._close_upstream
         out.append((b"x-relay-stream-id", stream.id.encode()))
         self._ex.start(head.status, out, reason=head.reason)

@@ -30,52 +30,66 @@ from .streams.endpoints import PREFIX as STREAMS
 from .streams.endpoints import StreamEndpoints
 
 
-def router(pool: Pool, api_key: str | None, obs: Observer, auth: ClientAuth, metrics: bool,
-           guard: Guard, channels: ChannelEndpoints | None = None,
-           streams: StreamEndpoints | None = None) -> Handler:
-    """The public listener's handler (see the module docstring)."""
-    local = LocalEndpoints(pool, obs)
+class Router:
+    """The public listener's handler (see the module docstring): one call per request."""
 
-    async def handle(ex: Exchange) -> None:
-        req = ex.request
+    def __init__(self, pool: Pool, api_key: str | None, obs: Observer, auth: ClientAuth,
+                 metrics: bool, guard: Guard, channels: ChannelEndpoints | None = None,
+                 streams: StreamEndpoints | None = None) -> None:
+        self._pool, self._api_key, self._obs, self._auth = pool, api_key, obs, auth
+        self._metrics, self._guard, self._channels, self._streams = (metrics, guard, channels,
+                                                                      streams)
+        self._local = LocalEndpoints(pool, obs)
+
+    async def __call__(self, ex: Exchange) -> None:
+        req, obs = ex.request, self._obs
         rid = request_id(header_value(req.headers, b"x-request-id"))
         record = Record(req.method, req.path, ex.peer() if obs.log.enabled else "", rid,
                         len(req.body), obs.clock())
         obs.start(record)
         try:
-            await _route(ex, record)
+            await self._route(ex, record)
         except BaseException:
             if record.ended is None:  # a bug escaped: still one log line, and the gauges
                 record.status = record.status or 500
                 obs.finish(record, "internal_error")
             raise
 
-    async def _route(ex: Exchange, record: Record) -> None:
-        req = ex.request
-        refused = guard.check(req.headers)
+    async def _route(self, ex: Exchange, record: Record) -> None:
+        req, local = ex.request, self._local
+        refused = self._guard.check(req.headers)
         if refused is not None:
             local.error(ex, record, refused.status, refused.message, _code(refused.status))
-        elif _cross_origin(ex, guard.cors):
-            local.preflight(ex, record, guard.cors)
-        elif streams is not None and req.path.startswith(STREAMS):
-            await streams.handle(ex, record)  # (its own token check: EventSource's query too)
+        elif _cross_origin(ex, self._guard.cors):
+            local.preflight(ex, record, self._guard.cors)
+        elif self._streams is not None and req.path.startswith(STREAMS):
+            await self._streams.handle(ex, record)  # (its own token check: EventSource's too)
         elif req.path.startswith(b"/v1/"):
-            authorization = header_value(req.headers, b"authorization")
-            if not auth.allows(authorization):
-                local.error(ex, record, 401, "missing or invalid relay token (Authorization: "
-                            "Bearer)", "invalid_api_key",
-                            [(b"www-authenticate", b'Bearer realm="relay"')])
-                return
-            await ProxyRequest(ex, pool, api_key, obs, record, auth.enabled,
-                               streams.streams if streams is not None else None,
-                               auth.owner(authorization)).run()
-        elif channels is not None and req.path.startswith(CHANNELS):
-            await channels.handle(ex, record)
-        elif not local.serve(ex, record, metrics):
+            await self._proxy(ex, record)
+        elif self._channels is not None and req.path.startswith(CHANNELS):
+            await self._channels.handle(ex, record)
+        elif not local.serve(ex, record, self._metrics):
             local.error(ex, record, 404, "not found: the relay serves /v1/*, /events/*, "
                         "/healthz, /metrics and its demo page at /", "unknown_url")
 
-    return handle
+    async def _proxy(self, ex: Exchange, record: Record) -> None:
+        authorization = header_value(ex.request.headers, b"authorization")
+        auth = self._auth
+        if not auth.allows(authorization):
+            self._local.error(ex, record, 401, "missing or invalid relay token "
+                              "(Authorization: Bearer)", "invalid_api_key",
+                              [(b"www-authenticate", b'Bearer realm="relay"')])
+            return
+        streams = self._streams.streams if self._streams is not None else None
+        await ProxyRequest(ex, self._pool, self._api_key, self._obs, record, auth.enabled,
+                           streams, auth.owner(authorization)).run()
+
+
+def router(pool: Pool, api_key: str | None, obs: Observer, auth: ClientAuth, metrics: bool,
+           guard: Guard, channels: ChannelEndpoints | None = None,
+           streams: StreamEndpoints | None = None) -> Handler:
+    """The public listener's handler (see the module docstring)."""
+    return Router(pool, api_key, obs, auth, metrics, guard, channels, streams)
 
 
 def admin_router(pool: Pool, observer: Observer, guard: Guard) -> Handler:

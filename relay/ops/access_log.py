@@ -38,6 +38,10 @@ class AccessLog:
             "duration_ms": round(duration * 1000, 1), "ended": record.ended,
             "request_id": record.request_id,
         }
+        if record.stream_id is not None:  # (only for resumable streams: other lines unchanged)
+            doc["stream_id"] = record.stream_id
+            if record.replayed is not None:
+                doc["replayed"] = record.replayed
         self._stream.write(json.dumps(doc, separators=(",", ":")) + "\n")
         self._stream.flush()
 

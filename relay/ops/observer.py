@@ -56,8 +56,8 @@ class Record:
     """One request's facts, for its metrics and its access-log line."""
 
     __slots__ = ("bytes_in", "bytes_out", "client", "ended", "events", "method", "path",
-                 "request_id", "route", "started", "status", "ttfb", "upstream_status",
-                 "wall_started")
+                 "replayed", "request_id", "route", "started", "status", "stream_id", "ttfb",
+                 "upstream_status", "wall_started")
 
     def __init__(self, method: bytes, path: bytes, client: str, request_id: bytes,
                  bytes_in: int, now: float) -> None:
@@ -75,6 +75,8 @@ class Record:
         self.started = now
         self.wall_started = time.time()
         self.ended: str | None = None
+        self.stream_id: str | None = None  # a resumable stream this request started or read
+        self.replayed: int | None = None  # events a resume replayed
 
 
 class Observer:

@@ -87,6 +87,7 @@ class StreamEndpoints:
                         "(a number)", "invalid_last_event_id")
             return
         pos = stream.position_after(int(given))
+        record.stream_id, record.replayed = stream.id, len(stream.events) - pos
         if not stream.live and pos >= len(stream.events):
             record.status, record.ttfb = 204, self._obs.clock() - record.started
             ex.start(204, [(b"x-request-id", record.request_id.encode())])

@@ -3,59 +3,108 @@
 "use strict";
 const $ = (id) => document.getElementById(id);
 
-// -- chat: POST, then read the event stream as it arrives -------------------------------------
+// -- chat: POST, then read the event stream as it arrives; resume it if the connection drops --
+// The request asks for a resumable stream (X-Relay-Resumable: 1): the relay numbers the events
+// (id: 1, 2, ...) and keeps them, so when a read fails the page asks GET /v1/streams/{id} with
+// the last id it saw and carries on: no token lost, none repeated.
+let streamId = null;
+
 async function send() {
   const answer = $("answer");
   answer.textContent = "";
   answer.dataset.done = "0";
-  $("ttft").textContent = "-";
-  $("reads").textContent = "0";
+  for (const id of ["ttft", "stream-id"]) $(id).textContent = "-";
+  for (const id of ["reads", "resumes"]) $(id).textContent = "0";
   $("chat-status").textContent = "streaming";
-  const started = performance.now();
-  let first = null, reads = 0, buffer = "";
-  const response = await fetch("/v1/chat/completions", {
+  const state = { started: performance.now(), first: null, reads: 0, lastId: "0", done: false,
+                  failed: false };
+  let response = await fetch("/v1/chat/completions", {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", "x-relay-resumable": "1" },
     body: JSON.stringify({ model: $("model").value, stream: true,
                            messages: [{ role: "user", content: $("prompt").value }] }),
   });
-  if (!response.ok) {
-    $("chat-status").textContent = `error ${response.status}: ${await response.text()}`;
-    answer.dataset.done = "1";
-    return;
+  streamId = response.headers.get("x-relay-stream-id");
+  $("stream-id").textContent = streamId || "-";
+  for (let resumes = 0; ; ) {
+    if (!response.ok) {
+      if (response.status !== 204)  // 204: the stream had ended and we had all of it
+        $("chat-status").textContent = `error ${response.status}: ${await response.text()}`;
+      break;
+    }
+    const cut = await readEvents(response, state);
+    if (!cut || !streamId || state.done || resumes >= 20) break;
+    $("resumes").textContent = String(++resumes);
+    $("chat-status").textContent = "resuming";
+    response = await resume(streamId, state.lastId);
   }
+  if (state.done && !state.failed) $("chat-status").textContent = "done";
+  answer.dataset.done = "1";
+}
+
+async function resume(id, lastId) {
+  for (let wait = 100; ; wait = Math.min(wait * 2, 2000)) {
+    try {
+      return await fetch(`/v1/streams/${id}`, { headers: { "last-event-id": lastId } });
+    } catch (e) {  // the relay is not reachable yet: try again
+      await new Promise((ok) => setTimeout(ok, wait));
+    }
+  }
+}
+
+// Reads one response's events; true if it was cut (or told to resume) before the end.
+async function readEvents(response, state) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
-  const onEvent = (event) => {
-    for (const line of event.split("\n")) {  // comments (heartbeats) are skipped
-      if (!line.startsWith("data:")) continue;
-      const data = line.slice(5).trimStart();
-      if (data === "[DONE]") return;
-      const doc = JSON.parse(data);
-      if (doc.error) { $("chat-status").textContent = `error: ${doc.error.message}`; return; }
-      const delta = doc.choices && doc.choices[0] && doc.choices[0].delta.content;
-      if (delta) {
-        if (first === null) {
-          first = performance.now();
-          $("ttft").textContent = `${Math.round(first - started)} ms`;
-        }
-        answer.textContent += delta;
-      }
-    }
-  };
+  let buffer = "";
   for (;;) {
-    const { value, done } = await reader.read();  // each read: what one network read brought
-    if (done) break;
-    $("reads").textContent = String(++reads);
-    buffer += decoder.decode(value, { stream: true }).replace(/\r\n?/g, "\n");
+    let chunk;
+    try {
+      chunk = await reader.read();  // each read: what one network read brought
+    } catch (e) {
+      return true;  // the connection dropped
+    }
+    if (chunk.done) return !state.done;
+    $("reads").textContent = String(++state.reads);
+    buffer += decoder.decode(chunk.value, { stream: true }).replace(/\r\n?/g, "\n");
     let end;
     while ((end = buffer.indexOf("\n\n")) >= 0) {  // an event ends with a blank line
-      onEvent(buffer.slice(0, end));
+      if (onEvent(buffer.slice(0, end), state)) return true;
       buffer = buffer.slice(end + 2);
     }
   }
-  $("chat-status").textContent = "done";
-  answer.dataset.done = "1";
+}
+
+// One event: its id, then its data. True when the relay says to resume elsewhere.
+function onEvent(event, state) {
+  let data = null, type = "message";
+  for (const line of event.split("\n")) {  // comments (heartbeats) are skipped
+    if (line.startsWith("id:")) state.lastId = line.slice(3).trim();
+    else if (line.startsWith("event:")) type = line.slice(6).trim();
+    else if (line.startsWith("data:")) data = line.slice(5).trimStart();
+  }
+  if (type === "relay.resume") return true;  // the relay drains: resume (maybe elsewhere)
+  if (data === null) return false;
+  if (data === "[DONE]") { state.done = true; return false; }
+  const doc = JSON.parse(data);
+  if (doc.error) {
+    state.done = state.failed = true;
+    $("chat-status").textContent = `error: ${doc.error.message}`;
+    return false;
+  }
+  const delta = doc.choices && doc.choices[0] && doc.choices[0].delta.content;
+  if (delta) {
+    if (state.first === null) {
+      state.first = performance.now();
+      $("ttft").textContent = `${Math.round(state.first - state.started)} ms`;
+    }
+    $("answer").textContent += delta;
+  }
+  return false;
+}
+
+async function stop() {
+  if (streamId) await fetch(`/v1/streams/${streamId}/cancel`, { method: "POST" });
 }
 
 // -- channel: EventSource reconnects by itself, with Last-Event-ID ----------------------------
@@ -90,6 +139,7 @@ async function publish() {
 }
 
 $("send").addEventListener("click", send);
+$("stop").addEventListener("click", stop);
 $("subscribe").addEventListener("click", subscribe);
 $("publish").addEventListener("click", publish);
 subscribe();

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import threading
 import time
 
-from ..support import H11Client, chat_body, connect, read_until_close, sse_data, wait_until
+from ..support import (
+    EventStream,
+    H11Client,
+    chat_body,
+    connect,
+    read_until_close,
+    sse_data,
+    wait_until,
+)
 from ..support.processes import spawn
+from ..support.redis_server import RedisServer
 
 SLOW = [(b"x-mock-delay-ms", b"150")]  # 12 events 150 ms apart: ~1.8 s per stream
 
@@ -90,3 +100,46 @@ def _unchunk(data: bytes) -> bytes:
             return out
         out += data[eol + 2: eol + 2 + size]
         pos = eol + 2 + size + 2
+
+
+def _resumable(port: int, tokens: int) -> EventStream:
+    return EventStream(port, b"/v1/chat/completions",
+                       [(b"x-relay-resumable", b"1"), (b"x-mock-delay-ms", b"100")],
+                       method=b"POST", body=chat_body(tokens), timeout=30)
+
+
+def test_alone_a_resumable_stream_finishes_during_the_drain_for_its_client() -> None:
+    with spawn("serve", "--port", "0", "--drain-timeout", "20") as (relay, port, lines):
+        kept = _resumable(port, 10)
+        kept.read(2)
+        left = _resumable(port, 10)  # its client leaves: the generation goes on anyway
+        left.read(1)
+        left.sock.close()
+        relay.send_signal(signal.SIGTERM)
+        kept.read(until=lambda s: s.ended)
+        assert kept.events[-1].data == "[DONE]" and len(kept.events) == 13
+        assert relay.wait(20) == 0
+    logged = [json.loads(line) for line in lines if line.startswith("{")]
+    assert {d["ended"] for d in logged if "stream_id" in d} == {"complete", "client_disconnect"}
+
+
+def test_with_redis_a_drain_tells_readers_to_resume_and_another_instance_has_the_rest(
+        redis_server: RedisServer) -> None:
+    common = ("--redis", redis_server.url, "--access-log", "off")
+    with spawn("serve", "--port", "0", "--drain-timeout", "20", *common) as (a, a_port, _), \
+         spawn("serve", "--port", "0", *common) as (_b, b_port, _):
+        first = _resumable(a_port, 15)
+        first.read(3)
+        a.send_signal(signal.SIGTERM)
+        first.read(until=lambda s: s.ended)  # told to resume, then a clean end
+        told = first.events[-1]
+        assert told.event == "relay.resume"
+        where = json.loads(told.data)
+        sid = where["stream_id"]
+        rest = EventStream(b_port, where["url"].encode(),
+                           [(b"last-event-id", where["last_event_id"].encode())], timeout=30)
+        rest.read(until=lambda s: s.ended)
+        assert a.wait(20) == 0  # once the generation finished (into Redis)
+    ids = [e.id for e in first.events[:-1]] + [e.id for e in rest.events]
+    assert ids == [str(i) for i in range(1, 19)]  # role, 15 tokens, finish, [DONE]
+    assert rest.events[-1].data == "[DONE]" and sid in first.head.decode()

@@ -8,7 +8,8 @@ import http.server
 import json
 import socketserver
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,9 @@ import pytest
 from relay.mock import completion_text
 
 from ..conftest import MockServer, RelayFactory
-from ..support import H11Client, connect, publish
+from ..support import H11Client, LoopThread, connect, publish, scrape
 from ..support.browser import chromium
+from ..support.cutter import Cutter
 from ..support.processes import spawn
 from ..support.redis_server import RedisServer
 
@@ -173,3 +175,46 @@ def test_an_event_source_outlives_a_restart_of_the_relay(browser: Any,
     assert [text for _, text in items] == ["before", "missed 0", "missed 1", "missed 2",
                                            "after"]
     assert [event_id for event_id, _ in items[1:4]] == missed
+
+
+def _wait_text(page: Any, selector: str, ok: Callable[[str], bool], timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = page.inner_text(selector)
+        if ok(text):
+            return str(text)
+        page.wait_for_timeout(20)  # (the page's CSP forbids eval: no wait_for_function)
+    raise AssertionError(f"{selector}: {page.inner_text(selector)!r}")
+
+
+def test_the_demo_page_resumes_a_stream_cut_in_the_network_path(
+        browser: Any, lt: LoopThread, make_relay: RelayFactory) -> None:
+    relay = make_relay(mock_delay_ms=60)
+    cutter: Cutter = lt.run(Cutter(relay.port).start())  # the page talks to the relay via it
+    try:
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{cutter.port}/")
+        page.click("#send")
+        _wait_text(page, "#answer", lambda t: len(t) > 10)  # a few tokens in
+        lt.call(cutter.cut)
+        page.wait_for_selector('#answer[data-done="1"]', timeout=20_000)
+        assert page.inner_text("#answer") == completion_text(16)  # nothing lost or repeated
+        assert page.inner_text("#chat-status") == "done"
+        assert page.inner_text("#resumes") == "1"
+        assert scrape(relay.port)["relay_resumable_streams_resumed_total"] == 1
+    finally:
+        lt.call(cutter.close)
+
+
+def test_the_demo_pages_stop_button_cancels_the_generation(
+        browser: Any, make_relay: RelayFactory) -> None:
+    relay = make_relay(mock_delay_ms=60)
+    page = browser.new_page()
+    page.goto(f"http://127.0.0.1:{relay.port}/")
+    page.click("#send")
+    _wait_text(page, "#answer", lambda t: len(t) > 5)
+    page.click("#stop")
+    page.wait_for_selector('#answer[data-done="1"]', timeout=20_000)
+    assert "cancelled" in page.inner_text("#chat-status")
+    assert len(page.inner_text("#answer")) < len(completion_text(16))
+    assert scrape(relay.port)["relay_resumable_streams_cancelled_total"] == 1

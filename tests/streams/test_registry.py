@@ -1,0 +1,117 @@
+"""The registry's timers on a fake clock (the orphan timer, the expiry), its memory bound, its
+ids, and the drain: alone a reader stays to the end, with a shared store it is told to resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from relay.config import ResumeLimits
+from relay.streams.registry import Streams
+
+from ..support import FakeLoop
+from .test_stream import _payload, _reader
+
+LIMITS = ResumeLimits(ttl=600, orphan_timeout=60, max_bytes=1000, memory=100)
+
+
+def test_ids_are_long_random_and_url_safe(fake_loop: FakeLoop) -> None:
+    streams = Streams(fake_loop, LIMITS)  # type: ignore[arg-type]
+    ids = set()
+    for _ in range(50):
+        stream = streams.create(None)
+        assert stream is not None
+        ids.add(stream.id)
+    assert len(ids) == 50
+    assert all(len(i) >= 3 + 22 and i.replace("-", "").replace("_", "").isalnum() for i in ids)
+
+
+def test_the_orphan_timer_runs_only_while_nobody_reads(fake_loop: FakeLoop) -> None:
+    streams = Streams(fake_loop, LIMITS)  # type: ignore[arg-type]
+    stream = streams.create(None)
+    assert stream is not None
+    stopped: list[bool] = []
+    stream.stop_upstream = lambda: stopped.append(True)
+    _, _, ex = _reader(stream)
+    fake_loop.advance(100)
+    assert stream.live  # read: no timer
+    ex.client_gone()
+    fake_loop.advance(59.9)
+    assert stream.live
+    _again, _, again_ex = _reader(stream)  # came back in time: the timer is off
+    fake_loop.advance(100)
+    assert stream.live
+    again_ex.client_gone()
+    fake_loop.advance(60)
+    assert stream.status == "orphaned" and stopped == [True]
+    assert streams.stats.orphaned == 1
+    assert json.loads(stream.events[-1].split(b"data: ")[1].split(b"\n")[0])["error"][
+        "code"] == "orphaned"
+
+
+def test_an_ended_stream_is_forgotten_after_the_ttl(fake_loop: FakeLoop) -> None:
+    streams = Streams(fake_loop, LIMITS)  # type: ignore[arg-type]
+    stream = streams.create(None)
+    assert stream is not None
+    stream.feed([b"data: a\n\n"])
+    stream.complete()
+    assert streams.held == len(stream.events[0])
+    fake_loop.advance(599)
+    assert asyncio.run(streams.find(stream.id)) is stream
+    fake_loop.advance(1)
+    assert asyncio.run(streams.find(stream.id)) is None
+    assert streams.stats.expired == 1 and streams.held == 0 and len(streams) == 0
+
+
+def test_memory_goes_to_live_streams_first(fake_loop: FakeLoop) -> None:
+    streams = Streams(fake_loop, LIMITS)  # type: ignore[arg-type]
+    old = streams.create(None)
+    assert old is not None
+    old.feed([b"data: " + b"x" * 120 + b"\n\n"])  # over the memory
+    old.complete()  # ended: may go first
+    live = streams.create(None)
+    assert live is not None and asyncio.run(streams.find(old.id)) is None
+    live.feed([b"data: " + b"y" * 100 + b"\n\n"])  # over the memory, all live
+    assert streams.create(None) is None
+
+
+def test_cancel_is_counted_once(fake_loop: FakeLoop) -> None:
+    streams = Streams(fake_loop, LIMITS)  # type: ignore[arg-type]
+    stream = streams.create(None)
+    assert stream is not None
+    asyncio.run(streams.cancel(stream))
+    asyncio.run(streams.cancel(stream))
+    assert stream.status == "cancelled" and streams.stats.cancelled == 1
+
+
+def test_the_drain_waits_for_live_streams_then_stops_the_rest() -> None:
+    async def run() -> None:
+        streams = Streams(asyncio.get_running_loop(), LIMITS)
+        done, stuck = streams.create(None), streams.create(None)
+        assert done is not None and stuck is not None
+        asyncio.get_running_loop().call_later(0.05, done.complete)
+        assert not await streams.drain(0.3)
+        assert done.status == "completed" and stuck.status == "relay_shutdown"
+        assert await streams.drain(0.3)  # nothing left
+
+    asyncio.run(run())
+
+
+def test_draining_alone_keeps_the_reader_shared_tells_it_where_to_resume(
+        fake_loop: FakeLoop) -> None:
+    streams = Streams(fake_loop, LIMITS)  # type: ignore[arg-type]
+    stream = streams.create(None)
+    assert stream is not None
+    stream.feed([b"data: a\n\n"])
+    reader, transport, _ = _reader(stream)
+    transport.take()
+    reader.on_draining()
+    assert stream.followers == [reader] and transport.out == b""
+    streams.shared = True
+    reader.on_draining()
+    payload = _payload(transport)
+    assert payload.startswith(b"event: relay.resume\ndata: ") and payload.endswith(b"<end>")
+    doc = json.loads(payload.split(b"data: ")[1].split(b"\n")[0])
+    assert doc == {"stream_id": stream.id, "last_event_id": "1",
+                   "url": f"/v1/streams/{stream.id}"}
+    assert stream.live and not stream.followers  # the generation goes on
