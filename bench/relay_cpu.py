@@ -21,12 +21,14 @@ from pathlib import Path
 from .procs import Proc, cpu_sets, free_port, wait_port
 
 
-async def one_stream(port: int, tokens: int) -> tuple[int, int]:
+async def one_stream(port: int, tokens: int, extra: bytes = b"") -> tuple[int, int]:
+    """One stream of ``tokens`` chunks read to its end (``extra``: more header lines)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     body = json.dumps({"model": "m", "stream": True, "max_tokens": tokens,
                        "messages": []}).encode()
     writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: "
-                 b"application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+                 b"application/json\r\n%scontent-length: %d\r\n\r\n%s"
+                 % (extra, len(body), body))
     total, tail = 0, b""
     while not tail.endswith(b"\r\n0\r\n\r\n"):
         data = await reader.read(1 << 20)
@@ -38,8 +40,8 @@ async def one_stream(port: int, tokens: int) -> tuple[int, int]:
     return tokens + 3, total  # role chunk, tokens, finish chunk, [DONE]
 
 
-async def load(port: int, streams: int, tokens: int) -> tuple[int, int]:
-    results = await asyncio.gather(*(one_stream(port, tokens) for _ in range(streams)))
+async def load(port: int, streams: int, tokens: int, extra: bytes = b"") -> tuple[int, int]:
+    results = await asyncio.gather(*(one_stream(port, tokens, extra) for _ in range(streams)))
     return sum(r[0] for r in results), sum(r[1] for r in results)
 
 

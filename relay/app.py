@@ -15,7 +15,7 @@ import ssl
 import sys
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
 from .auth import ClientAuth
@@ -37,6 +37,9 @@ from .router import admin_router, router
 from .streams.endpoints import StreamEndpoints
 from .streams.registry import Streams
 
+if TYPE_CHECKING:
+    from .redis_link import RedisLink
+
 log = logging.getLogger("relay")
 
 
@@ -56,6 +59,7 @@ class Relay:
     channels: ChannelEndpoints | None = None
     loop_lag: LoopLag | None = None
     streams: Streams | None = None
+    redis: RedisLink | None = None  # the connections both use, with --redis
 
     @property
     def port(self) -> int:
@@ -86,6 +90,8 @@ class Relay:
             await self.channels.broker.close()
         if self.streams is not None:
             await self.streams.close()
+        if self.redis is not None:
+            await self.redis.close()
         if self.mock_listener is not None:
             self.mock_listener.close()
         if self.access_log is not None and self.access_log is not sys.stderr:
@@ -109,10 +115,11 @@ async def start_relay(config: Config) -> Relay:
     loop_lag = observer.watch_loop(asyncio.get_running_loop())
     guard = Guard(config.host, config.allowed_hosts, Cors(config.cors_origins))
     auth = ClientAuth(config.client_tokens)
-    channels = ChannelEndpoints(await open_broker(config), config.channels, auth,
+    link = await open_link(config)
+    channels = ChannelEndpoints(await open_broker(config, link), config.channels, auth,
                                 ClientAuth(config.publish_tokens), observer)
     observer.watch_channels(channels)
-    streams = StreamEndpoints(await open_streams(config), auth, observer)
+    streams = StreamEndpoints(await open_streams(config, link), auth, observer)
     observer.watch_streams(streams.streams)
     handler = router(pool, config.api_key, observer, auth, config.admin_port is None, guard,
                      channels, streams)
@@ -125,27 +132,38 @@ async def start_relay(config: Config) -> Relay:
                                       config.admin_port, config.limits, config.timeouts,
                                       budget=budget)
     return Relay(config, listener, pool, mock_listener, mock, observer, admin_listener,
-                 log_stream, budget, channels, loop_lag, streams.streams)
+                 log_stream, budget, channels, loop_lag, streams.streams, link)
 
 
-async def open_broker(config: Config) -> Broker:
-    """Channels in this process, or shared through Redis (the optional extra)."""
+async def open_broker(config: Config, link: RedisLink | None) -> Broker:
+    """Channels in this process, or shared through Redis (``link``: the instance's
+    :class:`~relay.redis_link.RedisLink`, with ``--redis``)."""
     loop = asyncio.get_running_loop()
-    if config.redis is None:
+    if link is None:
         return MemoryBroker(loop, config.channels)
     from .channels.redis_broker import RedisBroker  # (redis is imported only with --redis)
 
-    return await RedisBroker.connect(config.redis, loop, config.channels)
+    return await RedisBroker.connect(link, loop, config.channels)
 
 
-async def open_streams(config: Config) -> Streams:
-    """Resumable streams in this process, or shared through Redis (the optional extra)."""
+async def open_streams(config: Config, link: RedisLink | None) -> Streams:
+    """Resumable streams in this process, or shared through the same Redis connections."""
     loop = asyncio.get_running_loop()
-    if config.redis is None:
+    if link is None:
         return Streams(loop, config.resume)
-    from .streams.redis_store import RedisStreams  # (redis is imported only with --redis)
+    from .streams.redis_store import RedisStreams
 
-    return await RedisStreams.connect(config.redis, loop, config.resume)
+    store: Streams = await RedisStreams.connect(link, loop, config.resume)
+    return store
+
+
+async def open_link(config: Config) -> RedisLink | None:
+    """With ``--redis``: the instance's two Redis connections, shared by channels and streams."""
+    if config.redis is None:
+        return None
+    from .redis_link import RedisLink
+
+    return RedisLink(config.redis, asyncio.get_running_loop())
 
 
 def banner(relay: Relay) -> str:

@@ -140,8 +140,8 @@ def _channel_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--publish-token", default=os.environ.get("RELAY_PUBLISH_TOKENS", ""),
                    help="bearer token(s) needed to publish to channels: 'a,b' or '@file' "
                    "(default: the relay tokens, if any) [env RELAY_PUBLISH_TOKENS]")
-    _add(s, "--redis", None, "share channels through Redis, redis://host:port/db (needs the "
-         "relay[redis] extra)")
+    _add(s, "--redis", None, "share channels and resumable streams through Redis, "
+         "redis://host:port/db (needs the relay[redis] extra)")
     _add(s, "--channel-history", _C.history, "events each channel keeps for replay by "
          "Last-Event-ID", type=int)
     _add(s, "--channel-ttl", _C.ttl, "seconds an event stays in a channel's history",

@@ -77,7 +77,7 @@ class ProxyRequest:
         exchange's callbacks drive the request to one of its endings."""
         ex = self._ex
         ex.listen(self)  # from now on the client's events come here, in every phase
-        if self._streams is not None and self._streams.held >= self._streams.limits.memory:
+        if self._streams is not None and not self._streams.has_room():
             self._upstream_failed(ResumeCapacity())
             return
         try:

@@ -1,14 +1,15 @@
 """Channels shared by many relay instances through Redis (``--redis``, the ``relay[redis]`` extra).
 
-Each instance holds exactly two Redis connections, whatever its number of subscribers (never one
-per subscriber, flask-sse's mistake: Redis' ``maxclients`` is 10,000):
+It uses the instance's two Redis connections (:class:`relay.redis_link.RedisLink`, shared
+with resumable streams), whatever its number of subscribers:
 
-* a **command** connection: a publish is one Lua script that appends the event to the channel's
-  Stream (``XADD ... MAXLEN ~ history``, trimmed to the time-to-live, the key expiring when the
-  channel goes quiet) and ``PUBLISH``-es it with its id, atomically; replays are ``XRANGE``;
-* a **pub/sub** connection, subscribed to the channels that have subscribers on this instance
+* the **command** connection: a publish is one Lua script that appends the event to the
+  channel's Stream (``XADD ... MAXLEN ~ history``, trimmed to the time-to-live, the key expiring
+  when the channel goes quiet) and ``PUBLISH``-es it with its id, atomically; replays are
+  ``XRANGE``;
+* the **pub/sub** connection, subscribed to the channels that have subscribers on this instance
   (one ``SUBSCRIBE`` per channel, however many local subscribers; ``UNSUBSCRIBE`` when the last
-  leaves), read by one task with ``get_message(timeout=None)``: no polling.
+  leaves).
 
 The Stream's ids are the events' ids, the same on every instance, so a client can replay on any
 of them. A new subscriber is registered, its channel subscribed (confirmed), and only then
@@ -24,24 +25,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import os
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ..config import ChannelLimits
+from ..redis_link import RedisLink
 from .broker import BrokerUnavailable
 from .events import ChannelEvent, EventKey, format_id, parse_id
 from .history import Replay
 from .hub import Hub
 
-log = logging.getLogger("relay.redis")
-
-STREAM, TOPIC, CONTROL = "relay:stream:", "relay:ch:", "relay:control"
+STREAM, TOPIC = "relay:stream:", "relay:ch:"
 # KEYS: the Stream, the pub/sub topic; ARGV: history length, ttl in ms, event name, data.
 _PUBLISH = """
 local t = redis.call('TIME')
@@ -51,14 +46,6 @@ redis.call('XTRIM', KEYS[1], 'MINID', '~', tostring(now - tonumber(ARGV[2])))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {id, redis.call('PUBLISH', KEYS[2], id .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4])}
 """
-
-
-def _client(url: str, role: str) -> aioredis.Redis:
-    """One connection, no retries of redis-py's own: this broker decides what a failure means."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=1, timeout=5, client_name=f"relay:{os.getpid()}:{role}",
-        retry=Retry(NoBackoff(), 0), socket_connect_timeout=5)
-    return aioredis.Redis(connection_pool=pool)
 
 
 def _event(entry_id: Any, fields: Any) -> ChannelEvent | None:
@@ -73,23 +60,23 @@ def _event(entry_id: Any, fields: Any) -> ChannelEvent | None:
 class RedisBroker:
     """Channels in Redis Streams, delivered through pub/sub (see the module docstring)."""
 
-    def __init__(self, url: str, loop: asyncio.AbstractEventLoop, limits: ChannelLimits) -> None:
-        self._url, self._loop, self._limits = url, loop, limits
-        self._cmd = _client(url, "cmd")
+    def __init__(self, link: RedisLink, loop: asyncio.AbstractEventLoop,
+                 limits: ChannelLimits, own_link: bool = False) -> None:
+        self._link, self._own_link = link, own_link
+        self._loop, self._limits = loop, limits
+        self._cmd = link.cmd
         self._script = self._cmd.register_script(_PUBLISH)
         self.hub = Hub(loop, limits, on_first=self._watch, on_last=self._unwatch)
-        self._pubsub: Any = None
         self._ready: dict[str, asyncio.Future[None]] = {}  # channel -> SUBSCRIBE confirmed
         self._last: dict[str, EventKey] = {}  # the newest event delivered here, per channel
-        self._reader: asyncio.Task[None] | None = None
-        self._closed = False
-        self.connected = asyncio.Event()
 
     @classmethod
-    async def connect(cls, url: str, loop: asyncio.AbstractEventLoop,
+    async def connect(cls, link: RedisLink | str, loop: asyncio.AbstractEventLoop,
                       limits: ChannelLimits) -> RedisBroker:
-        broker = cls(url, loop, limits)
-        broker._reader = loop.create_task(broker._read_forever())
+        own = isinstance(link, str)
+        broker = cls(RedisLink(link, loop) if isinstance(link, str) else link, loop, limits,
+                     own)
+        broker._link.listen(broker, TOPIC)
         return broker
 
     # -- publish and replay (the command connection) -------------------------------------------
@@ -138,7 +125,7 @@ class RedisBroker:
     def _watch(self, channel: str) -> None:
         """The first local subscriber of ``channel``: SUBSCRIBE (confirmed by the reader)."""
         self._ready[channel] = self._loop.create_future()
-        if self.connected.is_set():
+        if self._link.connected.is_set():
             self._loop.create_task(self._subscribe(channel))
 
     def _unwatch(self, channel: str) -> None:
@@ -146,52 +133,29 @@ class RedisBroker:
         if ready is not None and not ready.done():
             ready.cancel()
         self._last.pop(channel, None)
-        if self.connected.is_set() and self._pubsub is not None:
+        if self._link.connected.is_set():
             self._loop.create_task(self._unsubscribe(channel))
 
     async def _subscribe(self, channel: str) -> None:
         with contextlib.suppress(RedisError, OSError):  # (the reader notices a dead connection)
-            await self._pubsub.subscribe(TOPIC + channel)
+            await self._link.subscribe(TOPIC + channel)
 
     async def _unsubscribe(self, channel: str) -> None:
         with contextlib.suppress(RedisError, OSError):
-            await self._pubsub.unsubscribe(TOPIC + channel)
+            await self._link.unsubscribe(TOPIC + channel)
 
-    async def _read_forever(self) -> None:
-        """Read the pub/sub connection; when it breaks, reconnect with backoff, subscribe
-        again, and catch each channel up from its Stream."""
-        backoff = 0.1
-        while not self._closed:
-            try:
-                await self._open_pubsub()
-                backoff = 0.1
-                while True:
-                    self._on_message(await self._pubsub.get_message(timeout=None))
-            except (RedisError, OSError) as exc:
-                self.connected.clear()
-                log.warning("Redis pub/sub lost (%s); reconnecting in %.1f s", exc, backoff)
-                await self._drop_pubsub()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+    # -- the link's listener ------------------------------------------------------------------
 
-    async def _open_pubsub(self) -> None:
-        client = _client(self._url, "pubsub")
-        self._pubsub = client.pubsub()
-        channels = list(self._ready)
-        await self._pubsub.subscribe(CONTROL, *(TOPIC + c for c in channels))
-        self.connected.set()
-        late = [TOPIC + c for c in self._ready if c not in channels]  # watched meanwhile
-        if late:
-            await self._pubsub.subscribe(*late)
-        log.info("Redis pub/sub connected (%d channels)", len(self._ready))
-        await self._catch_up()
+    def topics(self) -> list[str]:
+        return [TOPIC + c for c in self._ready]
 
-    async def _drop_pubsub(self) -> None:
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
-                await pubsub.connection_pool.disconnect()
+    async def on_connected(self) -> None:
+        """Subscribed again (after a reconnect): catch each channel up from its Stream."""
+        with contextlib.suppress(RedisError, OSError):  # (lost again: the next connect retries)
+            await self._catch_up()
+
+    def on_lost(self) -> None:
+        """Subscribers stay connected (heartbeats go on) until the link is back."""
 
     async def _catch_up(self) -> None:
         """Deliver what each channel's Stream holds past the last event delivered here."""
@@ -204,22 +168,17 @@ class RedisBroker:
                 if event is not None:
                     self._deliver(channel, event)
 
-    def _on_message(self, message: dict[str, Any] | None) -> None:
-        if message is None:
-            return
-        name = message["channel"].decode()
-        if not name.startswith(TOPIC):
-            return
-        channel = name[len(TOPIC):]
-        if message["type"] == "subscribe":
+    def on_message(self, topic: str, kind: str, data: Any) -> None:
+        channel = topic[len(TOPIC):]
+        if kind == "subscribe":
             ready = self._ready.get(channel)
             if ready is not None and not ready.done():
                 ready.set_result(None)
-        elif message["type"] == "message":
-            entry_id, event_name, data = message["data"].decode().split("\n", 2)
+        elif kind == "message":
+            entry_id, event_name, text = data.decode().split("\n", 2)
             key = parse_id(entry_id)
             if key is not None:
-                self._deliver(channel, ChannelEvent(key, data, event_name or None))
+                self._deliver(channel, ChannelEvent(key, text, event_name or None))
 
     def _deliver(self, channel: str, event: ChannelEvent) -> None:
         last = self._last.get(channel)
@@ -229,12 +188,6 @@ class RedisBroker:
         self.hub.deliver(channel, event)
 
     async def close(self) -> None:
-        self._closed = True
         self.hub.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        await self._drop_pubsub()
-        await self._cmd.aclose()
-        await self._cmd.connection_pool.disconnect()
+        if self._own_link:
+            await self._link.close()

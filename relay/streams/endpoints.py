@@ -21,7 +21,7 @@ import re
 from urllib.parse import parse_qs
 
 from ..auth import ClientAuth
-from ..errors import error_body
+from ..errors import RelayError, error_body
 from ..http1.headers import header_value
 from ..net.exchange import Exchange
 from ..ops.observer import Observer, Record
@@ -63,9 +63,16 @@ class StreamEndpoints:
             self._error(ex, record, 405, f"use {allow.decode()} here", "method_not_allowed",
                         [(b"allow", allow)])
             return
-        stream = await self.streams.find(m.group(1).decode())
-        if stream is None or not ClientAuth.same_owner(stream.owner,
-                                                       self._auth.owner(authorization)):
+        try:
+            await self._act(ex, record, m.group(1).decode(), cancel,
+                            self._auth.owner(authorization), query)
+        except RelayError as exc:  # (the shared store, Redis, is away: 503, retry later)
+            self._respond(ex, record, exc.status, exc.body(), list(exc.headers))
+
+    async def _act(self, ex: Exchange, record: Record, stream_id: str, cancel: bool,
+                   owner: bytes | None, query: dict[str, str]) -> None:
+        stream = await self.streams.find(stream_id)
+        if stream is None or not ClientAuth.same_owner(stream.owner, owner):
             self._error(ex, record, 404, "no such stream: unknown, expired, or started with "
                         "another token", "stream_not_found")
             return
@@ -86,8 +93,8 @@ class StreamEndpoints:
             self._error(ex, record, 400, "Last-Event-ID must be an event id of this stream "
                         "(a number)", "invalid_last_event_id")
             return
-        pos = stream.position_after(int(given))
-        record.stream_id, record.replayed = stream.id, len(stream.events) - pos
+        pos = stream.position_after(int(given))  # (past the end: a mirror still catching up)
+        record.stream_id, record.replayed = stream.id, max(0, len(stream.events) - pos)
         if not stream.live and pos >= len(stream.events):
             record.status, record.ttfb = 204, self._obs.clock() - record.started
             ex.start(204, [(b"x-request-id", record.request_id.encode())])
@@ -99,7 +106,7 @@ class StreamEndpoints:
                        (b"x-request-id", record.request_id.encode())])
         stats = self.streams.stats
         stats.resumed += 1
-        stats.replayed += len(stream.events) - pos
+        stats.replayed += record.replayed
         if ex.request.method == b"HEAD":
             ex.end()
             self._obs.finish(record, "complete")

@@ -59,7 +59,7 @@ class EventNumberer:
     def _cut(self, buf: bytes, final: bool) -> list[tuple[int, bytes]]:
         out: list[tuple[int, bytes]] = []
         pos = 0
-        while (m := _BLANK.search(buf, pos)) is not None:
+        for m in _BLANK.finditer(buf):  # (one C loop over the read, not a search per event)
             end = m.end()
             if not final and end == len(buf) and buf[-1:] == b"\r":
                 break  # a CR last: perhaps a CRLF's first half; wait for the next byte
@@ -80,4 +80,6 @@ class EventNumberer:
 
 def _has_field(body: bytes) -> bool:
     """Whether a block has a line that is not a comment (so it dispatches, or sets a field)."""
+    if body[:1] not in (b":", b""):
+        return True  # (the usual case, at once: a first line that is a field)
     return any(line and not line.startswith(b":") for line in _LINE_END.split(body))

@@ -73,15 +73,20 @@ class Streams:
     def live(self) -> int:
         return self._live
 
-    def create(self, owner: bytes | None) -> ResumableStream | None:
-        """A new live stream, or None when memory is full of live streams."""
+    def has_room(self) -> bool:
+        """Whether a new stream may start: the oldest ended streams are forgotten first, until
+        the memory bound is met; False if live streams alone fill it."""
         if self.held >= self.limits.memory:
             for old in [s for s in self._streams.values() if not s.live]:
                 self._forget(old.id)
                 if self.held < self.limits.memory:
                     break
-            else:
-                return None
+        return self.held < self.limits.memory
+
+    def create(self, owner: bytes | None) -> ResumableStream | None:
+        """A new live stream, or None when memory is full of live streams."""
+        if not self.has_room():
+            return None
         sid = "rs_" + secrets.token_urlsafe(18)  # 144 random bits
         stream = ResumableStream(sid, owner, self)
         self._streams[sid] = stream

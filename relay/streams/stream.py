@@ -30,7 +30,7 @@ from .numbering import EventNumberer
 if TYPE_CHECKING:
     from .registry import Streams
 
-_SLICE = 64  # events per write while catching up: one writev, then see whether it paused
+_SLICE = 64  # events per write while catching up (one chunk), then see whether it paused
 
 
 def numbered(event: bytes, seq: int) -> bytes:
@@ -71,19 +71,20 @@ class ResumableStream:
         """Body pieces of the upstream's event stream (the proxy's sink)."""
         if self.status is not None:
             return
-        start = len(self.events)
+        start, size = len(self.events), self.size
         numberer = self._numberer
         for piece in pieces:
             for seq, block in numberer.feed(piece):
                 if seq:
                     self.events.append(block)
-                    self.size += len(block)
+                    size += len(block)
                 else:  # a comment-only block: to the readers that are live, not kept
                     self._pump()
                     for f in self.followers:
                         f.live_only(block, len(self.events))
         self.produced = numberer.seq
         if len(self.events) > start:
+            self.size = size
             self._registry.appended(self, start)
             self._pump()
         if self.size > self._registry.limits.max_bytes:
@@ -187,7 +188,9 @@ class Follower:
         ex, events = self._ex, self.stream.events
         while not self._paused and self.pos < len(events) and ex.open:
             end = min(len(events), self.pos + _SLICE)
-            ex.write_pieces(events[self.pos:end])
+            # One chunk for what is new (one event live, a slice when catching up): chunk
+            # boundaries need not be event boundaries, and one chunk is one join.
+            ex.write(events[self.pos] if end - self.pos == 1 else b"".join(events[self.pos:end]))
             self.pos = end
         if self.pos >= len(events) and self.stream.status is not None and ex.open \
                 and not self._paused:

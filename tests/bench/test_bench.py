@@ -7,7 +7,9 @@ import asyncio
 import uvloop
 
 from bench.loadgen import run_once, run_slow_readers, summary
+from bench.relay_cpu import load
 from bench.report import table
+from bench.resumable import RESUMABLE
 
 from ..conftest import MockServer, RelayFactory
 
@@ -57,3 +59,13 @@ def test_report_table_has_medians_and_ratios() -> None:
     md = table(doc)
     assert "| C2000 | relay CPU s per 1M events | 40.00 | 32.00 | 80.00 | 1.25x | 0.50x |" in md
     assert "MISSING fastapi: not installed" in md
+
+
+def test_the_resumable_bench_reads_whole_streams_both_ways(mock_server: MockServer,
+                                                            make_relay: RelayFactory) -> None:
+    """bench.resumable's load: each stream read to its last chunk, plain and resumable, with
+    the event count the mock wrote (the figures come from the bench run, never from here)."""
+    relay = make_relay(mock_server.url)
+    sizes = [asyncio.run(load(relay.port, 3, 50, extra))[1] for extra in (b"", RESUMABLE)]
+    assert sizes[0] > 3 * 50 * 100
+    assert sizes[1] > sizes[0]  # the same streams, plus an id line per event

@@ -13,15 +13,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relay.app import Relay
-from relay.config import ResumeLimits
+from relay.config import ResumeLimits, Timeouts
 
 from ..conftest import RelayFactory, ScriptedFactory
 from ..support import (
     SSE_HEAD,
     EventStream,
     H11Client,
+    Received,
     ScriptedUpstream,
     UpstreamConn,
+    answering,
     chat_body,
     chunked,
     connect,
@@ -278,3 +280,98 @@ def test_a_slow_reader_holds_back_no_one(
     assert metrics["relay_resumable_streams_started_total"] == 1
     assert metrics["relay_resumable_streams_resumed_total"] == 1
     assert metrics["relay_resumable_replayed_events_total"] >= 1
+
+
+def test_a_resumable_request_that_gets_no_event_stream_is_relayed_as_it_is(
+        scripted: ScriptedFactory, make_relay: RelayFactory) -> None:
+    received: list[Received] = []
+    error = (b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n"
+             b"content-length: 17\r\n\r\n{\"error\": \"slow\"}")
+    up = scripted(answering(received, error))
+    relay = _relay(make_relay, up)
+    client = H11Client(connect(relay.port))
+    client.send(b"POST", b"/v1/chat/completions", chat_body(), RESUMABLE)
+    reply = client.read_reply()
+    assert reply.status == 429 and reply.body == b'{"error": "slow"}'
+    assert b"x-relay-stream-id" not in reply.headers
+    assert scrape(relay.port)["relay_resumable_streams_started_total"] == 0
+
+
+def _dies_after(n: int):  # type: ignore[no-untyped-def]
+    """An upstream that sends ``n`` events, then resets the connection mid-stream."""
+
+    async def script(c: UpstreamConn) -> None:
+        if await c.read_request():
+            c.write(SSE_HEAD)
+            for event in _events(n)[:-1]:
+                c.write(chunked(event))
+                await c.writer.drain()
+            c.writer.transport.abort()
+
+    return script
+
+
+def test_an_upstream_that_dies_ends_the_stream_with_its_error_for_every_reader(
+        scripted: ScriptedFactory, make_relay: RelayFactory) -> None:
+    up = scripted(_dies_after(3))
+    relay = _relay(make_relay, up)
+    first = start(relay.port)
+    first.read(until=lambda s: s.ended)
+    error = json.loads(first.events[-1].data)["error"]
+    assert error["code"] == "upstream_closed" and first.events[-1].id == "4"
+    late = resume(relay.port, stream_id(first), last=2)
+    late.read(until=lambda s: s.ended)
+    assert [e.id for e in late.events] == ["3", "4"] and late.events[-1] == first.events[-1]
+
+
+def test_a_silent_resumable_stream_gets_heartbeats_between_events(
+        scripted: ScriptedFactory, make_relay: RelayFactory) -> None:
+    async def script(c: UpstreamConn) -> None:
+        if await c.read_request():
+            c.write(SSE_HEAD + chunked(_events(1)[0]))
+            await c.reader.read(1)  # silent until the relay lets go
+
+    up = scripted(script)
+    relay = make_relay(up.url, timeouts=Timeouts(heartbeat=0.05))
+    first = start(relay.port)
+    first.read(1)
+    first.read(until=lambda s: b": heartbeat\n" in s.payload)
+    assert first.payload.startswith(b"data: {\"n\": 0")
+    assert scrape(relay.port)["relay_heartbeats_total"] >= 1
+
+
+def test_full_memory_refuses_a_new_resumable_stream_before_the_upstream(
+        scripted: ScriptedFactory, make_relay: RelayFactory) -> None:
+    up = scripted(_paced(0, delay=0.005, endless=True))
+    relay = _relay(make_relay, up, memory=100)
+    live = start(relay.port)
+    live.read(10)  # a live stream holds over 100 bytes: memory is full of live streams
+    client = H11Client(connect(relay.port))
+    client.send(b"POST", b"/v1/chat/completions", chat_body(), RESUMABLE)
+    reply = client.read_reply()
+    assert reply.status == 503 and reply.headers[b"retry-after"] == b"1"
+    assert json.loads(reply.body)["error"]["code"] == "resume_capacity"
+    assert len(up.connections) == 1  # nothing went upstream
+    assert cancel(relay.port, stream_id(live))[0] == 200  # ended: it may go first now
+    again = start(relay.port)
+    again.read(2)
+    assert again.status == 200 and len(up.connections) == 2
+
+
+def test_other_paths_and_methods_under_streams(
+        scripted: ScriptedFactory, make_relay: RelayFactory) -> None:
+    up = scripted(_paced(2, delay=0.001))
+    relay = _relay(make_relay, up)
+    first = start(relay.port)
+    first.read(until=lambda s: s.ended)
+    sid = stream_id(first)
+    client = H11Client(connect(relay.port))
+    for method, path, status in ((b"GET", b"/v1/streams/" + sid + b"/x", 404),
+                                 (b"DELETE", b"/v1/streams/" + sid, 405),
+                                 (b"GET", b"/v1/streams/" + sid + b"/cancel", 405),
+                                 (b"HEAD", b"/v1/streams/" + sid, 200)):
+        client.send(method, path)
+        reply = client.read_reply()
+        assert reply.status == status, (method, path)
+        client.next_cycle()
+    assert all(b"/v1/streams" not in c.request_line for c in up.connections)  # never forwarded

@@ -1,0 +1,155 @@
+"""One relay instance's two Redis connections, shared by channels and resumable streams.
+
+Whatever its subscribers, streams and readers, an instance holds exactly two connections
+(never one per subscriber, flask-sse's mistake: Redis' ``maxclients`` is 10,000):
+
+* ``cmd``, the **command** connection: publishes, Stream writes and reads, pipelined; a pool of
+  one connection, so commands queue on it in order;
+* the **pub/sub** connection, read by one task with ``get_message(timeout=None)`` (no polling)
+  and dispatched by topic prefix to the :class:`TopicListener` that registered the prefix
+  (the channel broker, the resumable-stream store). A topic of its own (``ALWAYS``) keeps the
+  connection subscribed to something, so it can be read before any listener needs it.
+
+When the pub/sub connection breaks, the reader tells every listener (``on_lost``), reconnects
+with backoff, subscribes again to every listener's ``topics()`` and then lets each catch up
+(``on_connected``): a listener reads what it may have missed from Redis itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+log = logging.getLogger("relay.redis")
+
+ERRORS = (RedisError, OSError, TimeoutError)
+ALWAYS = "relay:control"
+
+
+def one_connection(url: str, role: str) -> aioredis.Redis:
+    """One connection, no retries of redis-py's own: the users decide what a failure means."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=1, timeout=5, client_name=f"relay:{os.getpid()}:{role}",
+        retry=Retry(NoBackoff(), 0), socket_connect_timeout=5)
+    return aioredis.Redis(connection_pool=pool)
+
+
+class TopicListener(Protocol):
+    """A user of the pub/sub connection."""
+
+    def topics(self) -> list[str]:
+        """The topics to be subscribed to now (asked on every (re)connect)."""
+        ...
+
+    def on_message(self, topic: str, kind: str, data: Any) -> None:
+        """A message (``kind`` "message") or a confirmation ("subscribe", "unsubscribe")."""
+        ...
+
+    async def on_connected(self) -> None:
+        """Subscribed again after a (re)connect: catch up from Redis."""
+        ...
+
+    def on_lost(self) -> None: ...
+
+
+class RedisLink:
+    """The instance's two connections and the pub/sub reader (see the module docstring)."""
+
+    def __init__(self, url: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.url, self._loop = url, loop
+        self.cmd = one_connection(url, "cmd")
+        self.connected = asyncio.Event()  # the pub/sub connection is up and subscribed
+        self._pubsub: Any = None
+        self._listeners: list[tuple[tuple[str, ...], TopicListener]] = []
+        self._lock = asyncio.Lock()  # one (UN)SUBSCRIBE or reconnect at a time
+        self._reader: asyncio.Task[None] | None = None
+
+    def listen(self, listener: TopicListener, *prefixes: str) -> None:
+        """Messages on topics starting with ``prefixes`` go to ``listener``; the reader starts
+        with the first listener."""
+        self._listeners.append((prefixes, listener))
+        if self._reader is None:
+            self._reader = self._loop.create_task(self._read_forever())
+
+    async def subscribe(self, *topics: str) -> None:
+        """SUBSCRIBE now (confirmed later, through ``on_message``); raises when not connected
+        (the reconnect subscribes to every listener's topics anyway)."""
+        async with self._lock:
+            if self._pubsub is None or not self.connected.is_set():
+                raise ConnectionError("Redis pub/sub is not connected")
+            await self._pubsub.subscribe(*topics)
+
+    async def unsubscribe(self, *topics: str) -> None:
+        async with self._lock:
+            if self._pubsub is not None and self.connected.is_set():
+                await self._pubsub.unsubscribe(*topics)
+
+    async def _read_forever(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                pubsub = await self._open()
+                backoff = 0.1
+                for _, listener in list(self._listeners):
+                    await listener.on_connected()
+                while True:
+                    self._dispatch(await pubsub.get_message(timeout=None))
+            except ERRORS as exc:
+                self.connected.clear()
+                for _, listener in list(self._listeners):
+                    listener.on_lost()
+                log.warning("Redis pub/sub lost (%s); reconnecting in %.1f s", exc, backoff)
+                await self._drop()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    def _topics(self) -> set[str]:
+        return {t for _, listener in self._listeners for t in listener.topics()}
+
+    async def _open(self) -> Any:
+        async with self._lock:
+            pubsub = one_connection(self.url, "pubsub").pubsub()
+            first = self._topics()
+            await pubsub.subscribe(ALWAYS, *first)
+            self._pubsub = pubsub
+            self.connected.set()
+            late = self._topics() - first  # (asked for while this connected)
+            if late:
+                await pubsub.subscribe(*late)
+        log.info("Redis pub/sub connected (%d topics)", len(first | late) + 1)
+        return pubsub
+
+    def _dispatch(self, message: dict[str, Any] | None) -> None:
+        if message is None:
+            return
+        topic = message["channel"].decode()
+        for prefixes, listener in self._listeners:
+            if topic.startswith(prefixes):
+                listener.on_message(topic, message["type"], message["data"])
+                return
+
+    async def _drop(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+                await pubsub.connection_pool.disconnect()
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        self.connected.clear()
+        await self._drop()
+        await self.cmd.aclose()
+        await self.cmd.connection_pool.disconnect()
