@@ -143,6 +143,7 @@ class ProxyRequest:
         self._stream = stream
         self._rec.stream_id = stream.id
         stream.stop_upstream = self._close_upstream
+        out = [(n, v) for n, v in out if n != b"x-relay-stream-id"]  # (ours: the only one)
         out.append((b"x-relay-stream-id", stream.id.encode()))
         self._ex.start(head.status, out, reason=head.reason)
         stream.add(Follower(self._ex, stream, 0, self._finish_record))
@@ -159,6 +160,9 @@ class ProxyRequest:
                     and not ends_with_done(conn.payload_tail()):
                 exc = UpstreamClosed("upstream closed the stream without data: [DONE]")
                 stream.end(str(exc), exc.code, exc.type)
+                return
+            if not stream.live:  # ended by the relay in this same read: closing, not pooled
+                self._close_upstream()
                 return
             stream.stop_upstream = None
             stream.complete()

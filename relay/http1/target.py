@@ -5,8 +5,9 @@ with ``/v1/``, and both mean ``/admin``: a relay that routed on the raw bytes wo
 upstream with its key. So the relay routes on the normalized path, and forwards that path (with
 the query as it came), as Envoy does with ``normalize_path`` and ``merge_slashes`` on:
 
-* percent-encoded dots (``%2e``, ``%2E``) are decoded, as RFC 3986 6.2.2.2 allows for
-  unreserved characters, and dot segments are removed (5.2.4);
+* percent-encoded unreserved characters (letters, digits, ``-._~``: ``%2e`` for a dot,
+  ``%73`` for an ``s``) are decoded, as RFC 3986 6.2.2.2 says, so ``/v1/%73treams/`` is the
+  relay's own ``/v1/streams/`` and never goes upstream, and dot segments are removed (5.2.4);
 * repeated slashes are merged into one (nginx's ``merge_slashes``, on by default);
 * an encoded slash or backslash (``%2f``, ``%5c``), a backslash, an encoded percent sign
   (``%25``: a second decoding upstream could make it a dot or a slash), a fragment (``#``) or
@@ -20,7 +21,8 @@ import re
 
 from .request_head import Rejection
 
-_ENCODED_DOT = re.compile(rb"%2[eE]")
+_ESCAPE = re.compile(rb"%[0-9A-Fa-f]{2}")
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _REFUSED = re.compile(rb"%(?:2[fF]|5[cC]|25|00)|[\\#\x00]")
 _SLASHES = re.compile(rb"//+")
 
@@ -32,8 +34,15 @@ def normalize_target(target: bytes) -> tuple[bytes, bytes] | Rejection:
     if _REFUSED.search(path):
         return Rejection(400, "the request path holds an encoded slash, backslash or percent "
                          "sign, a fragment or a NUL: refused")
-    path = _SLASHES.sub(b"/", _ENCODED_DOT.sub(b".", path))
-    return remove_dot_segments(path), mark + query
+    if b"%" in path:
+        path = _ESCAPE.sub(_unreserved, path)
+    return remove_dot_segments(_SLASHES.sub(b"/", path)), mark + query
+
+
+def _unreserved(m: re.Match[bytes]) -> bytes:
+    """An escape of an unreserved character, decoded; any other escape, as it was."""
+    code = int(m.group()[1:], 16)
+    return bytes((code,)) if code in _UNRESERVED else m.group()
 
 
 def remove_dot_segments(path: bytes) -> bytes:

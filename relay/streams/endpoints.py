@@ -89,7 +89,7 @@ class StreamEndpoints:
         raw = header_value(ex.request.headers, b"last-event-id")
         given = raw.decode("latin-1").strip() if raw is not None else query.get(
             "last_event_id", "0")
-        if not given.isdigit() or len(given) > 18:
+        if not (given.isascii() and given.isdigit()) or len(given) > 18:
             self._error(ex, record, 400, "Last-Event-ID must be an event id of this stream "
                         "(a number)", "invalid_last_event_id")
             return

@@ -40,7 +40,11 @@ class EventNumberer:
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         """The blocks ``data`` completes (with what was held back before it)."""
-        return self._cut(self._rest + data if self._rest else data, final=False)
+        if not self._rest:
+            return self._cut(data, final=False)
+        # Only the new bytes (and the 3 before them, where a blank line may begin) can hold a
+        # blank line not seen yet: a long event is not scanned again on every read.
+        return self._cut(self._rest + data, final=False, since=len(self._rest) - 3)
 
     def finish(self) -> list[tuple[int, bytes]]:
         """The body ended: the blocks held back, and a last unnumbered piece for bytes that
@@ -56,10 +60,10 @@ class EventNumberer:
         """Bytes held back, waiting for their event's end."""
         return len(self._rest)
 
-    def _cut(self, buf: bytes, final: bool) -> list[tuple[int, bytes]]:
+    def _cut(self, buf: bytes, final: bool, since: int = 0) -> list[tuple[int, bytes]]:
         out: list[tuple[int, bytes]] = []
         pos = 0
-        for m in _BLANK.finditer(buf):  # (one C loop over the read, not a search per event)
+        for m in _BLANK.finditer(buf, max(since, 0)):  # (one C loop, not a search per event)
             end = m.end()
             if not final and end == len(buf) and buf[-1:] == b"\r":
                 break  # a CR last: perhaps a CRLF's first half; wait for the next byte

@@ -45,9 +45,10 @@ class StreamStats:
     replayed: int = 0
 
 
-def resume_event(stream: ResumableStream) -> bytes:
-    """What a reader gets when the relay drains: where to resume (not numbered, not kept)."""
-    doc = {"stream_id": stream.id, "last_event_id": str(len(stream.events)),
+def resume_event(stream: ResumableStream, last: int) -> bytes:
+    """What a reader gets when the relay drains: where to resume (``last``: the last event it
+    was sent; not numbered, not kept)."""
+    doc = {"stream_id": stream.id, "last_event_id": str(last),
            "url": f"/v1/streams/{stream.id}"}
     return b"event: relay.resume\ndata: " + json.dumps(doc).encode() + b"\n\n"
 
@@ -159,7 +160,7 @@ class Streams:
         plain stream does: nowhere else could resume it. With Redis, it is told where to
         resume and let go now, while the generation goes on here into Redis."""
         if self.shared:
-            follower.tell_to_resume(resume_event(follower.stream))
+            follower.tell_to_resume(resume_event(follower.stream, follower.pos))
 
     def shutting_down(self, follower: Follower) -> None:
         """The drain timeout passed with this reader still here: the stream ends."""

@@ -87,10 +87,13 @@ class ResumableStream:
             self.size = size
             self._registry.appended(self, start)
             self._pump()
-        if self.size > self._registry.limits.max_bytes:
-            limit = self._registry.limits.max_bytes
+        limit = self._registry.limits.max_bytes
+        if self.size + numberer.held > limit:  # (an event that never ends counts too)
             self.end(f"the stream outgrew the relay's limit for a resumable stream ({limit} "
                      "bytes); the generation was stopped", "too_large", later=True)
+        elif len(self.events) > start and not self._registry.has_room():
+            self.end("resumable streams hold all the memory the relay gives them "
+                     "(--resume-memory); the generation was stopped", "too_large", later=True)
 
     def complete(self) -> None:
         """The upstream ended its body cleanly."""
@@ -179,7 +182,7 @@ class Follower:
     def __init__(self, ex: Exchange, stream: ResumableStream, pos: int,
                  on_end: Callable[[str], None]) -> None:
         self._ex, self.stream, self.pos, self._on_end = ex, stream, pos, on_end
-        self._paused = self._left = False
+        self._paused, self._left = ex.flow.paused, False
         ex.listen(self)
 
     def pump(self) -> None:

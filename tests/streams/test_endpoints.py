@@ -155,6 +155,7 @@ def test_positions_from_the_query_or_none_and_bad_ones(
     assert [e.id for e in after_two.events] == ["3", "4", "5"]
     assert resume(relay.port, sid, last=5).status == 204  # has it all: EventSource stops
     assert resume(relay.port, sid, query=b"?last_event_id=x").status == 400
+    assert resume(relay.port, sid, query=b"?last_event_id=%C2%B2").status == 400  # (a digit?)
     assert resume(relay.port, b"rs_unknown").status == 404
 
 
@@ -340,22 +341,36 @@ def test_a_silent_resumable_stream_gets_heartbeats_between_events(
     assert scrape(relay.port)["relay_heartbeats_total"] >= 1
 
 
-def test_full_memory_refuses_a_new_resumable_stream_before_the_upstream(
+def test_a_stream_outgrowing_the_memory_is_stopped_and_the_next_one_has_room(
         scripted: ScriptedFactory, make_relay: RelayFactory) -> None:
     up = scripted(_paced(0, delay=0.005, endless=True))
-    relay = _relay(make_relay, up, memory=100)
-    live = start(relay.port)
-    live.read(10)  # a live stream holds over 100 bytes: memory is full of live streams
-    client = H11Client(connect(relay.port))
-    client.send(b"POST", b"/v1/chat/completions", chat_body(), RESUMABLE)
-    reply = client.read_reply()
-    assert reply.status == 503 and reply.headers[b"retry-after"] == b"1"
-    assert json.loads(reply.body)["error"]["code"] == "resume_capacity"
-    assert len(up.connections) == 1  # nothing went upstream
-    assert cancel(relay.port, stream_id(live))[0] == 200  # ended: it may go first now
+    relay = _relay(make_relay, up, memory=300)
+    first = start(relay.port)
+    first.read(until=lambda s: s.ended)
+    assert json.loads(first.events[-1].data)["error"]["code"] == "too_large"
+    assert up.connections[0].closed.wait(2)  # its generation stopped
     again = start(relay.port)
     again.read(2)
-    assert again.status == 200 and len(up.connections) == 2
+    assert again.status == 200
+
+
+def test_an_event_that_never_ends_counts_against_the_byte_cap(
+        scripted: ScriptedFactory, make_relay: RelayFactory) -> None:
+    async def script(c: UpstreamConn) -> None:
+        if await c.read_request():
+            watcher = asyncio.ensure_future(c.watch_close())
+            c.write(SSE_HEAD + chunked(b"data: "))
+            while not c.closed.is_set():
+                c.write(chunked(b"x" * 1000))  # one event, never ended
+                await asyncio.sleep(0.001)
+            await watcher
+
+    up = scripted(script)
+    relay = _relay(make_relay, up, max_bytes=20_000)
+    first = start(relay.port)
+    first.read(until=lambda s: s.ended)
+    assert json.loads(first.events[-1].data)["error"]["code"] == "too_large"
+    assert up.connections[0].closed.wait(2)
 
 
 def test_other_paths_and_methods_under_streams(
@@ -375,3 +390,42 @@ def test_other_paths_and_methods_under_streams(
         assert reply.status == status, (method, path)
         client.next_cycle()
     assert all(b"/v1/streams" not in c.request_line for c in up.connections)  # never forwarded
+
+
+def test_the_relays_stream_id_is_the_only_one_and_its_paths_never_go_upstream(
+        scripted: ScriptedFactory, make_relay: RelayFactory) -> None:
+    async def script(c: UpstreamConn) -> None:
+        while await c.read_request():
+            c.write(SSE_HEAD.replace(b"\r\n\r\n", b"\r\nx-relay-stream-id: rs_forged\r\n\r\n")
+                    + chunked(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+
+    up = scripted(script)
+    relay = _relay(make_relay, up)
+    first = start(relay.port)
+    first.read(until=lambda s: s.ended)
+    ids = [line for line in first.head.lower().split(b"\r\n")
+           if line.startswith(b"x-relay-stream-id")]
+    assert len(ids) == 1 and b"rs_forged" not in ids[0]
+    client = H11Client(connect(relay.port))
+    client.send(b"POST", b"/v1/%73treams/" + stream_id(first) + b"/cancel")
+    assert client.read_reply().status == 200  # the relay's own endpoint, decoded
+    assert len(up.connections) == 1 and up.connections[0].request_line.startswith(
+        b"POST /v1/chat/completions")
+
+
+def test_a_stream_stopped_in_the_read_that_completes_it_is_closed_not_reused(
+        scripted: ScriptedFactory, make_relay: RelayFactory) -> None:
+    async def script(c: UpstreamConn) -> None:
+        while await c.read_request():  # everything in one write: the cap and the end at once
+            c.write(SSE_HEAD + chunked(*_events(20)) + b"0\r\n\r\n")
+        c.closed.set()
+
+    up = scripted(script)
+    relay = _relay(make_relay, up, max_bytes=300)
+    first = start(relay.port)
+    first.read(until=lambda s: s.ended)
+    assert json.loads(first.events[-1].data)["error"]["code"] == "too_large"
+    assert up.connections[0].closed.wait(2)  # closed, never put back in the pool
+    plain = start(relay.port, resumable=False)  # a new connection serves the next one
+    plain.read(until=lambda s: s.ended)
+    assert plain.payload == b"".join(_events(20)) and len(up.connections) == 2

@@ -63,7 +63,8 @@ def test_an_ended_stream_is_forgotten_after_the_ttl(fake_loop: FakeLoop) -> None
     assert streams.stats.expired == 1 and streams.held == 0 and len(streams) == 0
 
 
-def test_memory_goes_to_live_streams_first(fake_loop: FakeLoop) -> None:
+def test_memory_goes_to_live_streams_and_a_stream_outgrowing_it_is_stopped(
+        fake_loop: FakeLoop) -> None:
     streams = Streams(fake_loop, LIMITS)  # type: ignore[arg-type]
     old = streams.create(None)
     assert old is not None
@@ -71,8 +72,12 @@ def test_memory_goes_to_live_streams_first(fake_loop: FakeLoop) -> None:
     old.complete()  # ended: may go first
     live = streams.create(None)
     assert live is not None and asyncio.run(streams.find(old.id)) is None
-    live.feed([b"data: " + b"y" * 100 + b"\n\n"])  # over the memory, all live
-    assert streams.create(None) is None
+    stopped: list[bool] = []
+    live.stop_upstream = lambda: stopped.append(True)
+    live.feed([b"data: " + b"y" * 100 + b"\n\n"])  # it outgrows the memory: stopped
+    fake_loop.run_soon()
+    assert live.status == "too_large" and stopped == [True]
+    assert streams.create(None) is not None  # (the ended one goes first)
 
 
 def test_cancel_is_counted_once(fake_loop: FakeLoop) -> None:
@@ -115,3 +120,18 @@ def test_draining_alone_keeps_the_reader_shared_tells_it_where_to_resume(
     assert doc == {"stream_id": stream.id, "last_event_id": "1",
                    "url": f"/v1/streams/{stream.id}"}
     assert stream.live and not stream.followers  # the generation goes on
+
+
+def test_a_reader_behind_is_told_to_resume_from_what_it_was_sent(fake_loop: FakeLoop) -> None:
+    streams = Streams(fake_loop, LIMITS)  # type: ignore[arg-type]
+    streams.shared = True
+    stream = streams.create(None)
+    assert stream is not None
+    reader, transport, _ = _reader(stream)
+    stream.feed([b"data: a\n\n"])
+    reader.on_client_paused()
+    stream.feed([b"data: b\n\ndata: c\n\n"])  # not sent: the client is slow
+    transport.take()
+    reader.on_draining()
+    doc = json.loads(_payload(transport).split(b"data: ")[1].split(b"\n")[0])
+    assert doc["last_event_id"] == "1"
