@@ -36,10 +36,12 @@ class RelaySpec:
         log = workdir / f"{self.name}.log"
         if self.name == "direct":
             return None
-        if self.name == "relay":
+        if self.name in ("relay", "relay-log"):
+            # "relay": as nginx's peer config (access_log off); "relay-log": the access log
+            # on, into a file (its cost: bench.per_stream --relays relay,relay-log).
+            where = str(workdir / "access.log") if self.name == "relay-log" else "off"
             argv = [sys.executable, "-m", "relay", "serve", "--port", str(port),
-                    "--upstream", upstream, "--log-level", "warning",
-                    "--access-log", "off"]  # as nginx's peer config (access_log off)
+                    "--upstream", upstream, "--log-level", "warning", "--access-log", where]
         elif self.name == "aiohttp":
             argv = [sys.executable, "-m", "bench.peers.aiohttp_relay", "--port", str(port),
                     "--upstream", upstream]
@@ -78,6 +80,7 @@ def nginx_conf(port: int, upstream_port: int, workdir: Path) -> Path:
 
 RELAYS = {
     "relay": RelaySpec("relay", python=False),
+    "relay-log": RelaySpec("relay-log", python=False),
     "nginx": RelaySpec("nginx", python=False),
     "aiohttp": RelaySpec("aiohttp", python=True),
     "fastapi": RelaySpec("fastapi", python=True),

@@ -15,7 +15,7 @@ import ssl
 import sys
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .auth import ClientAuth
@@ -54,7 +54,7 @@ class Relay:
     mock: MockUpstream | None = None
     observer: Observer | None = None
     admin_listener: Listener | None = None
-    access_log: TextIO | None = None
+    access_log: AccessLog | None = None  # closed last: the lines still waiting go out
     budget: BodyBudget | None = None  # request-body memory, shared by both listeners
     channels: ChannelEndpoints | None = None
     loop_lag: LoopLag | None = None
@@ -94,7 +94,7 @@ class Relay:
             await self.redis.close()
         if self.mock_listener is not None:
             self.mock_listener.close()
-        if self.access_log is not None and self.access_log is not sys.stderr:
+        if self.access_log is not None:
             self.access_log.close()
 
 
@@ -109,8 +109,8 @@ async def start_relay(config: Config) -> Relay:
     tracer = Tracer() if config.trace else None
     pool = Pool(upstream, config.limits, config.timeouts, ctx, tracer)
     connections, budget = Connections(), BodyBudget(config.limits.max_body_memory)
-    log_stream = open_access_log(config.access_log)
-    observer = Observer(AccessLog(log_stream), asyncio.get_running_loop().time, connections)
+    access_log = AccessLog(*open_access_log(config.access_log), asyncio.get_running_loop())
+    observer = Observer(access_log, asyncio.get_running_loop().time, connections)
     observer.watch_pool(pool)
     loop_lag = observer.watch_loop(asyncio.get_running_loop())
     guard = Guard(config.host, config.allowed_hosts, Cors(config.cors_origins))
@@ -132,7 +132,7 @@ async def start_relay(config: Config) -> Relay:
                                       config.admin_port, config.limits, config.timeouts,
                                       budget=budget)
     return Relay(config, listener, pool, mock_listener, mock, observer, admin_listener,
-                 log_stream, budget, channels, loop_lag, streams.streams, link)
+                 access_log, budget, channels, loop_lag, streams.streams, link)
 
 
 async def open_broker(config: Config, link: RedisLink | None) -> Broker:

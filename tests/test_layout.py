@@ -104,7 +104,6 @@ TESTED_ELSEWHERE = {
     "relay.errors": "tests/test_proxy.py (every error body and event)",
     "relay.mock.generate": "tests/mock/test_server.py",
     "relay.mock.events": "tests/mock/test_server.py",
-    "relay.ops.access_log": "tests/ops/test_observer.py",
     "relay.config": "tests/test_cli.py",
 }
 
