@@ -43,7 +43,13 @@ $(BIN)/.bench: pyproject.toml $(BIN)/.dev
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	touch $@
 
-bench-deps: $(BIN)/.bench
+# LiteLLM (a peer in bench/relays.py) gets a venv of its own: its pins must not move the
+# versions the relay's tests run with.
+.venv-litellm/bin/litellm:
+	$(PYTHON) -m venv .venv-litellm
+	.venv-litellm/bin/python -m pip install -q 'litellm[proxy]'
+
+bench-deps: $(BIN)/.bench .venv-litellm/bin/litellm
 	command -v nginx >/dev/null && command -v wrk >/dev/null && command -v valgrind >/dev/null \
 	  && command -v redis-server >/dev/null && test -e /usr/lib/nginx/modules/ngx_nchan_module.so \
 	  || { apt-get update -qq && apt-get install -y -qq nginx wrk valgrind redis-server \

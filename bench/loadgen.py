@@ -136,6 +136,9 @@ class SSEStream(asyncio.Protocol):
             self._finish("closed early" if exc is None else type(exc).__name__)
 
 
+HEADERS: dict[str, str] = {}  # sent with every request (--header: a relay's key, LiteLLM's)
+
+
 def request_bytes(url: str, tokens: int, delay_ms: int, stamps: bool = True,
                   extra_headers: dict[str, str] | None = None) -> bytes:
     parts = urlsplit(url)
@@ -148,7 +151,7 @@ def request_bytes(url: str, tokens: int, delay_ms: int, stamps: bool = True,
         headers["x-mock-delay-ms"] = str(delay_ms)
     if stamps:
         headers["x-mock-timestamps"] = "1"
-    headers.update(extra_headers or {})
+    headers.update({**HEADERS, **(extra_headers or {})})
     head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     return head.encode() + b"\r\n" + body
 
@@ -314,7 +317,12 @@ def main() -> None:
     ap.add_argument("--json", help="also write the summary to this file")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"])
+    ap.add_argument("--header", action="append", default=[], metavar="NAME:VALUE",
+                    help="a header for every request (repeatable)")
     args = ap.parse_args()
+    for item in args.header:
+        name, _, value = item.partition(":")
+        HEADERS[name.strip().lower()] = value.strip()
     ramp = args.ramp if args.ramp is not None else max(args.delay_ms / 1000, 0.1)
 
     async def go() -> tuple[Stats, float]:

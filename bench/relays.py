@@ -21,6 +21,8 @@ class RelaySpec:
 
     def missing(self) -> str | None:
         """Why this relay cannot run here (None when it can)."""
+        if self.name == "litellm" and not litellm_exe().exists():
+            return "litellm not installed (make bench-deps: .venv-litellm)"
         if self.name == "nginx" and shutil.which("nginx") is None:
             return "nginx not installed (make bench-deps)"
         modules = {"aiohttp": ["aiohttp"], "fastapi": ["fastapi", "sse_starlette", "httpx",
@@ -51,6 +53,12 @@ class RelaySpec:
         elif self.name == "pipe":
             argv = [sys.executable, "-m", "bench.peers.pipe", "--port", str(port),
                     "--upstream-port", str(upstream_port)]
+        elif self.name == "litellm":
+            argv = [str(litellm_exe()), "--config", str(litellm_conf(upstream, workdir)),
+                    "--host", "127.0.0.1", "--port", str(port)]
+            proc = Proc(argv, cpus, log, env=LITELLM_ENV)
+            wait_port(port, timeout=120, proc=proc)  # (it takes seconds to start)
+            return proc
         elif self.name == "nginx":
             argv = ["nginx", "-c", str(nginx_conf(port, upstream_port, workdir)),
                     "-p", str(workdir)]
@@ -78,6 +86,30 @@ def nginx_conf(port: int, upstream_port: int, workdir: Path) -> Path:
     return conf
 
 
+# LiteLLM, the proxy users pick: in its own venv (make bench-deps), as its dependencies pin
+# versions the relay's tests use too. It never fetches its cost map, and needs a master key.
+LITELLM_KEY = "sk-bench"
+LITELLM_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_MASTER_KEY": LITELLM_KEY}
+
+
+def litellm_exe() -> Path:
+    return Path(__file__).resolve().parents[1] / ".venv-litellm" / "bin" / "litellm"
+
+
+def litellm_conf(upstream: str, workdir: Path) -> Path:
+    """One model, ``openai/mock-gpt``, whose api_base is the mock."""
+    conf = workdir / "litellm.yaml"
+    conf.write_text("model_list:\n  - model_name: mock-gpt\n    litellm_params:\n"
+                    f"      model: openai/mock-gpt\n      api_base: {upstream}/v1\n"
+                    "      api_key: unused\n")
+    return conf
+
+
+def client_headers(name: str) -> list[str]:
+    """``--header`` arguments a load generator needs for this relay."""
+    return ["--header", f"authorization:Bearer {LITELLM_KEY}"] if name == "litellm" else []
+
+
 RELAYS = {
     "relay": RelaySpec("relay", python=False),
     "relay-log": RelaySpec("relay-log", python=False),
@@ -85,5 +117,6 @@ RELAYS = {
     "aiohttp": RelaySpec("aiohttp", python=True),
     "fastapi": RelaySpec("fastapi", python=True),
     "pipe": RelaySpec("pipe", python=False),
+    "litellm": RelaySpec("litellm", python=True),
     "direct": RelaySpec("direct", python=False),
 }
