@@ -146,6 +146,13 @@ class Config:
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()
 
+    def __post_init__(self) -> None:
+        # The key goes into every upstream request head, which the relay writes itself
+        # (relay/http1/writers.py:request_head): a CR, LF or space in it would split the head.
+        if self.api_key is not None and not all(0x21 <= ord(c) <= 0x7E for c in self.api_key):
+            raise ValueError("the API key holds characters a header value cannot carry "
+                             "(spaces, control characters or non-ASCII): check the variable")
+
 
 def api_key_from_env(var_name: str | None, environ: dict[str, str] | None = None) -> str | None:
     """The key named by ``RELAY_API_KEY_ENV`` (default ``OPENAI_API_KEY``), or None when unset."""

@@ -224,3 +224,13 @@ def test_the_wheel_holds_every_module_and_builds_without_a_warning(tmp_path: Pat
         names = set(archive.namelist())
     modules = {str(p.relative_to(root)) for p in (root / "relay").rglob("*.py")}
     assert modules <= names, modules - names
+
+
+def test_an_api_key_that_would_split_a_header_is_refused_at_startup() -> None:
+    with pytest.raises(ValueError, match="API key holds characters"):
+        Config(api_key="sk-abc\r\nx-injected: 1")
+    proc = subprocess.run([sys.executable, "-m", "relay", "serve", "--port", "0"],
+                          env={**os.environ, "OPENAI_API_KEY": "sk-a b"}, capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 2 and "API key holds characters" in proc.stderr
+    assert "sk-a b" not in proc.stderr + proc.stdout  # (never the key itself)

@@ -117,6 +117,16 @@ class CloseBody(BodyWriter):
     closes = True
 
 
+def request_head(method: bytes, target: bytes, headers: Headers) -> bytes:
+    """An HTTP/1.1 request head from parts already validated (the client's request, parsed by
+    h11; the relay's own headers, checked where they are made), ``Host`` first: the bytes h11
+    writes for the same request (a test compares them), at a fraction of its cost."""
+    if headers and headers[0][0] != b"host":  # (h11 writes Host first, RFC 9110 7.2)
+        headers = sorted(headers, key=lambda h: h[0] != b"host")
+    lines = b"".join([b"%s: %s\r\n" % (name, value) for name, value in headers])
+    return b"%s %s HTTP/1.1\r\n%s\r\n" % (method, target, lines)
+
+
 def start_response(method: bytes, http_version: bytes, status: int, reason: bytes,
                    headers: Headers, length: int | None, keep_alive: bool
                    ) -> tuple[bytes, BodyWriter]:

@@ -15,6 +15,7 @@ from relay.http1.writers import (
     NoBody,
     chunk,
     reason_phrase,
+    request_head,
     start_response,
 )
 
@@ -103,3 +104,20 @@ def test_reason_phrases() -> None:
     assert reason_phrase(200) == b"OK"
     assert reason_phrase(504) == b"Gateway Timeout"
     assert reason_phrase(599) == b""
+
+
+@pytest.mark.parametrize("headers", [
+    [(b"host", b"api.example")],
+    [(b"host", b"api.example"), (b"content-type", b"application/json"),
+     (b"content-length", b"93"), (b"accept-encoding", b"identity"),
+     (b"authorization", b"Bearer sk-x"), (b"x-request-id", b"0123abcd")],
+    [(b"accept", b"*/*"), (b"host", b"h:8080"), (b"x-odd", b"a  b\tc")],  # Host not first
+])
+@pytest.mark.parametrize(("method", "target"), [(b"POST", b"/v1/chat/completions"),
+                                                (b"GET", b"/v1/models?limit=2"),
+                                                (b"HEAD", b"/v1/x")])
+def test_request_heads_are_what_h11_writes(method: bytes, target: bytes,
+                                           headers: list[tuple[bytes, bytes]]) -> None:
+    expected = h11.Connection(h11.CLIENT).send(
+        h11.Request(method=method, target=target, headers=headers))
+    assert request_head(method, target, headers) == expected
