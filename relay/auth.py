@@ -51,6 +51,13 @@ class ClientAuth:
             ok |= hmac.compare_digest(presented, token)
         return ok and scheme.lower() == b"bearer"
 
+    @staticmethod
+    def presented(authorization: bytes | None, query: dict[str, str]) -> bytes | None:
+        """The credentials a request shows: its ``access_token`` query parameter (an
+        ``EventSource`` cannot send headers) as a bearer token, else its ``Authorization``."""
+        token = query.get("access_token")
+        return b"Bearer " + token.encode() if token else authorization
+
     def owner(self, authorization: bytes | None) -> bytes | None:
         """Who a request is, for binding what it starts (a resumable stream) to its token: a
         digest of the token (never the token itself), or None when tokens are off."""

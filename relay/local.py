@@ -49,17 +49,11 @@ class LocalEndpoints:
 
     def respond(self, ex: Exchange, record: Record, status: int, body: bytes,
                 content_type: bytes, extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
-        record.status = status
-        record.ttfb = self.obs.clock() - record.started
-        ex.respond(status, body, content_type,
-                   [*extra, (b"x-request-id", record.request_id.encode())])
-        record.bytes_out = len(body)
-        self.obs.finish(record, "complete")
+        respond(self.obs, ex, record, status, body, content_type, extra)
 
     def error(self, ex: Exchange, record: Record, status: int, message: str, code: str,
               extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
-        self.respond(ex, record, status, error_body(message, "invalid_request_error", code),
-                     b"application/json", extra)
+        respond_error(self.obs, ex, record, status, message, code, extra)
 
     def preflight(self, ex: Exchange, record: Record, cors: Cors) -> None:
         """A CORS preflight from an allowed origin: 204, answered here, never forwarded."""
@@ -72,3 +66,21 @@ class LocalEndpoints:
         ex.start(204, [(b"x-request-id", record.request_id.encode())])
         ex.end()
         self.obs.finish(record, "complete")
+
+
+def respond(obs: Observer, ex: Exchange, record: Record, status: int, body: bytes,
+            content_type: bytes = b"application/json",
+            extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """A whole answer of the relay's own (with its request id), and its record closed."""
+    record.status = status
+    record.ttfb = obs.clock() - record.started
+    ex.respond(status, body, content_type, [*extra, (b"x-request-id", record.request_id.encode())])
+    record.bytes_out = len(body)
+    obs.finish(record, "complete")
+
+
+def respond_error(obs: Observer, ex: Exchange, record: Record, status: int, message: str,
+                  code: str, extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """An OpenAI-style error answer of the relay's own."""
+    respond(obs, ex, record, status, error_body(message, "invalid_request_error", code),
+            b"application/json", extra)

@@ -20,12 +20,13 @@ import json
 import random
 import re
 from typing import Any
-from urllib.parse import parse_qs
 
 from ..auth import ClientAuth
 from ..config import ChannelLimits
-from ..errors import error_body
 from ..http1.headers import header_value
+from ..http1.sse import EVENT_STREAM_HEADERS
+from ..http1.target import query_params
+from ..local import respond, respond_error
 from ..net.exchange import Exchange
 from ..ops.observer import Observer, Record
 from .broker import Broker, BrokerUnavailable
@@ -35,8 +36,6 @@ from .subscriber import Subscriber
 PREFIX = b"/events/"
 _NAME = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 MAX_EVENT = 64 * 1024  # bytes of data in one published event
-SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
-               (b"x-accel-buffering", b"no")]
 
 
 class ChannelStats:
@@ -69,17 +68,16 @@ class ChannelEndpoints:
                         "method_not_allowed", [(b"allow", b"GET, POST, OPTIONS")])
 
     async def _subscribe(self, ex: Exchange, record: Record, channel: str) -> None:
-        query = _query(ex.request.target)
-        token = query.get("access_token")
-        authorization = (b"Bearer " + token.encode()) if token else header_value(
-            ex.request.headers, b"authorization")
+        query = query_params(ex.request.target)
+        authorization = ClientAuth.presented(header_value(ex.request.headers, b"authorization"),
+                                             query)
         if not self._auth.allows(authorization):
             self._unauthorized(ex, record, "missing or invalid relay token")
             return
         last = header_value(ex.request.headers, b"last-event-id")
         given = last.decode("latin-1") if last is not None else query.get("last_event_id")
         record.status, record.ttfb = 200, self._obs.clock() - record.started
-        ex.start(200, [*SSE_HEADERS, (b"x-request-id", record.request_id.encode())])
+        ex.start(200, [*EVENT_STREAM_HEADERS, (b"x-request-id", record.request_id.encode())])
         retry = self._limits.retry_ms
         ex.write(b"retry: %d\n\n" % random.randint(retry // 2, retry * 3 // 2))
         sub = Subscriber(ex, channel, self._limits.slow_buffer,
@@ -114,7 +112,7 @@ class ChannelEndpoints:
         self.stats.publishes += 1
         # (An id is digits and a dash: nothing to escape.)
         body = b'{"id": "%s", "subscribers": %d}' % (event.id.encode(), delivered)
-        self._respond(ex, record, 200, body)
+        respond(self._obs, ex, record, 200, body)
 
     def _unauthorized(self, ex: Exchange, record: Record, message: str) -> None:
         self._error(ex, record, 401, message + " (Authorization: Bearer)", "invalid_api_key",
@@ -122,22 +120,7 @@ class ChannelEndpoints:
 
     def _error(self, ex: Exchange, record: Record, status: int, message: str, code: str,
                extra: list[tuple[bytes, bytes]] | None = None) -> None:
-        self._respond(ex, record, status, error_body(message, "invalid_request_error", code),
-                      extra)
-
-    def _respond(self, ex: Exchange, record: Record, status: int, body: bytes,
-                 extra: list[tuple[bytes, bytes]] | None = None) -> None:
-        record.status, record.bytes_out = status, len(body)
-        record.ttfb = self._obs.clock() - record.started
-        ex.respond(status, body, b"application/json",
-                   [*(extra or []), (b"x-request-id", record.request_id.encode())])
-        self._obs.finish(record, "complete")
-
-
-def _query(target: bytes) -> dict[str, str]:
-    """The query parameters (first value of each); never logged (the path is, without it)."""
-    query = target.partition(b"?")[2].decode("latin-1")
-    return {k: v[0] for k, v in parse_qs(query).items()}
+        respond_error(self._obs, ex, record, status, message, code, extra or ())
 
 
 def _parse_publish(body: bytes) -> tuple[str, str | None] | str:

@@ -18,6 +18,11 @@ _LINE_END = re.compile(r"\r\n|\r|\n")
 # dispatch an empty event and fail to decode it.
 HEARTBEAT = b": heartbeat\n"
 
+# The head of every event stream the relay answers itself (mock, channels, resumable streams):
+# no caching, and no buffering by an nginx in front.
+EVENT_STREAM_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+                        (b"x-accel-buffering", b"no")]
+
 
 def encode_event(data: str, event: str | None = None, id: str | None = None,
                  retry: int | None = None) -> bytes:

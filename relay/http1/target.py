@@ -18,6 +18,7 @@ the query as it came), as Envoy does with ``normalize_path`` and ``merge_slashes
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qs
 
 from .request_head import Rejection
 
@@ -43,6 +44,11 @@ def _unreserved(m: re.Match[bytes]) -> bytes:
     """An escape of an unreserved character, decoded; any other escape, as it was."""
     code = int(m.group()[1:], 16)
     return bytes((code,)) if code in _UNRESERVED else m.group()
+
+
+def query_params(target: bytes) -> dict[str, str]:
+    """The query parameters (first value of each); never logged (the path is, without it)."""
+    return {k: v[0] for k, v in parse_qs(target.partition(b"?")[2].decode("latin-1")).items()}
 
 
 def remove_dot_segments(path: bytes) -> bytes:

@@ -13,15 +13,14 @@ import asyncio
 import time
 from collections.abc import Sequence
 
+from ..http1.sse import EVENT_STREAM_HEADERS
 from ..net.exchange import Exchange
 
-SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
-               (b"x-accel-buffering", b"no")]
 _BATCH = 32  # back-to-back streams write this many events per write, then let others run
 
 
 def start_stream(ex: Exchange, retry: int | None = None) -> None:
-    ex.start(200, SSE_HEADERS)
+    ex.start(200, EVENT_STREAM_HEADERS)
     if retry is not None:
         ex.write(b"retry: %d\n\n" % retry)  # a retry field and a blank line dispatch nothing
 

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import json
 import re
-from urllib.parse import parse_qs
 
 from ..auth import ClientAuth
-from ..errors import RelayError, error_body
+from ..errors import RelayError
 from ..http1.headers import header_value
+from ..http1.sse import EVENT_STREAM_HEADERS
+from ..http1.target import query_params
+from ..local import respond, respond_error
 from ..net.exchange import Exchange
 from ..ops.observer import Observer, Record
 from .registry import Streams
@@ -30,8 +32,6 @@ from .stream import Follower, ResumableStream
 
 PREFIX = b"/v1/streams/"
 _ROUTE = re.compile(rb"/v1/streams/([A-Za-z0-9_-]{1,64})(/cancel)?")
-SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
-               (b"x-accel-buffering", b"no")]
 
 
 class StreamEndpoints:
@@ -43,10 +43,8 @@ class StreamEndpoints:
     async def handle(self, ex: Exchange, record: Record) -> None:
         req = ex.request
         m = _ROUTE.fullmatch(req.path)
-        query = _query(req.target)
-        token = query.get("access_token")
-        authorization = (b"Bearer " + token.encode()) if token else header_value(
-            req.headers, b"authorization")
+        query = query_params(req.target)
+        authorization = ClientAuth.presented(header_value(req.headers, b"authorization"), query)
         if not self._auth.allows(authorization):
             self._error(ex, record, 401, "missing or invalid relay token (Authorization: "
                         "Bearer, or the access_token query parameter)", "invalid_api_key",
@@ -67,7 +65,7 @@ class StreamEndpoints:
             await self._act(ex, record, m.group(1).decode(), cancel,
                             self._auth.owner(authorization), query)
         except RelayError as exc:  # (the shared store, Redis, is away: 503, retry later)
-            self._respond(ex, record, exc.status, exc.body(), list(exc.headers))
+            respond(self._obs, ex, record, exc.status, exc.body(), extra=exc.headers)
 
     async def _act(self, ex: Exchange, record: Record, stream_id: str, cancel: bool,
                    owner: bytes | None, query: dict[str, str]) -> None:
@@ -80,7 +78,7 @@ class StreamEndpoints:
             await self.streams.cancel(stream)
             body = json.dumps({"id": stream.id, "status": stream.status,
                                "events": stream.produced}).encode()
-            self._respond(ex, record, 200, body)
+            respond(self._obs, ex, record, 200, body)
         else:
             self._resume(ex, record, stream, query)
 
@@ -102,7 +100,7 @@ class StreamEndpoints:
             self._obs.finish(record, "complete")
             return
         record.status, record.ttfb = 200, self._obs.clock() - record.started
-        ex.start(200, [*SSE_HEADERS, (b"x-relay-stream-id", stream.id.encode()),
+        ex.start(200, [*EVENT_STREAM_HEADERS, (b"x-relay-stream-id", stream.id.encode()),
                        (b"x-request-id", record.request_id.encode())])
         stats = self.streams.stats
         stats.resumed += 1
@@ -115,19 +113,4 @@ class StreamEndpoints:
 
     def _error(self, ex: Exchange, record: Record, status: int, message: str, code: str,
                extra: list[tuple[bytes, bytes]] | None = None) -> None:
-        self._respond(ex, record, status, error_body(message, "invalid_request_error", code),
-                      extra)
-
-    def _respond(self, ex: Exchange, record: Record, status: int, body: bytes,
-                 extra: list[tuple[bytes, bytes]] | None = None) -> None:
-        record.status, record.bytes_out = status, len(body)
-        record.ttfb = self._obs.clock() - record.started
-        ex.respond(status, body, b"application/json",
-                   [*(extra or []), (b"x-request-id", record.request_id.encode())])
-        self._obs.finish(record, "complete")
-
-
-def _query(target: bytes) -> dict[str, str]:
-    """The query parameters (first value of each); never logged (the path is, without it)."""
-    query = target.partition(b"?")[2].decode("latin-1")
-    return {k: v[0] for k, v in parse_qs(query).items()}
+        respond_error(self._obs, ex, record, status, message, code, extra or ())

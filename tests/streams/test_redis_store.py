@@ -25,15 +25,13 @@ from relay.streams.redis_store import RedisStreams, StreamStoreUnavailable
 from ..conftest import ScriptedFactory
 from ..support import (
     EventStream,
-    H11Client,
     LoopThread,
     chat_body,
-    connect,
     wait_until,
 )
 from ..support.processes import spawn
 from ..support.redis_server import RedisServer
-from .test_endpoints import _paced
+from .test_endpoints import _paced, cancel, resume, stream_id
 
 _ID_LINE = re.compile(rb"id: \d+\n")
 # The mock's output is fixed by its request body and ``created``: two runs are byte-identical.
@@ -59,26 +57,7 @@ def _start(port: int, delay_ms: int = 50, max_tokens: int = 12,
                        method=b"POST", body=chat_body(max_tokens))
 
 
-def _sid(es: EventStream) -> bytes:
-    for line in es.head.split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.lower() == b"x-relay-stream-id":
-            return value.strip()
-    raise AssertionError("no X-Relay-Stream-Id")
-
-
-def _resume(port: int, sid: bytes, last: int | None = None,
-            headers: list[tuple[bytes, bytes]] | None = None) -> EventStream:
-    given = [(b"last-event-id", b"%d" % last)] if last is not None else []
-    return EventStream(port, b"/v1/streams/" + sid, [*given, *(headers or [])])
-
-
-def _cancel(port: int, sid: bytes) -> tuple[int, dict[str, object]]:
-    client = H11Client(connect(port))
-    client.send(b"POST", b"/v1/streams/" + sid + b"/cancel")
-    reply = client.read_reply()
-    client.sock.close()
-    return reply.status, json.loads(reply.body)
+_sid, _resume, _cancel = stream_id, resume, cancel  # (tests/streams/test_endpoints.py's)
 
 
 def _ids(es: EventStream) -> list[int]:
