@@ -1,6 +1,7 @@
 """Instructions the relay executes per short stream and per event, counted by valgrind.
 
     .venv/bin/python -m bench.instructions [--tree PATH ...] [--short 300] [--long 30x300]
+    .venv/bin/python -m bench.instructions [--tree PATH ...] --publishes 2000
 
 CPU time on a shared machine moves by tens of percent from one run to the next; the number of
 instructions a process executes for the same work does not (callgrind counts them, whatever
@@ -12,7 +13,10 @@ under ``valgrind --tool=callgrind``:
 * ``--short N``: N one-token streams, each on a new connection (the per-stream setup cost);
 * ``--long SxT``: S streams of T events, each on a new connection (per event, once the
   per-stream cost is taken out); back to back (many events per read), or one event per read
-  with ``--delay-ms 1``.
+  with ``--delay-ms 1``;
+* or, with ``--publishes N``: N publishes to a channel with ``--subscribers`` (10) on it, one
+  request per read on a keep-alive connection (benchmark F's F2 per publish), less the same
+  run with no publish.
 
 The mock upstream and the client run natively beside it.
 """
@@ -60,8 +64,59 @@ def _streams(port: int, n: int, tokens: int, delay_ms: int) -> None:
                 got += data
 
 
-def count(tree: Path, streams: int, tokens: int, delay_ms: int = 0) -> int:
-    """Instructions executed by a relay from ``tree`` serving ``streams`` x ``tokens``."""
+def _recv_answer(sock: socket.socket) -> bytes:
+    """One whole Content-Length answer (the head and body of a publish's reply)."""
+    got = b""
+    while b"\r\n\r\n" not in got:
+        data = sock.recv(65536)
+        if not data:
+            raise RuntimeError("the relay closed the publisher's connection")
+        got += data
+    head, _, body = got.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
+
+
+def _publishes(port: int, n: int, subscribers: int) -> None:
+    """``subscribers`` on one channel, then ``n`` publishes on one keep-alive connection, each
+    waiting for its answer (one request per read, as in benchmark F's F2)."""
+    subs = [socket.create_connection(("127.0.0.1", port)) for _ in range(subscribers)]
+    for sock in subs:
+        sock.sendall(b"GET /events/bench HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        while b"retry:" not in sock.recv(65536):
+            pass  # (the retry line comes in the same write as the head: one read here)
+    body = b'{"data": "' + b"x" * 180 + b'"}'
+    request = (b"POST /events/bench HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: "
+               b"application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+    seen = [0] * subscribers
+    with socket.create_connection(("127.0.0.1", port)) as pub:
+        for _ in range(n):
+            pub.sendall(request)
+            if not _recv_answer(pub).startswith(b"HTTP/1.1 200 "):
+                raise RuntimeError("a publish was refused")
+            _drain(subs, seen, False)  # read as they come: no write buffer grows in the relay
+    _drain(subs, seen, True, n)  # every event reached every subscriber before the relay stops
+    for sock in subs:
+        sock.close()
+
+
+def _drain(subs: list[socket.socket], seen: list[int], wait: bool, until: int = 0) -> None:
+    for i, sock in enumerate(subs):
+        sock.setblocking(wait)
+        while not wait or seen[i] < until:
+            try:
+                data = sock.recv(1 << 20)
+            except BlockingIOError:
+                break
+            seen[i] += data.count(b"\ndata: ")
+
+
+def count(tree: Path, streams: int, tokens: int, delay_ms: int = 0,
+          publishes: tuple[int, int] | None = None) -> int:
+    """Instructions executed by a relay from ``tree`` serving ``streams`` x ``tokens``, or
+    ``publishes`` (publishes, subscribers) to one channel."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     mock_port, relay_port = _free_port(), _free_port()
     mock = subprocess.Popen([sys.executable, "-m", "relay", "mock", "--port", str(mock_port)],
@@ -76,7 +131,10 @@ def count(tree: Path, streams: int, tokens: int, delay_ms: int = 0) -> int:
         try:
             wait_port(mock_port)
             wait_port(relay_port, timeout=120)
-            _streams(relay_port, streams, tokens, delay_ms)
+            if publishes is None:
+                _streams(relay_port, streams, tokens, delay_ms)
+            else:
+                _publishes(relay_port, *publishes)
         finally:
             relay.send_signal(signal.SIGTERM)
             relay.wait(120)
@@ -101,6 +159,12 @@ def measure(tree: Path, short: int, long_streams: int, long_tokens: int,
             "seconds": time.monotonic() - started}
 
 
+def measure_publishes(tree: Path, publishes: int, subscribers: int) -> float:
+    """Instructions per publish to a channel with ``subscribers``, the subscribing taken out."""
+    base = count(tree, 0, 1, publishes=(0, subscribers))
+    return (count(tree, 0, 1, publishes=(publishes, subscribers)) - base) / publishes
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tree", action="append", type=Path,
@@ -110,7 +174,16 @@ def main() -> None:
     ap.add_argument("--delay-ms", type=int, default=0,
                     help="pace the long streams' events (0: back to back, many per read; "
                          "1: about one event per read, as in scenario C)")
+    ap.add_argument("--publishes", type=int, default=0,
+                    help="instead: this many publishes to one channel (per publish)")
+    ap.add_argument("--subscribers", type=int, default=10, help="with --publishes")
     args = ap.parse_args()
+    if args.publishes:
+        print(f"{'tree':40} {'per publish':>12}  (instructions; {args.subscribers} subscribers)")
+        for tree in args.tree or [ROOT]:
+            per = measure_publishes(tree.resolve(), args.publishes, args.subscribers)
+            print(f"{tree!s:40} {per:12,.0f}")
+        return
     long_streams, long_tokens = (int(x) for x in args.long.split("x"))
     print(f"{'tree':40} {'per short stream':>18} {'per event':>10}  (instructions)")
     for tree in args.tree or [ROOT]:

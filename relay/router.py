@@ -14,6 +14,8 @@ it, or here if a bug escapes the endpoint (so the access log has one line per re
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from .auth import ClientAuth
 from .channels.endpoints import PREFIX as CHANNELS
 from .channels.endpoints import ChannelEndpoints
@@ -21,8 +23,7 @@ from .cors import Cors
 from .guard import Guard
 from .http1.headers import header_value
 from .local import LocalEndpoints
-from .net.client import Handler
-from .net.exchange import Exchange
+from .net.exchange import Exchange, Handler
 from .net.pool import Pool
 from .ops.observer import Observer, Record, request_id
 from .proxy import ProxyRequest
@@ -41,21 +42,33 @@ class Router:
                                                                       streams)
         self._local = LocalEndpoints(pool, obs)
 
-    async def __call__(self, ex: Exchange) -> None:
+    def __call__(self, ex: Exchange) -> Awaitable[None] | None:
         req, obs = ex.request, self._obs
         rid = request_id(header_value(req.headers, b"x-request-id"))
         record = Record(req.method, req.path, ex.peer() if obs.log.enabled else "", rid,
                         len(req.body), obs.clock())
         obs.start(record)
         try:
-            await self._route(ex, record)
+            pending = self._route(ex, record)
         except BaseException:
-            if record.ended is None:  # a bug escaped: still one log line, and the gauges
-                record.status = record.status or 500
-                obs.finish(record, "internal_error")
+            self._escaped(record)
+            raise
+        return None if pending is None else self._finish(pending, record)
+
+    async def _finish(self, pending: Awaitable[None], record: Record) -> None:
+        try:
+            await pending
+        except BaseException:
+            self._escaped(record)
             raise
 
-    async def _route(self, ex: Exchange, record: Record) -> None:
+    def _escaped(self, record: Record) -> None:
+        if record.ended is None:  # a bug escaped: still one log line, and the gauges
+            record.status = record.status or 500
+            self._obs.finish(record, "internal_error")
+
+    def _route(self, ex: Exchange, record: Record) -> Awaitable[None] | None:
+        """Answer now, or return what finishes the answer (see relay.net.exchange.Handler)."""
         req, local = ex.request, self._local
         refused = self._guard.check(req.headers)
         if refused is not None:
@@ -63,14 +76,15 @@ class Router:
         elif _cross_origin(ex, self._guard.cors):
             local.preflight(ex, record, self._guard.cors)
         elif self._streams is not None and req.path.startswith(STREAMS):
-            await self._streams.handle(ex, record)  # (its own token check: EventSource's too)
+            return self._streams.handle(ex, record)  # (its own token check: EventSource's too)
         elif req.path.startswith(b"/v1/"):
-            await self._proxy(ex, record)
+            return self._proxy(ex, record)
         elif self._channels is not None and req.path.startswith(CHANNELS):
-            await self._channels.handle(ex, record)
+            return self._channels.handle(ex, record)
         elif not local.serve(ex, record, self._metrics):
             local.error(ex, record, 404, "not found: the relay serves /v1/*, /events/*, "
                         "/healthz, /metrics and its demo page at /", "unknown_url")
+        return None
 
     async def _proxy(self, ex: Exchange, record: Record) -> None:
         authorization = header_value(ex.request.headers, b"authorization")
@@ -96,7 +110,7 @@ def admin_router(pool: Pool, observer: Observer, guard: Guard) -> Handler:
     """The ``--admin-port`` listener: ``/metrics`` and ``/healthz`` only."""
     local = LocalEndpoints(pool, observer)
 
-    async def handle(ex: Exchange) -> None:
+    def handle(ex: Exchange) -> None:
         req = ex.request
         record = Record(req.method, req.path, "", request_id(None), 0, observer.clock())
         refused = guard.check(req.headers)

@@ -30,6 +30,11 @@ class Broker(Protocol):
         """Keep and deliver one event: (the event, with its id; subscribers here that got it)."""
         ...
 
+    def publish_now(self, channel: str, data: str, event: str | None
+                    ) -> tuple[ChannelEvent, int] | None:
+        """The same done at once, when nothing has to be waited for; None: await publish()."""
+        ...
+
     async def replay(self, channel: str, after: EventKey | None, given: bool) -> Replay: ...
     async def close(self) -> None: ...
 
@@ -44,6 +49,9 @@ class MemoryBroker:
         self._clock = clock  # (wall time: ids carry the publish time, as Redis's do)
 
     async def publish(self, channel: str, data: str, event: str | None) -> tuple[ChannelEvent, int]:
+        return self.publish_now(channel, data, event)
+
+    def publish_now(self, channel: str, data: str, event: str | None) -> tuple[ChannelEvent, int]:
         published = self._histories.publish(channel, data, event, self._clock())
         return published, self.hub.deliver(channel, published)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Awaitable
 from typing import Any
 
 from ..auth import ClientAuth
@@ -30,7 +31,7 @@ from ..local import respond, respond_error
 from ..net.exchange import Exchange
 from ..ops.observer import Observer, Record
 from .broker import Broker, BrokerUnavailable
-from .events import data_text, parse_id
+from .events import ChannelEvent, data_text, parse_id
 from .subscriber import Subscriber
 
 PREFIX = b"/events/"
@@ -54,18 +55,20 @@ class ChannelEndpoints:
         self._auth, self._publish_auth = auth, publish_auth
         self.stats = ChannelStats()
 
-    async def handle(self, ex: Exchange, record: Record) -> None:
+    def handle(self, ex: Exchange, record: Record) -> Awaitable[None] | None:
+        """Answer now, or return what finishes the answer (see relay.net.exchange.Handler)."""
         name = ex.request.path[len(PREFIX):]
         if _NAME.fullmatch(name) is None:
             self._error(ex, record, 400, "channel names are 1 to 128 of A-Z a-z 0-9 . _ -",
                         "invalid_channel")
         elif ex.request.method == b"GET":
-            await self._subscribe(ex, record, name.decode())
+            return self._subscribe(ex, record, name.decode())
         elif ex.request.method == b"POST":
-            await self._publish(ex, record, name.decode())
+            return self._publish(ex, record, name.decode())
         else:
             self._error(ex, record, 405, "channels take GET (subscribe) and POST (publish)",
                         "method_not_allowed", [(b"allow", b"GET, POST, OPTIONS")])
+        return None
 
     async def _subscribe(self, ex: Exchange, record: Record, channel: str) -> None:
         query = query_params(ex.request.target)
@@ -93,22 +96,34 @@ class ChannelEndpoints:
         self.stats.resets += replay.reset
         sub.catch_up(replay.events, replay.reset, replay.oldest)
 
-    async def _publish(self, ex: Exchange, record: Record, channel: str) -> None:
+    def _publish(self, ex: Exchange, record: Record, channel: str) -> Awaitable[None] | None:
         auth = self._publish_auth if self._publish_auth.enabled else self._auth
         if not auth.allows(header_value(ex.request.headers, b"authorization")):
             self._unauthorized(ex, record, "missing or invalid publish token")
-            return
+            return None
         parsed = _parse_publish(ex.request.body)
         if isinstance(parsed, str):
             status = 413 if parsed.startswith("too large") else 400
             self._error(ex, record, status, parsed, "invalid_event")
-            return
+            return None
+        done = self.broker.publish_now(channel, *parsed)
+        if done is None:  # a shared broker: wait for Redis
+            return self._publish_shared(ex, record, channel, parsed)
+        self._published(ex, record, *done)
+        return None
+
+    async def _publish_shared(self, ex: Exchange, record: Record, channel: str,
+                              parsed: tuple[str, str | None]) -> None:
         try:
             event, delivered = await self.broker.publish(channel, *parsed)
         except BrokerUnavailable as exc:
             self._error(ex, record, 503, str(exc), "broker_unavailable",
                         [(b"retry-after", b"1")])
             return
+        self._published(ex, record, event, delivered)
+
+    def _published(self, ex: Exchange, record: Record, event: ChannelEvent,
+                   delivered: int) -> None:
         self.stats.publishes += 1
         # (An id is digits and a dash: nothing to escape.)
         body = b'{"id": "%s", "subscribers": %d}' % (event.id.encode(), delivered)

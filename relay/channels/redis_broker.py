@@ -81,6 +81,9 @@ class RedisBroker:
 
     # -- publish and replay (the command connection) -------------------------------------------
 
+    def publish_now(self, channel: str, data: str, event: str | None) -> None:
+        return None  # every publish goes through Redis
+
     async def publish(self, channel: str, data: str, event: str | None) -> tuple[ChannelEvent, int]:
         args: list[int | str] = [self._limits.history, int(self._limits.ttl * 1000), event or "",
                                  data]

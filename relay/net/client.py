@@ -4,8 +4,9 @@ Bytes from the socket go into an h11 server ``Connection`` (``receive_data``), w
 into events (``next_event``): a ``Request`` head, ``Data`` for the body, ``EndOfMessage``.
 Before h11 sees a head, :class:`relay.http1.request_head.HeadReader` counts it and
 :func:`~relay.http1.request_head.check_head` judges it on the raw bytes. When a request is
-complete, the connection hands an :class:`~relay.net.exchange.Exchange` to the handler in a
-task; the handler's response goes out through the exchange, serialized by our own code
+complete, the connection hands an :class:`~relay.net.exchange.Exchange` to the handler, at
+once (:func:`~relay.net.exchange.answer`: a Task only for a handler that has to wait); the
+handler's response goes out through the exchange, serialized by our own code
 (:mod:`relay.http1.writers`), so h11 here only *parses*. When the response ends, a fresh h11
 connection takes over the bytes already buffered, for the next keep-alive request.
 
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Protocol, cast
 
 import h11
@@ -41,13 +41,12 @@ from ..http1.target import normalize_target
 from ..http1.writers import error_response
 from .budget import BodyBudget, Hold
 from .deadlines import Timer
-from .exchange import ENDED, RECEIVED, Exchange, run_handler
+from .exchange import ENDED, RECEIVED, Exchange, Handler, answer
 from .flow import WriteFlow
 from .sockets import tune_transport
 
 log = logging.getLogger("relay.client")
 
-Handler = Callable[[Exchange], Awaitable[None]]
 _RETRY = ((b"retry-after", b"1"),)
 
 
@@ -286,12 +285,15 @@ class ClientConnection(asyncio.Protocol):
         # h11 says whether the request lets the connection live on (HTTP/1.1, no "close").
         request.keep_alive = self._h11.their_state is h11.DONE
         self._request = self._body = None
-        ex = self._exchange = Exchange(self, request, self.transport, self.flow)
-        self._task = task = self._loop.create_task(run_handler(self._handler, ex))
-        task.add_done_callback(self._task_done)
         if not request.keep_alive:
             self._discarding = True  # answer it, then close; what follows is never read
-        return request.keep_alive
+        ex = self._exchange = Exchange(self, request, self.transport, self.flow)
+        pending = answer(self._handler, ex)  # (most answers are whole when this returns)
+        if pending is not None:
+            self._task = task = self._loop.create_task(pending)
+            task.add_done_callback(self._task_done)
+        # Once this exchange ended, a new h11 holds what follows, checked by _next_buffered.
+        return request.keep_alive and self._exchange is ex
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         if self._task is task:  # (a callback-driven stream keeps no finished task alive)
@@ -332,7 +334,9 @@ class ClientConnection(asyncio.Protocol):
         if self.flow.paused:  # our answers are not read yet: take no request until they are
             self._pause_reading()
             self._wait_drain = True
-        elif self._read_paused or closed:  # the next request may be buffered already
+        elif self._read_paused or closed or buffered:  # a next request may be buffered
+            if buffered:  # no new bytes before these are counted (see _next_buffered)
+                self._pause_reading()
             self._loop.call_soon(self._next_buffered)
 
     def _next_buffered(self) -> None:

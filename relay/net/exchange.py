@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Protocol
 
 from ..errors import ClientGone, error_body
 from ..http1.messages import Headers, Request
@@ -233,18 +233,50 @@ class Exchange:
         await self.flow.wait_writable()
 
 
-async def run_handler(handler: Callable[[Exchange], Awaitable[None]], ex: Exchange) -> None:
-    """The task of one exchange: a handler that raises gets its client a 500 (if nothing was
-    sent yet); one that returns without ending its response, and without handing it to a
-    listener, gets the connection cut, never a clean end."""
+Handler = Callable[["Exchange"], Awaitable[None] | None]
+"""Answers one exchange. It returns None when it answered at once (or handed the exchange to a
+listener); otherwise the awaitable that finishes the answer, run in a Task of its own."""
+
+
+def answer(handler: Handler, ex: Exchange) -> Coroutine[Any, Any, None] | None:
+    """Run ``handler`` on ``ex`` now; the coroutine for a Task if it has more to wait for.
+
+    Most answers need nothing to wait for (a publish to a channel, ``/healthz``, a refusal): a
+    Task for them would cost an object, a scheduled step and one more turn of the loop before
+    the first line runs. So a handler does what it can at once and returns an awaitable only
+    for what must wait (an upstream, Redis). Either way: a handler that raises gets its client
+    a 500 (if nothing was sent yet); one that finishes without ending its response, and without
+    handing it to a listener, gets the connection cut, never a clean end."""
     try:
-        await handler(ex)
+        pending = handler(ex)
+    except ClientGone:
+        return None
+    except Exception:
+        _failed(ex)
+        pending = None
+    if pending is None:
+        _check_ended(ex)
+        return None
+    return _finish(pending, ex)
+
+
+async def _finish(pending: Awaitable[None], ex: Exchange) -> None:
+    try:
+        await pending
     except (ClientGone, asyncio.CancelledError):
         return
     except Exception:
-        log.exception("handler failed for %s %s", ex.request.method, ex.request.path)
-        if not ex.started:
-            ex.respond_error(500, "internal error in the relay", "server_error", None)
+        _failed(ex)
+    _check_ended(ex)
+
+
+def _failed(ex: Exchange) -> None:
+    log.exception("handler failed for %s %s", ex.request.method, ex.request.path)
+    if not ex.started:
+        ex.respond_error(500, "internal error in the relay", "server_error", None)
+
+
+def _check_ended(ex: Exchange) -> None:
     if (ex.state is RECEIVED or ex.state is SENDING) and ex.listener is None:
         log.error("handler returned without ending its response; connection aborted")
         ex.abort()

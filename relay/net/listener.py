@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from ..config import Limits, Timeouts
 from .budget import BodyBudget
-from .client import ClientConnection, Handler
+from .client import ClientConnection
+from .exchange import Handler
 from .sockets import tune_listener
 
 if TYPE_CHECKING:

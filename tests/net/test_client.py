@@ -17,8 +17,8 @@ import pytest
 
 from relay.config import KIB, MIB, Limits, Timeouts
 from relay.mock import completion_text
-from relay.net.client import ClientConnection, Handler
-from relay.net.exchange import Exchange
+from relay.net.client import ClientConnection
+from relay.net.exchange import Exchange, Handler
 
 from ..conftest import MockServer, RelayFactory, ScriptedFactory
 from ..support import (
@@ -335,10 +335,51 @@ def test_no_deadline_runs_while_a_response_is_being_answered() -> None:
     _run(scenario)
 
 
-def test_a_handler_that_raises_gets_500_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    async def broken(ex: Exchange) -> None:
-        raise ValueError("bug")
+def test_a_handler_that_needs_no_wait_answers_in_the_same_turn_without_a_task() -> None:
+    """A handler that returns None answered at once: the response is out before the loop
+    turns, and no Task was made for it (a Task costs an object and a turn of the loop)."""
+    def at_once(ex: Exchange) -> None:
+        ex.respond(200, ex.request.target)
 
+    async def scenario() -> None:
+        h = Harness(at_once, limits=Limits(max_headers=3))
+        tasks = len(asyncio.all_tasks())
+        h.conn.data_received(GET)
+        assert h.transport.take().startswith(b"HTTP/1.1 200 ")
+        assert len(asyncio.all_tasks()) == tasks
+        # Pipelined behind one answered at once: the next head is still counted and checked
+        # before h11 parses it (here too many headers, which h11 would take: 431).
+        h.conn.data_received(GET.replace(b"models", b"a") + GET.replace(
+            b"\r\n\r\n", b"\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n"))
+        assert not h.transport.reading  # nothing new is read before the buffered head's check
+        await h.clock.settle()
+        out = h.transport.take()
+        assert out.startswith(b"HTTP/1.1 200 ") and b"/v1/a" in out
+        assert out.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 431 " in out and h.transport.closed
+
+    _run(scenario)
+
+
+def _sync_or_async(body: Callable[[Exchange], None]) -> list[Handler]:
+    async def waits_first(ex: Exchange) -> None:
+        await asyncio.sleep(0)
+        body(ex)
+
+    return [body, waits_first]
+
+
+def _raise(ex: Exchange) -> None:
+    raise ValueError("bug")
+
+
+def _half(ex: Exchange) -> None:
+    ex.start(200, [])
+    ex.write(b"half")
+
+
+@pytest.mark.parametrize("broken", _sync_or_async(_raise), ids=["at once", "after a wait"])
+def test_a_handler_that_raises_gets_500_and_is_logged(
+        broken: Handler, caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         h = Harness(broken)
         out = await h.feed(GET)
@@ -348,11 +389,9 @@ def test_a_handler_that_raises_gets_500_and_is_logged(caplog: pytest.LogCaptureF
     _run(scenario)
 
 
-def test_a_handler_that_returns_without_ending_is_cut(caplog: pytest.LogCaptureFixture) -> None:
-    async def forgetful(ex: Exchange) -> None:
-        ex.start(200, [])
-        ex.write(b"half")
-
+@pytest.mark.parametrize("forgetful", _sync_or_async(_half), ids=["at once", "after a wait"])
+def test_a_handler_that_returns_without_ending_is_cut(
+        forgetful: Handler, caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         h = Harness(forgetful)
         await h.feed(GET)
