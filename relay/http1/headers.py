@@ -38,6 +38,12 @@ def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
     return tokens
 
 
+def keeps_alive(http_version: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether a request lets its connection carry another (RFC 9112 9.3, as h11 decides it):
+    HTTP/1.1 with no ``close`` in ``Connection``."""
+    return http_version == b"1.1" and b"close" not in connection_tokens(headers)
+
+
 def is_hop_by_hop(name: bytes, listed: set[bytes]) -> bool:
     return name in HOP_BY_HOP or name.startswith(b"proxy-") or name in listed
 

@@ -96,15 +96,33 @@ class ChunkedRequestCheck(ChunkScanner):
 
 
 class RequestBody:
-    """The pieces of one request body, collected up to ``limit`` bytes."""
+    """The pieces of one request body, collected up to ``limit`` bytes.
 
-    __slots__ = ("_limit", "_pieces", "check", "size")
+    A chunked body is decoded by h11 (``add``, beside ``check``). A ``Content-Length`` body
+    (or none) is taken from the raw bytes after its head (``take``): h11 has said all there is
+    to say once it parsed the head, and counting bytes here spares its body events."""
 
-    def __init__(self, limit: int, chunked: bool) -> None:
+    __slots__ = ("_left", "_limit", "_pieces", "check", "size")
+
+    def __init__(self, limit: int, chunked: bool, length: int = 0) -> None:
         self._limit = limit
         self._pieces: list[bytes] = []
         self.size = 0
+        self._left = length
         self.check = ChunkedRequestCheck(limit) if chunked else None
+
+    def take(self, data: bytes) -> bytes | None:
+        """Raw bytes of a ``Content-Length`` body: None while more is to come, else the bytes
+        past its end (a next request's)."""
+        left = self._left
+        if len(data) < left:
+            self._left = left - len(data)
+            self.add(data)
+            return None
+        if left:
+            self.add(data if len(data) == left else data[:left])
+            self._left = 0
+        return data[left:]
 
     def add(self, data: bytes) -> bool:
         """Keep a decoded piece; False once the body is over its limit."""
@@ -120,10 +138,37 @@ class RequestBody:
         return body
 
 
-def start_body(headers: Headers, limit: int, buffered: bytes) -> RequestBody | Rejection:
-    """The body of a request with these headers; when chunked, its framing is checked at once
-    on the bytes already ``buffered`` after the head."""
-    body = RequestBody(limit, header_value(headers, b"transfer-encoding") is not None)
+class AfterHead:
+    """What follows a request head that h11 parsed, when h11 need not read further: the rest of
+    a ``Content-Length`` body (or none), then the bytes of a next request (``kept``, for the
+    next cycle's h11, and whether the client's EOF came behind them)."""
+
+    __slots__ = ("body", "eof", "kept")
+
+    def __init__(self, body: RequestBody, eof: bool) -> None:
+        self.body: RequestBody | None = body  # None once whole
+        self.kept = bytearray()
+        self.eof = eof  # (h11 may have seen it behind the head already)
+
+    def feed(self, data: bytes) -> bool:
+        """True when this read completed the body."""
+        body = self.body
+        if body is None:
+            self.kept += data
+            return False
+        rest = body.take(data)
+        if rest is None:
+            return False
+        self.kept += rest
+        self.body = None
+        return True
+
+
+def start_body(headers: Headers, limit: int, buffered: bytes,
+               length: int) -> RequestBody | Rejection:
+    """The body of a request with these headers (``length``: its Content-Length); when
+    chunked, its framing is checked at once on the bytes already ``buffered`` after the head."""
+    body = RequestBody(limit, header_value(headers, b"transfer-encoding") is not None, length)
     if body.check is not None:
         rejection = body.check.feed(buffered)
         if rejection is not None:

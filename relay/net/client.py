@@ -33,16 +33,17 @@ from typing import Protocol, cast
 import h11
 
 from ..config import Limits, Timeouts
-from ..http1.headers import header_value
+from ..http1.headers import header_value, keeps_alive
 from ..http1.messages import Request
-from ..http1.request_body import RequestBody, start_body
+from ..http1.request_body import AfterHead, RequestBody, start_body
 from ..http1.request_head import HeadReader, Rejection, check_head
 from ..http1.target import normalize_target
 from ..http1.writers import error_response
 from .budget import BodyBudget, Hold
 from .deadlines import Timer
-from .exchange import ENDED, RECEIVED, Exchange, Handler, answer
+from .exchange import RECEIVED, Exchange, Handler, answer
 from .flow import WriteFlow
+from .shutdown import ShutdownSteps
 from .sockets import tune_transport
 
 log = logging.getLogger("relay.client")
@@ -58,7 +59,7 @@ class Registry(Protocol):
     def __len__(self) -> int: ...
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(ShutdownSteps, asyncio.Protocol):
     """One client connection (see the module docstring)."""
 
     def __init__(self, handler: Handler, limits: Limits, timeouts: Timeouts, registry: Registry,
@@ -81,6 +82,7 @@ class ClientConnection(asyncio.Protocol):
         self._send_timer = Timer(self._loop)  # armed while the client takes nothing
         self._head: HeadReader | None = HeadReader(limits.max_head_size)  # (awaiting a head)
         self._head_started = False
+        self._after: AfterHead | None = None  # after a head h11 parsed, when it reads no more
         self._overloaded = False
         self._closing = False  # graceful shutdown: close after the response in flight
         self._read_paused = False
@@ -107,6 +109,9 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._discarding:
             return  # bytes after a request that closes the connection are never parsed
+        if self._after is not None:  # h11 parsed the head: the body and what follows are ours
+            self._take(data)
+            return
         body = self._body
         if body is not None and body.check is not None:  # a chunked body: our own checks
             rejection = body.check.feed(data)
@@ -124,6 +129,13 @@ class ClientConnection(asyncio.Protocol):
         # EOF while a response is in flight reaches _on_client_eof as ConnectionClosed.
         if self._discarding:
             self._on_client_eof()
+            return True
+        if self._after is not None:
+            self._after.eof = True  # (for the next cycle, behind the buffered requests)
+            if self._request is not None:
+                self._take(b"")  # inside the body: a 400, as h11 would say
+            elif not self._after.kept:
+                self._on_client_eof()
             return True
         self._h11.receive_data(b"")
         self._handle_events()
@@ -156,37 +168,6 @@ class ClientConnection(asyncio.Protocol):
         if self._wait_drain:  # the client took our answers: the next request may come
             self._wait_drain = False
             self._loop.call_soon(self._next_buffered)
-
-    # -- shutdown, called by the listener ------------------------------------------------------
-
-    def abort(self) -> None:
-        """Close this connection now; an in-flight exchange sees its client go."""
-        if not self._closed:
-            self.transport.abort()
-
-    def close_when_idle(self) -> None:
-        """Graceful shutdown, step one: a connection with no response in flight closes now (a
-        request still being read included); a busy one finishes its response, then closes
-        instead of reading another request."""
-        self._closing = True
-        ex = self._exchange
-        if ex is None and not self._closed:
-            self.transport.close()
-        elif ex is not None and ex.listener is not None:
-            ex.listener.on_draining()
-
-    def stop_now(self) -> None:
-        """Graceful shutdown, last step (the grace period passed): the in-flight response ends
-        as cleanly as its body allows (an SSE error event and a clean end), then the close."""
-        ex = self._exchange
-        if ex is not None and ex.listener is not None and (ex.state is RECEIVED or ex.open):
-            ex.listener.on_shutdown()
-        if self._closed:
-            return
-        if ex is None or ex.state is ENDED:
-            self.transport.close()
-        else:
-            self.transport.abort()  # a body that cannot carry an error: cut, never a clean end
 
     # -- request side --------------------------------------------------------------------------
 
@@ -253,15 +234,37 @@ class ClientConnection(asyncio.Protocol):
         length = int(header_value(headers, b"content-length") or 0)
         if length and not self._reserve(length):
             return False
-        body = start_body(headers, self._limits.max_body_size, self._h11.trailing_data[0])
+        after_head, eof = self._h11.trailing_data
+        body = start_body(headers, self._limits.max_body_size, after_head, length)
         if isinstance(body, Rejection):
             return self._reject(body)
-        self._request = Request(event.method, b"".join(target), headers, event.http_version)
+        self._request = Request(event.method, b"".join(target), headers, event.http_version,
+                                keep_alive=keeps_alive(event.http_version, headers))
         self._body = body
         if self._h11.they_are_waiting_for_100_continue:
             # The relay always reads the body, so say so at once instead of making curl wait 1 s.
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        return True
+        if body.check is not None:
+            return True  # chunked: h11 decodes it, events follow
+        self._after = AfterHead(body, eof)  # Content-Length (or none): h11's part ends here
+        self._take(after_head)
+        return False
+
+    def _take(self, data: bytes) -> None:
+        """Bytes after a head h11 parsed: the rest of its body, then those of a next request,
+        kept with reading paused (as h11's PAUSED) for the next cycle's h11."""
+        after = self._after
+        assert after is not None
+        if after.feed(data):
+            self._dispatch()
+        elif after.body is not None:  # more body to come: the deadline is the silence between reads
+            if after.eof:  # (it will not: the client closed, as h11 would say)
+                self._reject(Rejection(400, "connection closed inside the request body"))
+            else:
+                self._timer.arm(self._timeouts.request_body, self._request_timeout)
+            return
+        if after.kept and self._exchange is not None:
+            self._pause_reading()
 
     def _reserve(self, n: int) -> bool:
         return self._hold.take(n) or self._reject(Rejection(
@@ -282,8 +285,8 @@ class ClientConnection(asyncio.Protocol):
         assert request is not None and body is not None
         self._timer.cancel()  # the request is in: no client-side deadline while it is answered
         request.body = body.join()
-        # h11 says whether the request lets the connection live on (HTTP/1.1, no "close").
-        request.keep_alive = self._h11.their_state is h11.DONE
+        if self._after is None:  # (a chunked body read by h11: h11 says it too)
+            request.keep_alive = self._h11.their_state is h11.DONE
         self._request = self._body = None
         if not request.keep_alive:
             self._discarding = True  # answer it, then close; what follows is never read
@@ -322,7 +325,9 @@ class ClientConnection(asyncio.Protocol):
         if self._closing or not ex.request.keep_alive:
             self.transport.close()
             return
-        buffered, closed = self._h11.trailing_data
+        after, self._after = self._after, None
+        buffered, closed = self._h11.trailing_data if after is None else (bytes(after.kept),
+                                                                           after.eof)
         self._h11 = new = self._new_h11()  # h11 parses; the response state is the exchange's
         if buffered:
             new.receive_data(buffered)

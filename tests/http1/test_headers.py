@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import h11
+import pytest
+
 from relay.http1.headers import (
     client_response_headers,
     connection_tokens,
     is_event_stream,
+    keeps_alive,
     strip_hop_by_hop,
     upstream_request_headers,
 )
@@ -34,6 +38,23 @@ CLIENT_HEADERS = [
 def test_connection_tokens_are_lowercased_and_trimmed() -> None:
     assert connection_tokens([(b"connection", b" Keep-Alive ,X-Foo,, ")]) == {b"keep-alive",
                                                                              b"x-foo"}
+
+
+@pytest.mark.parametrize("version", [b"1.1", b"1.0"])
+@pytest.mark.parametrize("connection", [None, b"close", b"Close", b"keep-alive", b"x, close",
+                                        b" CLOSE ,te", b"closed", b"keep-alive, upgrade"])
+def test_keep_alive_is_decided_as_h11_decides_it(version: bytes, connection: bytes | None
+                                                 ) -> None:
+    """The relay decides it for bodies h11 no longer reads: the same answer as h11's own."""
+    head = b"GET / HTTP/%s\r\nhost: x\r\n" % version
+    if connection is not None:
+        head += b"connection: %s\r\n" % connection
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(head + b"\r\n")
+    request = conn.next_event()
+    assert isinstance(request, h11.Request)
+    assert isinstance(conn.next_event(), h11.EndOfMessage)
+    assert keeps_alive(request.http_version, request.headers) is (conn.their_state is h11.DONE)
 
 
 def test_strip_hop_by_hop_removes_listed_and_proxy_headers() -> None:

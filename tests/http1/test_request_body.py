@@ -3,6 +3,8 @@ sockets (nothing reaches the upstream, the connection closes)."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from relay.config import Limits
@@ -66,9 +68,23 @@ def test_the_body_collects_up_to_its_limit() -> None:
     body = RequestBody(5, chunked=False)
     assert body.add(b"abc") and body.add(b"de")
     assert not body.add(b"f")
-    assert start_body([(b"content-length", b"5")], 5, b"") is not None
-    verdict = start_body([(b"transfer-encoding", b"chunked")], 5, b"zz\r\n")
+    assert start_body([(b"content-length", b"5")], 5, b"", 5) is not None
+    verdict = start_body([(b"transfer-encoding", b"chunked")], 5, b"zz\r\n", 0)
     assert not isinstance(verdict, RequestBody) and verdict.status == 400
+
+
+@pytest.mark.parametrize("cuts", [(), (1,), (3,), (4,), (2, 5), (1, 2, 3, 4, 5, 6, 7)])
+def test_a_length_body_is_taken_from_raw_bytes_and_what_follows_is_given_back(
+        cuts: tuple[int, ...]) -> None:
+    """However the reads split it, the body is its 4 bytes and the rest comes back whole."""
+    wire, edges = b"abcdGET /next", [0, *cuts, len(b"abcdGET /next")]
+    body, rests = RequestBody(100, chunked=False, length=4), []
+    for a, b in itertools.pairwise(edges):
+        rest = body.take(wire[a:b]) if not rests else None
+        if rest is not None:
+            rests.append(rest + wire[b:])
+    assert body.join() == b"abcd" and rests == [b"GET /next"]
+    assert RequestBody(100, chunked=False).take(b"GET /") == b"GET /"  # no body at all
 
 
 @pytest.mark.parametrize(("chunks", "status"), [

@@ -360,6 +360,62 @@ def test_a_handler_that_needs_no_wait_answers_in_the_same_turn_without_a_task() 
     _run(scenario)
 
 
+def test_a_length_body_split_over_reads_then_a_pipelined_request_and_an_eof() -> None:
+    """h11 parses the head only; the body is counted from the raw bytes however the reads cut
+    it, and what follows it (a next request, then the client's EOF) waits with reading paused
+    until the first answer ended, then is checked and answered in order, then the close."""
+    release = asyncio.Event()
+
+    async def echo(ex: Exchange) -> None:
+        if ex.request.method == b"POST":
+            await release.wait()
+        ex.respond(200, ex.request.method + b" " + ex.request.body)
+
+    async def scenario() -> None:
+        h = Harness(echo)
+        post = b"POST /v1/x HTTP/1.1\r\nhost: localhost\r\ncontent-length: 10\r\n\r\n"
+        h.conn.data_received(post + b"abc")
+        h.conn.data_received(b"defg")
+        h.conn.data_received(b"hij" + GET[:10])  # the body's end and a next head's start
+        assert not h.transport.reading
+        h.conn.data_received(GET[10:])  # (a read already under way when reading paused)
+        h.conn.eof_received()
+        await asyncio.sleep(0)  # the POST's task starts and waits
+        assert not h.transport.closed and h.transport.take() == b""  # the POST is answered...
+        release.set()
+        await h.clock.settle()
+        out = h.transport.take()
+        assert out.count(b"HTTP/1.1 200 ") == 2 and out.index(b"POST abcdefghij") < out.index(
+            b"GET ")
+        assert h.transport.closed  # ...the GET after it, then the EOF closes
+
+    _run(scenario)
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_an_eof_inside_a_length_body_is_a_400_and_nothing_is_answered(pipelined: bool) -> None:
+    """The EOF comes once the head was parsed, or (pipelined behind an answer in flight) is
+    already there behind the head when h11 parses it."""
+    release = asyncio.Event()
+
+    async def held(ex: Exchange) -> None:
+        await release.wait()
+        ex.respond(200, b"{}")
+
+    async def scenario() -> None:
+        h = Harness(held)
+        post = b"POST /v1/x HTTP/1.1\r\nhost: localhost\r\ncontent-length: 10\r\n\r\nabc"
+        h.conn.data_received(GET + post if pipelined else post)
+        h.conn.eof_received()
+        release.set()
+        await h.clock.settle()
+        out = h.transport.take()
+        assert out.count(b"HTTP/1.1 200 ") == pipelined and h.transport.closed
+        assert b"HTTP/1.1 400 " in out and b"closed inside the request body" in out
+
+    _run(scenario)
+
+
 def _sync_or_async(body: Callable[[Exchange], None]) -> list[Handler]:
     async def waits_first(ex: Exchange) -> None:
         await asyncio.sleep(0)
@@ -431,17 +487,21 @@ def test_pipelined_requests_wait_with_reading_paused_until_the_response_ends() -
     _run(scenario)
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 @pytest.mark.parametrize("later", [False, True])
 def test_bytes_after_a_request_that_says_close_are_never_parsed(
-        later: bool, mock_server: MockServer, make_relay: RelayFactory) -> None:
+        later: bool, chunked: bool, mock_server: MockServer, make_relay: RelayFactory) -> None:
     """The request is answered, then the connection closes; what followed it (garbage here),
     in the same read or in a later one while the answer streams, is never parsed into a 400
-    that would replace or cut the real answer."""
+    that would replace or cut the real answer. (A Content-Length body is read by the relay
+    after h11 parsed the head, a chunked one by h11: both ways.)"""
     relay = make_relay(mock_server.url)
     sock = connect(relay.port)
     body = chat_body(4)
+    framed = (b"transfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+              if chunked else b"content-length: %d\r\n\r\n%s" % (len(body), body))
     request = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\nconnection: close"
-               b"\r\nx-mock-delay-ms: 50\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+               b"\r\nx-mock-delay-ms: 50\r\n" + framed)
     garbage = b"NOT HTTP\r\n\r\nGET /v1/models HTTP/1.1\r\n\r\n"
     if later:
         sock.sendall(request)
