@@ -63,13 +63,15 @@ def stream_levels(requested: str) -> tuple[list[int], str | None]:
     return levels, note
 
 
-def _runs(scenarios: list[str], levels: list[int], seconds: int) -> list[tuple[str, Any]]:
-    """(key, fn(url, relay, load_cpus, workdir, idle_rss)) for every scenario run."""
+def _runs(scenarios: list[str], levels: list[int], seconds: int,
+          headers: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
+    """(key, fn(url, relay, load_cpus, workdir, idle_rss)) for every scenario run (``headers``:
+    what the load must send to this relay, as ``name:value``: LiteLLM's key)."""
     runs: list[tuple[str, Any]] = []
     for scenario in scenarios:
         if scenario == "C":
             runs += [(f"C{n}", lambda url, relay, cpus, wd, idle, n=n:
-                      scenario_c(url, relay, n, cpus, wd, idle)) for n in levels]
+                      scenario_c(url, relay, n, cpus, wd, idle, headers)) for n in levels]
         elif scenario == "T":
             runs.append(("T", lambda url, relay, cpus, wd, idle:
                          scenario_t(url, relay, cpus, seconds)))
@@ -78,7 +80,7 @@ def _runs(scenarios: list[str], levels: list[int], seconds: int) -> list[tuple[s
                          scenario_m(url, relay, cpus, wd)))
         elif scenario == "S":
             runs.append(("S", lambda url, relay, cpus, wd, idle:
-                         scenario_s(url, relay, cpus, seconds)))
+                         scenario_s(url, relay, cpus, seconds, headers)))
     return runs
 
 
@@ -88,7 +90,7 @@ def run_relay(name: str, scenarios: list[str], levels: list[int], seconds: int, 
     (Python keeps freed memory: RSS figures after a big run would hide growth)."""
     rows: list[dict[str, Any]] = []
     saturated = False
-    for key, fn in _runs(scenarios, levels, seconds):
+    for key, fn in _runs(scenarios, levels, seconds, RELAYS[name].headers()):
         if saturated and key.startswith("C"):
             rows.append({"relay": name, "rep": rep, "scenario": key,
                          "skipped": "saturated at a lower N"})

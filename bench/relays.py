@@ -19,6 +19,10 @@ class RelaySpec:
     name: str
     python: bool  # a Python peer (for the "best Python peer" ratio)
 
+    def headers(self) -> tuple[str, ...]:
+        """Headers (``name:value``) the load must send to this relay: LiteLLM's master key."""
+        return (f"authorization:Bearer {LITELLM_KEY}",) if self.name == "litellm" else ()
+
     def missing(self) -> str | None:
         """Why this relay cannot run here (None when it can)."""
         if self.name == "litellm" and not litellm_exe().exists():

@@ -12,6 +12,7 @@ METRICS: list[tuple[str, str, str, bool]] = [
     ("C", "latency_p50_ms", "latency p50 ms (upstream write -> client read)", True),
     ("C", "latency_p99_ms", "latency p99 ms", True),
     ("C", "ttfe_p50_ms", "time to first event p50 ms", True),
+    ("C", "ttfe_p99_ms", "time to first event p99 ms", True),
     ("C", "rss_per_stream_kib", "RSS per open stream KiB", True),
     ("C", "errors", "errors", True),
     ("T", "cpu_us_per_event", "relay CPU us per event", True),
@@ -21,8 +22,9 @@ METRICS: list[tuple[str, str, str, bool]] = [
     ("S", "requests_per_s", "requests/s", False),
     ("S", "cpu_us_per_request", "relay CPU us per request", True),
 ]
-ORDER = ["relay", "nginx", "aiohttp", "fastapi", "pipe", "direct"]
-PYTHON_PEERS = ("aiohttp", "fastapi")
+ORDER = ["relay", "relay-log", "nginx", "aiohttp", "fastapi", "litellm", "pipe", "direct"]
+PYTHON_PEERS = ("aiohttp", "fastapi", "litellm")
+OURS = ("relay-log", "relay")  # the ratios' relay: with its access log on when it ran so
 
 
 def medians(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -60,8 +62,9 @@ def _ratio(ours: Any, theirs: Any) -> str:
 def table(doc: dict[str, Any]) -> str:
     med = medians(doc["rows"])
     relays = [r for r in ORDER if any(k[0] == r for k in med)]
+    us = next((r for r in OURS if r in relays), "relay")
     scenarios = sorted({k[1] for k in med}, key=lambda s: ("CTMS".index(s[0]), len(s), s))
-    head = ["scenario", "metric", *relays, "relay / nginx", "relay / best Python peer"]
+    head = ["scenario", "metric", *relays, f"{us} / nginx", f"{us} / best Python peer"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for scenario in scenarios:
         for prefix, metric, label, lower in METRICS:
@@ -73,7 +76,7 @@ def table(doc: dict[str, Any]) -> str:
             peers = [med.get((p, scenario), {}).get(metric) for p in PYTHON_PEERS]
             peers = [p for p in peers if isinstance(p, (int, float))]
             best = (min(peers) if lower else max(peers)) if peers else None
-            ours = med.get(("relay", scenario), {}).get(metric)
+            ours = med.get((us, scenario), {}).get(metric)
             theirs = med.get(("nginx", scenario), {}).get(metric)
             lines.append("| " + " | ".join([scenario, label, *map(_fmt, cells),
                                             _ratio(ours, theirs), _ratio(ours, best)]) + " |")
@@ -103,8 +106,8 @@ def plots(doc: dict[str, Any], out: Path, stem: str = "latest") -> list[Path]:
         return []
     ns = [int(k[1:]) for k in c_keys]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    colors = dict(zip(ORDER, ("tab:blue", "tab:green", "tab:orange", "tab:red", "tab:purple",
-                              "tab:gray"), strict=True))
+    colors = dict(zip(ORDER, ("tab:blue", "tab:cyan", "tab:green", "tab:orange", "tab:red",
+                              "tab:brown", "tab:purple", "tab:gray"), strict=True))
     for relay in relays:
         color = colors.get(relay, "black")
         cpu = [med.get((relay, k), {}).get("cpu_s_per_1m_events") for k in c_keys]

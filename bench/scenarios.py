@@ -50,7 +50,7 @@ def _measure(relay: Proc | None, argv: list[str], cpus: set[int], timeout: float
 
 
 def scenario_c(url: str, relay: Proc | None, n: int, cpus: set[int], workdir: Path,
-               idle_rss: int = 0) -> dict[str, Any]:
+               idle_rss: int = 0, headers: tuple[str, ...] = ()) -> dict[str, Any]:
     """``idle_rss``: the relay's RSS when it started. Per-stream RSS is counted from there, not
     from just before this run: Python keeps freed memory, so an earlier, smaller run would hide
     part of this one's growth."""
@@ -60,7 +60,8 @@ def scenario_c(url: str, relay: Proc | None, n: int, cpus: set[int], workdir: Pa
     out_file = workdir / f"c{n}.json"
     argv = [sys.executable, "-m", "bench.loadgen", url, "--once", "--no-progress",
             "--streams", str(n), "--tokens", str(C_EVENTS - 2), "--delay-ms", str(delay_ms),
-            "--ramp", str(ramp), "--timeout", str(expected * 4 + 30), "--json", str(out_file)]
+            "--ramp", str(ramp), "--timeout", str(expected * 4 + 30), "--json", str(out_file),
+            *(arg for h in headers for arg in ("--header", h))]
     out, cpu, rss0, peak, _ = _measure(relay, argv, cpus, expected * 4 + 60)
     if out.returncode != 0:
         raise RuntimeError(f"loadgen failed: {out.stderr[-2000:]}")
@@ -79,8 +80,9 @@ def scenario_c(url: str, relay: Proc | None, n: int, cpus: set[int], workdir: Pa
 
 
 def _wrk(url: str, script: str, relay: Proc | None, cpus: set[int], seconds: int,
-         env: dict[str, str]) -> tuple[int, float, float, str]:
-    argv = ["wrk", "-t1", "-c50", f"-d{seconds}s", "-s", str(HERE / "lua" / script), url]
+         env: dict[str, str], headers: tuple[str, ...] = ()) -> tuple[int, float, float, str]:
+    argv = ["wrk", "-t1", "-c50", f"-d{seconds}s", "-s", str(HERE / "lua" / script), url,
+            *(arg for h in headers for arg in ("-H", h.replace(":", ": ", 1)))]
     out, cpu, _, _, _ = _measure(relay, argv, cpus, seconds + 60, env)
     match = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out.stdout)
     if not match:
@@ -113,10 +115,10 @@ def scenario_t(url: str, relay: Proc | None, cpus: set[int], seconds: int = 10
     }
 
 
-def scenario_s(url: str, relay: Proc | None, cpus: set[int], seconds: int = 10
-               ) -> dict[str, Any]:
+def scenario_s(url: str, relay: Proc | None, cpus: set[int], seconds: int = 10,
+               headers: tuple[str, ...] = ()) -> dict[str, Any]:
     requests, duration, cpu, text = _wrk(url + "/v1/chat/completions", "json.lua", relay,
-                                         cpus, seconds, {})
+                                         cpus, seconds, {}, headers)
     return {
         "requests": requests, "requests_per_s": round(requests / duration),
         "errors": _wrk_errors(text), "cpu_s": round(cpu, 3),
