@@ -15,10 +15,10 @@ the count is said when writing works again: never a silent loss.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 import time
+from json.encoder import encode_basestring_ascii as _q  # a JSON string, quoted and escaped
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 BATCH = 64 * 1024  # bytes that make a write at once, without waiting for the end of the turn
 KEEP = 4 * 1024 * 1024  # bytes kept while writes fail
+_LINE = ('{"time":"%s.%03dZ","client":%s,"method":%s,"path":%s,"status":%d,"upstream_status":%s,'
+         '"bytes_in":%d,"bytes_out":%d,"events":%d,"ttfb_ms":%s,"duration_ms":%s,"ended":%s,'
+         '"request_id":%s')
 
 
 class AccessLog:
@@ -53,20 +56,20 @@ class AccessLog:
         if second != self._second:  # (formatting a time costs more than the rest of a line)
             self._second = second
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        doc = {
-            "time": f"{self._stamp}.{int(wall % 1 * 1000):03d}Z",
-            "client": record.client, "method": record.method, "path": record.path,
-            "status": record.status, "upstream_status": record.upstream_status,
-            "bytes_in": record.bytes_in, "bytes_out": record.bytes_out, "events": record.events,
-            "ttfb_ms": None if record.ttfb is None else round(record.ttfb * 1000, 1),
-            "duration_ms": round(duration * 1000, 1), "ended": record.ended,
-            "request_id": record.request_id,
-        }
+        # Formatted by hand, not by json.dumps of a dict (a third of the log's cost): strings
+        # escaped by json's own C escaper, numbers by str and repr, as json.dumps writes them.
+        ttfb = "null" if record.ttfb is None else repr(round(record.ttfb * 1000, 1))
+        up = "null" if record.upstream_status is None else str(record.upstream_status)
+        ended = "null" if record.ended is None else _q(record.ended)
+        text = (_LINE % (self._stamp, int(wall % 1 * 1000), _q(record.client),
+                         _q(record.method), _q(record.path), record.status, up, record.bytes_in,
+                         record.bytes_out, record.events, ttfb, repr(round(duration * 1000, 1)),
+                         ended, _q(record.request_id)))
         if record.stream_id is not None:  # (only for resumable streams: other lines unchanged)
-            doc["stream_id"] = record.stream_id
+            text += ',"stream_id":' + _q(record.stream_id)
             if record.replayed is not None:
-                doc["replayed"] = record.replayed
-        line = (json.dumps(doc, separators=(",", ":")) + "\n").encode()
+                text += f',"replayed":{record.replayed}'
+        line = (text + "}\n").encode()
         if self._failing and self._size + len(line) > KEEP:
             self.lost += 1  # (counted, and said when writing works again)
         else:

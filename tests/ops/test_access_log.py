@@ -37,6 +37,46 @@ def _read(fd: int) -> bytes:
         return b""
 
 
+def _as_json_dumps(record: Record, duration: float, stamp: str) -> bytes:
+    """The line as json.dumps of the fields would write it (the log formats it by hand)."""
+    doc = {"time": stamp, "client": record.client, "method": record.method,
+           "path": record.path, "status": record.status,
+           "upstream_status": record.upstream_status, "bytes_in": record.bytes_in,
+           "bytes_out": record.bytes_out, "events": record.events,
+           "ttfb_ms": None if record.ttfb is None else round(record.ttfb * 1000, 1),
+           "duration_ms": round(duration * 1000, 1), "ended": record.ended,
+           "request_id": record.request_id}
+    if record.stream_id is not None:
+        doc["stream_id"] = record.stream_id
+        if record.replayed is not None:
+            doc["replayed"] = record.replayed
+    return (json.dumps(doc, separators=(",", ":")) + "\n").encode()
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_a_line_is_exactly_what_json_dumps_would_write(case: int) -> None:
+    """Odd paths (quotes, backslashes, non-ASCII), missing and present optional fields."""
+    r, w = _pipe()
+    log = AccessLog(w, "pipe", None)  # (no loop: each line written at once)
+    record = Record(b"POST", ['/v1/a"b\\c', "/caf\xe9/\u2028", "/v1/x", "/"][case].encode(
+        "latin-1", "replace"), "::1:5" if case else "", b"r\"%d" % case, 7 * case, 1.0)
+    record.status, record.ended = [200, 502, 0, 204][case], [None, "complete", "timeout",
+                                                             "client_disconnect"][case]
+    record.upstream_status = [None, 503, None, 200][case]
+    record.ttfb = [None, 0.01234, 1e-05, 12.5][case]
+    record.bytes_out, record.events = 3 * case, case
+    record.wall_started = 1_700_000_000.25 + case
+    if case >= 2:
+        record.stream_id, record.replayed = "rs_abc", (None if case == 2 else 4)
+    log.write(record, [0.0, 0.0049, 123.456, 1e-9][case])
+    line = _read(r)
+    stamp = json.loads(line)["time"]
+    assert stamp.startswith("2023-11-14T22:13:2") and stamp.endswith("Z")
+    assert line == _as_json_dumps(record, [0.0, 0.0049, 123.456, 1e-9][case], stamp)
+    os.close(r)
+    os.close(w)
+
+
 def test_lines_wait_for_the_end_of_the_turn_then_go_in_one_write(fake_loop: FakeLoop) -> None:
     r, w = _pipe()
     log = AccessLog(w, "pipe", fake_loop)  # type: ignore[arg-type]
