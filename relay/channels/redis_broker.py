@@ -69,6 +69,7 @@ class RedisBroker:
         self.hub = Hub(loop, limits, on_first=self._watch, on_last=self._unwatch)
         self._ready: dict[str, asyncio.Future[None]] = {}  # channel -> SUBSCRIBE confirmed
         self._last: dict[str, EventKey] = {}  # the newest event delivered here, per channel
+        self._reading: dict[str, asyncio.Future[None]] = {}  # see _where_it_stands
 
     @classmethod
     async def connect(cls, link: RedisLink | str, loop: asyncio.AbstractEventLoop,
@@ -100,6 +101,10 @@ class RedisBroker:
         ready = self._ready.get(channel)
         if ready is not None:  # live events flow before the history is read: no gap
             await asyncio.wait_for(asyncio.shield(ready), 5)
+        if not given:  # no position asked: only where the channel stands, read once for all
+            if channel in self._last:
+                return Replay([], False, None)
+            return await self._where_it_stands(channel)
         stream = STREAM + channel
         try:
             async with self._cmd.pipeline(transaction=False) as pipe:
@@ -118,10 +123,30 @@ class RedisBroker:
         if newest is not None:  # what this instance has seen: the catch-up after a reconnect
             self._last.setdefault(channel, newest)  # starts past it
         events = [e for e in (_event(i, f) for i, f in results[-1]) if e is not None]
-        if not given:
-            return Replay([], False, oldest)
         found = after is not None and bool(results[2])
         return Replay(events, not found, oldest)
+
+    async def _where_it_stands(self, channel: str) -> Replay:
+        """The channel's newest event, so catch-ups after a reconnect start past it: one read
+        shared by every subscriber that joins meanwhile. (10,000 joining at once had each
+        queued for the one command connection: those still waiting after its 5 s were
+        closed without an event.)"""
+        pending = self._reading.get(channel)
+        if pending is None:
+            pending = self._reading[channel] = asyncio.ensure_future(self._read_newest(channel))
+            pending.add_done_callback(lambda _: self._reading.pop(channel, None))
+        await asyncio.shield(pending)  # (one subscriber leaving does not cancel the read)
+        return Replay([], False, None)
+
+    async def _read_newest(self, channel: str) -> None:
+        try:
+            newest: Any = await self._cmd.xrevrange(STREAM + channel, "+", "-", count=1)
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"the channel store (Redis) is unavailable: {exc}") from None
+        if newest:
+            key = parse_id(newest[0][0].decode())
+            if key is not None:
+                self._last.setdefault(channel, key)
 
     # -- live events (the pub/sub connection) -----------------------------------------------------
 

@@ -94,6 +94,26 @@ def test_two_redis_connections_per_instance_whatever_the_subscribers(
         assert list(redis_server.relay_connections().values()) == [2]
 
 
+def test_subscribers_joining_at_once_share_one_read_and_all_get_the_next_event(
+        redis_server: RedisServer) -> None:
+    """500 fresh subscribers (no Last-Event-ID) of one channel need only where the channel
+    stands: one read for all of them, not one each queued on the one command connection
+    (10,000 at once had the late ones closed after its 5 s wait, without an event)."""
+    with _relays(redis_server, 1) as (port,):
+        publish(port, "crowd", "before")  # the channel has a history to read
+        client = redis_server.client()
+        client.config_resetstat()
+        streams = [EventStream(port, b"/events/crowd") for _ in range(500)]
+        publish(port, "crowd", "after")
+        for stream in streams:
+            stream.read(1)
+            assert _ids_of(stream) == ["after"] and not stream.ended
+        stats = client.info("commandstats")
+        reads = sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("xrange",
+                                                                              "xrevrange"))
+        assert reads <= 5, stats  # (one per batch that joined while no read was under way)
+
+
 def test_joining_on_another_instance_while_events_flow_loses_and_repeats_nothing(
         redis_server: RedisServer) -> None:
     """A publisher on A keeps publishing while subscribers join on B at a position: each gets
