@@ -40,8 +40,11 @@ def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
 
 def keeps_alive(http_version: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bool:
     """Whether a request lets its connection carry another (RFC 9112 9.3, as h11 decides it):
-    HTTP/1.1 with no ``close`` in ``Connection``."""
-    return http_version == b"1.1" and b"close" not in connection_tokens(headers)
+    HTTP/1.1 with no ``close`` in ``Connection``, and no ``Upgrade`` (the relay switches to no
+    other protocol: h11 then ends the connection after the answer)."""
+    items = list(headers)
+    return (http_version == b"1.1" and b"close" not in connection_tokens(items)
+            and not any(name == b"upgrade" for name, _ in items))
 
 
 def is_hop_by_hop(name: bytes, listed: set[bytes]) -> bool:

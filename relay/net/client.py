@@ -247,6 +247,7 @@ class ClientConnection(ShutdownSteps, asyncio.Protocol):
         if body.check is not None:
             return True  # chunked: h11 decodes it, events follow
         self._after = AfterHead(body, eof)  # Content-Length (or none): h11's part ends here
+        self._h11 = self._new_h11()  # (the next cycle's, now: the old one holds a body copy)
         self._take(after_head)
         return False
 
@@ -263,8 +264,8 @@ class ClientConnection(ShutdownSteps, asyncio.Protocol):
             else:
                 self._timer.arm(self._timeouts.request_body, self._request_timeout)
             return
-        if after.kept and self._exchange is not None:
-            self._pause_reading()
+        if after.kept and self._exchange is not None and not self._discarding:
+            self._pause_reading()  # (after a "close" the bytes are never parsed: read on)
 
     def _reserve(self, n: int) -> bool:
         return self._hold.take(n) or self._reject(Rejection(
@@ -291,6 +292,7 @@ class ClientConnection(ShutdownSteps, asyncio.Protocol):
         if not request.keep_alive:
             self._discarding = True  # answer it, then close; what follows is never read
         ex = self._exchange = Exchange(self, request, self.transport, self.flow)
+        self._task = None  # (a previous answer's task is not this one's to cancel)
         pending = answer(self._handler, ex)  # (most answers are whole when this returns)
         if pending is not None:
             self._task = task = self._loop.create_task(pending)
@@ -326,9 +328,11 @@ class ClientConnection(ShutdownSteps, asyncio.Protocol):
             self.transport.close()
             return
         after, self._after = self._after, None
-        buffered, closed = self._h11.trailing_data if after is None else (bytes(after.kept),
-                                                                           after.eof)
-        self._h11 = new = self._new_h11()  # h11 parses; the response state is the exchange's
+        if after is None:  # h11 parses; the response state is the exchange's
+            buffered, closed = self._h11.trailing_data
+            self._h11 = new = self._new_h11()
+        else:  # (its next-cycle h11 was made when the head was parsed)
+            buffered, closed, new = bytes(after.kept), after.eof, self._h11
         if buffered:
             new.receive_data(buffered)
         if closed:
@@ -347,7 +351,7 @@ class ClientConnection(ShutdownSteps, asyncio.Protocol):
     def _next_buffered(self) -> None:
         """After a response: check and parse what h11 buffered (a pipelined request), reading
         again only now, so no new bytes arrive before the buffered ones are counted."""
-        if self._closed:
+        if self._closed or self._closing:  # (a shutdown closed it meanwhile: answer no more)
             return
         if self._read_paused:
             self._read_paused = False

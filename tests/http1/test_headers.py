@@ -43,18 +43,23 @@ def test_connection_tokens_are_lowercased_and_trimmed() -> None:
 @pytest.mark.parametrize("version", [b"1.1", b"1.0"])
 @pytest.mark.parametrize("connection", [None, b"close", b"Close", b"keep-alive", b"x, close",
                                         b" CLOSE ,te", b"closed", b"keep-alive, upgrade"])
-def test_keep_alive_is_decided_as_h11_decides_it(version: bytes, connection: bytes | None
-                                                 ) -> None:
-    """The relay decides it for bodies h11 no longer reads: the same answer as h11's own."""
+@pytest.mark.parametrize("upgrade", [None, b"h2c", b"websocket"])
+def test_keep_alive_is_decided_as_h11_decides_it(version: bytes, connection: bytes | None,
+                                                 upgrade: bytes | None) -> None:
+    """The relay decides it for bodies h11 no longer reads: the same answer as h11's own
+    (which ends a connection whose request asked for an Upgrade, never done here)."""
     head = b"GET / HTTP/%s\r\nhost: x\r\n" % version
     if connection is not None:
         head += b"connection: %s\r\n" % connection
+    if upgrade is not None:
+        head += b"upgrade: %s\r\n" % upgrade
     conn = h11.Connection(h11.SERVER)
     conn.receive_data(head + b"\r\n")
     request = conn.next_event()
     assert isinstance(request, h11.Request)
     assert isinstance(conn.next_event(), h11.EndOfMessage)
     assert keeps_alive(request.http_version, request.headers) is (conn.their_state is h11.DONE)
+    assert upgrade is None or conn.their_state is not h11.DONE  # (the cases do differ)
 
 
 def test_strip_hop_by_hop_removes_listed_and_proxy_headers() -> None:

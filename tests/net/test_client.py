@@ -416,6 +416,73 @@ def test_an_eof_inside_a_length_body_is_a_400_and_nothing_is_answered(pipelined:
     _run(scenario)
 
 
+def test_after_a_head_the_old_h11_keeps_no_copy_of_the_body() -> None:
+    """h11 stops at the head of a Content-Length request: the connection's h11 is already the
+    next cycle's, so the body's bytes (a read can be 256 KiB) are not held twice while a long
+    answer streams."""
+    release = asyncio.Event()
+
+    async def held(ex: Exchange) -> None:
+        await release.wait()
+        ex.respond(200, b"%d" % len(ex.request.body))
+
+    async def scenario() -> None:
+        h = Harness(held)
+        body = b"x" * 100_000
+        h.conn.data_received(b"POST /v1/x HTTP/1.1\r\nhost: localhost\r\ncontent-length: "
+                             b"100000\r\n\r\n" + body)
+        assert h.conn._h11.trailing_data == (b"", False)  # (white-box: nothing buffered)
+        release.set()
+        await h.clock.settle()
+        assert h.transport.take().endswith(b"\r\n\r\n100000")
+
+    _run(scenario)
+
+
+def test_bytes_behind_a_close_request_do_not_stop_reading_so_a_leaving_client_is_seen() -> None:
+    """A request that says close, with stray bytes in the same read: those are never parsed,
+    and reading goes on, so the client's EOF is seen at once and its handler is cancelled."""
+    cancelled = asyncio.Event()
+
+    async def slow(ex: Exchange) -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def scenario() -> None:
+        h = Harness(slow)
+        h.conn.data_received(b"POST /v1/x HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n"
+                             b"content-length: 2\r\n\r\n{}\r\nstray")
+        await asyncio.sleep(0)
+        assert h.transport.reading
+        h.conn.eof_received()
+        await asyncio.wait_for(cancelled.wait(), 5)
+        assert h.transport.closed and h.transport.take() == b""
+
+    _run(scenario)
+
+
+def test_a_shutdown_between_an_answer_and_the_next_buffered_request_answers_no_more() -> None:
+    asked: list[bytes] = []
+
+    def at_once(ex: Exchange) -> None:
+        asked.append(ex.request.target)
+        ex.respond(200, ex.request.target)
+
+    async def scenario() -> None:
+        h = Harness(at_once)
+        h.conn.data_received(GET.replace(b"models", b"a") + GET.replace(b"models", b"b"))
+        h.conn.close_when_idle()  # the first is answered; the second waits for its turn
+        await h.clock.settle()
+        out = h.transport.take()
+        assert out.count(b"HTTP/1.1 ") == 1 and b"/v1/a" in out and h.transport.closed
+        assert asked == [b"/v1/a"]  # the buffered one is never handled on a closing connection
+
+    _run(scenario)
+
+
 def _sync_or_async(body: Callable[[Exchange], None]) -> list[Handler]:
     async def waits_first(ex: Exchange) -> None:
         await asyncio.sleep(0)
