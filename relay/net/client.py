@@ -1,7 +1,8 @@
 """The client side: an ``asyncio.Protocol`` per client connection, h11 parsing its requests.
 
-Bytes from the socket go into an h11 server ``Connection`` (``receive_data``), which turns them
-into events (``next_event``): a ``Request`` head, ``Data`` for the body, ``EndOfMessage``.
+Bytes from the socket go into an h11 server ``Connection`` (``receive_data``), which turns a
+head into a ``Request`` event (``next_event``); a chunked body follows as ``Data`` events, a
+``Content-Length`` one is counted by :class:`~relay.http1.request_body.AfterHead` instead.
 Before h11 sees a head, :class:`relay.http1.request_head.HeadReader` counts it and
 :func:`~relay.http1.request_head.check_head` judges it on the raw bytes. When a request is
 complete, the connection hands an :class:`~relay.net.exchange.Exchange` to the handler, at
@@ -125,8 +126,7 @@ class ClientConnection(ShutdownSteps, asyncio.Protocol):
 
     def eof_received(self) -> bool:
         # Keep the write side open: a pipelining client may half-close after its last request
-        # (buffered requests are read with reading paused, so this EOF comes after them). An
-        # EOF while a response is in flight reaches _on_client_eof as ConnectionClosed.
+        # (answered first). An EOF while a response is in flight means the client left.
         if self._discarding:
             self._on_client_eof()
             return True
