@@ -151,6 +151,16 @@ MUTATIONS = [
     Mutation("answer 200 to a reader that has all of an ended stream", "streams/endpoints.py",
              "        if not stream.live and pos >= len(stream.events):", "        if False:",
              ("streams/test_endpoints.py",)),
+    Mutation("parse on after an answer given at once, skipping the next head's checks",
+             "net/client.py", "        return request.keep_alive and self._exchange is ex",
+             "        return request.keep_alive", ("net/test_client.py",)),
+    Mutation("forget an EOF that came right behind a Content-Length head",
+             "http1/request_body.py", "        self.eof = eof  # (h11 may",
+             "        self.eof = False  # (h11 may", ("net/test_client.py",)),
+    Mutation("keep a connection alive after a request that said close", "http1/headers.py",
+             '    return (http_version == b"1.1" and b"close" not in connection_tokens(items)',
+             '    return (http_version == b"1.1"', ("http1/test_headers.py",
+                                                    "net/test_client.py")),
 ]
 
 
