@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 from .procs import Proc, cpu_sets, free_port, wait_port
-from .relays import RELAYS, client_headers
-from .scenarios import _measure
+from .relays import RELAYS
+from .scenarios import _measure, loadgen_headers
 
 
 def main() -> None:
@@ -46,7 +46,7 @@ def main() -> None:
                 argv = [sys.executable, "-m", "bench.loadgen", f"http://127.0.0.1:{port}",
                         "--once", "--no-progress", "--streams", str(args.streams), "--tokens",
                         "1", "--delay-ms", "1", "--ramp", str(max(1.0, args.streams / 1000)),
-                        "--json", str(workdir / "out.json"), *client_headers(name)]
+                        "--json", str(workdir / "out.json"), *loadgen_headers(spec.headers())]
                 _, cpu, *_ = _measure(relay, argv, load_cpus, 300)
                 r = json.loads((workdir / "out.json").read_text())
                 per = f"{cpu / args.streams * 1e6:.0f} us" if relay else "-"

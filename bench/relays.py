@@ -109,11 +109,6 @@ def litellm_conf(upstream: str, workdir: Path) -> Path:
     return conf
 
 
-def client_headers(name: str) -> list[str]:
-    """``--header`` arguments a load generator needs for this relay."""
-    return ["--header", f"authorization:Bearer {LITELLM_KEY}"] if name == "litellm" else []
-
-
 RELAYS = {
     "relay": RelaySpec("relay", python=False),
     "relay-log": RelaySpec("relay-log", python=False),

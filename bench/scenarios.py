@@ -61,7 +61,7 @@ def scenario_c(url: str, relay: Proc | None, n: int, cpus: set[int], workdir: Pa
     argv = [sys.executable, "-m", "bench.loadgen", url, "--once", "--no-progress",
             "--streams", str(n), "--tokens", str(C_EVENTS - 2), "--delay-ms", str(delay_ms),
             "--ramp", str(ramp), "--timeout", str(expected * 4 + 30), "--json", str(out_file),
-            *(arg for h in headers for arg in ("--header", h))]
+            *loadgen_headers(headers)]
     out, cpu, rss0, peak, _ = _measure(relay, argv, cpus, expected * 4 + 60)
     if out.returncode != 0:
         raise RuntimeError(f"loadgen failed: {out.stderr[-2000:]}")
@@ -77,6 +77,11 @@ def scenario_c(url: str, relay: Proc | None, n: int, cpus: set[int], workdir: Pa
         "rss_idle_mib": round(idle_rss / 2**20, 1) if relay else None,
         "rss_per_stream_kib": round((peak - (idle_rss or rss0)) / n / 1024, 2) if relay else None,
     }
+
+
+def loadgen_headers(headers: tuple[str, ...]) -> list[str]:
+    """``bench.loadgen`` arguments for the headers a relay needs (``RelaySpec.headers``)."""
+    return [arg for h in headers for arg in ("--header", h)]
 
 
 def _wrk(url: str, script: str, relay: Proc | None, cpus: set[int], seconds: int,

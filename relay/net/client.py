@@ -42,7 +42,7 @@ from ..http1.target import normalize_target
 from ..http1.writers import error_response
 from .budget import BodyBudget, Hold
 from .deadlines import Timer
-from .exchange import RECEIVED, Exchange, Handler, answer
+from .exchange import RECEIVED, Exchange, Handler, answer, cancel_answer
 from .flow import WriteFlow
 from .shutdown import ShutdownSteps
 from .sockets import tune_transport
@@ -286,8 +286,6 @@ class ClientConnection(ShutdownSteps, asyncio.Protocol):
         assert request is not None and body is not None
         self._timer.cancel()  # the request is in: no client-side deadline while it is answered
         request.body = body.join()
-        if self._after is None:  # (a chunked body read by h11: h11 says it too)
-            request.keep_alive = self._h11.their_state is h11.DONE
         self._request = self._body = None
         if not request.keep_alive:
             self._discarding = True  # answer it, then close; what follows is never read
@@ -316,7 +314,7 @@ class ClientConnection(ShutdownSteps, asyncio.Protocol):
     def _client_gone(self) -> None:
         ex = self._exchange
         if ex is not None and ex.client_gone() and self._task is not None:
-            self._task.cancel()
+            cancel_answer(self._task)
 
     # -- between requests ----------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
@@ -268,6 +269,18 @@ async def _finish(pending: Awaitable[None], ex: Exchange) -> None:
     except Exception:
         _failed(ex)
     _check_ended(ex)
+
+
+def cancel_answer(task: asyncio.Task[None]) -> None:
+    """Stop the Task of an answer whose client left. One that has not taken its first step yet
+    is cancelled right after that step (already queued, so it comes first): the coroutines the
+    handler made in :func:`answer` then start, and get the cancel where they wait, instead of
+    being dropped never awaited."""
+    coro = task.get_coro()
+    if inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+        task.get_loop().call_soon(task.cancel)
+    else:
+        task.cancel()
 
 
 def _failed(ex: Exchange) -> None:
