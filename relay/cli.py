@@ -109,6 +109,8 @@ def _limit_flags(s: argparse.ArgumentParser) -> None:
          "upstream reads", type=int)
     _add(s, "--upstream-rcvbuf", _L.upstream_rcvbuf, "SO_RCVBUF of upstream sockets: caps one "
          "read (0: kernel default)", type=int)
+    _add(s, "--known-heads", _L.known_heads, "request heads of up to 1 KiB kept parsed, by "
+         "their bytes, so a repeated head skips parsing (0: parse every head)", type=int)
     _add(s, "--pool-size", _L.pool_size, "idle upstream connections kept", type=int)
     _add(s, "--pool-idle-timeout", _L.pool_idle_timeout, "seconds an idle upstream "
          "connection is kept", type=float)
@@ -255,6 +257,7 @@ def _limits(args: argparse.Namespace) -> Limits:
         upstream_rcvbuf=int(args.upstream_rcvbuf),
         pool_size=int(args.pool_size),
         pool_idle_timeout=float(args.pool_idle_timeout),
+        known_heads=int(args.known_heads),
     )
 
 

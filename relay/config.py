@@ -92,6 +92,7 @@ class Limits:
     max_connections: int = 10_000  # open client connections; beyond: 503 with Retry-After
     max_upstream: int = 0  # upstream connections in use at once (0: no cap, like nginx)
     socket_buffer: int = 0  # SO_SNDBUF/SO_RCVBUF of client sockets (0: the kernel's autotuning)
+    known_heads: int = 4096  # request heads (<= 1 KiB) kept parsed per listener (0: none)
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,7 @@ TESTED_ELSEWHERE = {
     "relay.mock.events": "tests/mock/test_server.py",
     "relay.config": "tests/test_cli.py",
     "relay.net.shutdown": "tests/net/test_listener.py (the listener takes each step)",
+    "relay.net.deadline_steps": "tests/net/test_client.py (each deadline, at its time)",
 }
 
 

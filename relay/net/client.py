@@ -28,28 +28,26 @@ idle, then the head from its first byte (slowloris: 408), then the body's silenc
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Protocol, cast
 
 import h11
 
 from ..config import Limits, Timeouts
-from ..http1.headers import header_value, keeps_alive
+from ..http1.known_heads import KnownHeads, ParsedHead
 from ..http1.messages import Request
 from ..http1.request_body import AfterHead, RequestBody, start_body
 from ..http1.request_head import HeadReader, Rejection, check_head
-from ..http1.target import normalize_target
 from ..http1.writers import error_response
 from .budget import BodyBudget, Hold
+from .deadline_steps import DeadlineSteps
 from .deadlines import Timer
 from .exchange import RECEIVED, Exchange, Handler, answer, cancel_answer
 from .flow import WriteFlow
 from .shutdown import ShutdownSteps
 from .sockets import tune_transport
 
-log = logging.getLogger("relay.client")
-
 _RETRY = ((b"retry-after", b"1"),)
+_OVERLOADED = Rejection(503, "the relay is at its connection limit; retry shortly", _RETRY)
 
 
 class Registry(Protocol):
@@ -60,18 +58,20 @@ class Registry(Protocol):
     def __len__(self) -> int: ...
 
 
-class ClientConnection(ShutdownSteps, asyncio.Protocol):
+class ClientConnection(ShutdownSteps, DeadlineSteps, asyncio.Protocol):
     """One client connection (see the module docstring)."""
 
     def __init__(self, handler: Handler, limits: Limits, timeouts: Timeouts, registry: Registry,
                  loop: asyncio.AbstractEventLoop | None = None,
-                 budget: BodyBudget | None = None) -> None:
+                 budget: BodyBudget | None = None, known: KnownHeads | None = None) -> None:
         self._handler = handler
+        self._known = KnownHeads(limits.known_heads) if known is None else known
         self._registry = registry
         self._limits = limits
         self._timeouts = timeouts
         self._loop = loop or asyncio.get_running_loop()  # a fake one in tests: exact timers
         self._h11 = self._new_h11()
+        self._h11_unused = True  # (it has been given no byte: a head may skip it)
         self.flow = WriteFlow()
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self._request: Request | None = None  # a request whose body is being read
@@ -83,6 +83,7 @@ class ClientConnection(ShutdownSteps, asyncio.Protocol):
         self._send_timer = Timer(self._loop)  # armed while the client takes nothing
         self._head: HeadReader | None = HeadReader(limits.max_head_size)  # (awaiting a head)
         self._head_started = False
+        self._head_bytes = b""  # (the head h11 is given, kept with what it says once parsed)
         self._after: AfterHead | None = None  # after a head h11 parsed, when it reads no more
         self._overloaded = False
         self._closing = False  # graceful shutdown: close after the response in flight
@@ -119,9 +120,14 @@ class ClientConnection(ShutdownSteps, asyncio.Protocol):
             if rejection is not None:
                 self._reject(rejection)
                 return
-        self._h11.receive_data(data)
-        if self._head is not None and not self._read_head(data):
-            return
+        if self._head is not None and self._h11_unused:  # the usual start of a head
+            if not self._read_head(data, True):
+                return
+        else:
+            self._h11.receive_data(data)
+            self._h11_unused = False
+            if self._head is not None and not self._read_head(data, False):
+                return
         self._handle_events()
 
     def eof_received(self) -> bool:
@@ -138,6 +144,7 @@ class ClientConnection(ShutdownSteps, asyncio.Protocol):
                 self._on_client_eof()
             return True
         self._h11.receive_data(b"")
+        self._h11_unused = False
         self._handle_events()
         return True
 
@@ -171,24 +178,35 @@ class ClientConnection(ShutdownSteps, asyncio.Protocol):
 
     # -- request side --------------------------------------------------------------------------
 
-    def _read_head(self, data: bytes) -> bool:
-        """Count and check the awaited request head; True once h11 may parse it."""
+    def _read_head(self, data: bytes, alone: bool) -> bool:
+        """Count and check the awaited request head; True once h11 may parse it. ``alone``:
+        the head starts in ``data`` and h11 holds nothing yet (it is given the bytes only if
+        it has to parse them: a head parsed before, byte for byte, never reaches it)."""
         reader = self._head
         assert reader is not None
+        verdict = reader.feed(data)
         if not self._head_started:  # first byte of a keep-alive request: the head deadline
             self._head_started = True
-            self._timer.arm(self._timeouts.request_head, self._request_timeout)
-        verdict = reader.feed(data)
-        if verdict == 0:
-            return False
-        if isinstance(verdict, int):
-            head = self._h11.trailing_data[0][:verdict]  # h11 holds the head from its start
+            if verdict == 0:  # (a head whole in its first read needs none)
+                self._timer.arm(self._timeouts.request_head, self._request_timeout)
+        if isinstance(verdict, Rejection):
+            return self._reject(verdict)
+        if verdict:
+            buffered, eof = (data, False) if alone else self._h11.trailing_data
+            head = buffered[:verdict]  # (h11 holds the head from its start)
+            self._head = None
+            known = self._known.get(head)
+            if known is not None:  # parsed before, byte for byte: h11 would say the same
+                self._start_request(known, buffered[verdict:], eof)
+                return False
             rejection = check_head(head, self._limits)
-            if rejection is None:
-                self._head = None
-                return True
-            verdict = rejection
-        return self._reject(verdict)
+            if rejection is not None:
+                return self._reject(rejection)
+            self._head_bytes = head
+        if alone:  # (a part of a head, or one h11 has to parse)
+            self._h11.receive_data(data)
+            self._h11_unused = False
+        return verdict != 0
 
     def _handle_events(self) -> None:
         while not self._closed:
@@ -223,31 +241,35 @@ class ClientConnection(ShutdownSteps, asyncio.Protocol):
         return True
 
     def _on_request(self, event: h11.Request) -> bool:
-        """A request head: its target normalized, its body's room reserved."""
+        """A request head from h11: checked, normalized, then kept for its next occurrence."""
+        parsed = ParsedHead.of(event.method, event.target, event.headers, event.http_version,
+                               self._h11.they_are_waiting_for_100_continue)
         if self._overloaded:
-            return self._reject(Rejection(503, "the relay is at its connection limit; retry "
-                                          "shortly", _RETRY))
-        target = normalize_target(event.target)
-        if isinstance(target, Rejection):
-            return self._reject(target)
-        headers = list(event.headers)
-        length = int(header_value(headers, b"content-length") or 0)
-        if length and not self._reserve(length):
+            return self._reject(_OVERLOADED)
+        if isinstance(parsed, Rejection):
+            return self._reject(parsed)  # (a refusal is never kept: it is decided each time)
+        self._known.add(self._head_bytes, parsed)
+        return self._start_request(parsed, *self._h11.trailing_data)
+
+    def _start_request(self, head: ParsedHead, after_head: bytes, eof: bool) -> bool:
+        """A request head: its body's room reserved, its body's framing checked."""
+        if self._overloaded:
+            return self._reject(_OVERLOADED)
+        if head.length and not self._reserve(head.length):
             return False
-        after_head, eof = self._h11.trailing_data
-        body = start_body(headers, self._limits.max_body_size, after_head, length)
+        request = head.request()
+        body = start_body(request.headers, self._limits.max_body_size, after_head, head.length)
         if isinstance(body, Rejection):
             return self._reject(body)
-        self._request = Request(event.method, b"".join(target), headers, event.http_version,
-                                keep_alive=keeps_alive(event.http_version, headers))
-        self._body = body
-        if self._h11.they_are_waiting_for_100_continue:
+        self._request, self._body = request, body
+        if head.expect_continue:
             # The relay always reads the body, so say so at once instead of making curl wait 1 s.
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         if body.check is not None:
             return True  # chunked: h11 decodes it, events follow
         self._after = AfterHead(body, eof)  # Content-Length (or none): h11's part ends here
-        self._h11 = self._new_h11()  # (the next cycle's, now: the old one holds a body copy)
+        if not self._h11_unused:  # the next cycle's, now: the old one holds a body copy
+            self._h11, self._h11_unused = self._new_h11(), True
         self._take(after_head)
         return False
 
@@ -331,6 +353,7 @@ class ClientConnection(ShutdownSteps, asyncio.Protocol):
             self._h11 = new = self._new_h11()
         else:  # (its next-cycle h11 was made when the head was parsed)
             buffered, closed, new = bytes(after.kept), after.eof, self._h11
+        self._h11_unused = not (buffered or closed)
         if buffered:
             new.receive_data(buffered)
         if closed:
@@ -355,7 +378,7 @@ class ClientConnection(ShutdownSteps, asyncio.Protocol):
             self._read_paused = False
             self.transport.resume_reading()
         buffered = self._h11.trailing_data[0]
-        if buffered and self._head is not None and not self._read_head(buffered):
+        if buffered and self._head is not None and not self._read_head(buffered, False):
             return
         self._handle_events()
 
@@ -375,24 +398,3 @@ class ClientConnection(ShutdownSteps, asyncio.Protocol):
         if not self._read_paused:
             self._read_paused = True
             self.transport.pause_reading()
-
-    # -- deadlines -------------------------------------------------------------------------------
-
-    def _idle_timeout(self) -> None:
-        """No byte of a next request within the keep-alive timeout: close quietly."""
-        if self._exchange is None and not self._head_started:
-            self.transport.close()
-
-    def _request_timeout(self) -> None:
-        """Slowloris: the head did not arrive whole in time, or the body fell silent."""
-        if not self._closed and (self._head is not None or self._request is not None):
-            part = "head" if self._head is not None else "body"
-            self._reject(Rejection(408, f"request {part} not received in time"))
-
-    def _send_timeout(self) -> None:
-        """The client took nothing for ``Timeouts.send`` seconds: cut it. Its exchange sees the
-        client go, so a relayed stream closes its upstream; memory held for it is freed."""
-        if not self._closed:
-            log.info("client made no progress reading for %g s; connection cut",
-                     self._timeouts.send)
-            self.transport.abort()

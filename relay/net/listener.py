@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..config import Limits, Timeouts
+from ..http1.known_heads import KnownHeads
 from .budget import BodyBudget
 from .client import ClientConnection
 from .exchange import Handler
@@ -92,9 +93,10 @@ async def listen(handler: Handler, host: str, port: int, limits: Limits, timeout
     loop = asyncio.get_running_loop()
     registry = Connections() if connections is None else connections
     shared = budget or BodyBudget(limits.max_body_memory)
+    known = KnownHeads(limits.known_heads)  # (one per listener: its limits judged them)
 
     def factory() -> asyncio.Protocol:
-        conn = ClientConnection(handler, limits, timeouts, registry, loop, shared)
+        conn = ClientConnection(handler, limits, timeouts, registry, loop, shared, known)
         return conn if tracer is None else tracer.wrap(conn, "c")
 
     server = await loop.create_server(

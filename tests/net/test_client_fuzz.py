@@ -8,6 +8,11 @@ exception escapes (the loop's exception handler and the protocol's error log sta
 connection ends closed, and the handler is called only with requests that pass independent
 checks; for valid requests with one known defect injected, it is never called and the client
 gets a 4xx/5xx.
+
+Every connection of a run shares one :class:`~relay.http1.known_heads.KnownHeads`, as the
+connections of one listener do, so heads seen in earlier examples are answered from it; and
+every input is also run twice, the second time with its heads known: the client sees the same
+bytes and the handler the same requests as when h11 parsed them.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relay.config import Limits, Timeouts
+from relay.http1.known_heads import KnownHeads
 from relay.net.client import ClientConnection
 from relay.net.exchange import Exchange
 
@@ -55,12 +61,16 @@ class Harness:
         self.loop = asyncio.new_event_loop()
         self.loop_errors: list[dict[str, Any]] = []
         self.loop.set_exception_handler(lambda _loop, ctx: self.loop_errors.append(ctx))
+        self.known = KnownHeads()  # (shared by every connection, as a listener's are)
 
-    def run(self, pieces: list[bytes]) -> tuple[FakeTransport, list[Exchange]]:
-        return self.loop.run_until_complete(self._run(pieces))
+    def run(self, pieces: list[bytes], known: KnownHeads | None = None
+            ) -> tuple[FakeTransport, list[Exchange]]:
+        return self.loop.run_until_complete(self._run(pieces, known))
 
-    async def _run(self, pieces: list[bytes]) -> tuple[FakeTransport, list[Exchange]]:
+    async def _run(self, pieces: list[bytes], known: KnownHeads | None = None
+                   ) -> tuple[FakeTransport, list[Exchange]]:
         seen: list[Exchange] = []
+        known = self.known if known is None else known
 
         async def handler(ex: Exchange) -> None:
             seen.append(ex)
@@ -69,7 +79,7 @@ class Harness:
         clock = FakeLoop()
         conn = ClientConnection(handler, Limits(max_body_size=4096, max_head_size=4096),
                                 Timeouts(request_head=5, request_body=5, keepalive=5), set(),
-                                clock)  # type: ignore[arg-type]
+                                clock, None, known)  # type: ignore[arg-type]
         transport = FakeTransport()
         conn.connection_made(transport)  # type: ignore[arg-type]
         for piece in pieces:
@@ -164,3 +174,44 @@ def test_one_defect_never_reaches_the_handler(harness: Harness, caplog: Any, def
     _check_common(harness, transport, caplog)
     assert seen == []
     assert re.match(rb"HTTP/1\.1 (4|5)\d\d ", bytes(transport.out)), bytes(transport.out[:100])
+
+
+def _seen(exchanges: list[Exchange]) -> list[tuple[Any, ...]]:
+    return [(r.method, r.target, r.headers, r.http_version, r.keep_alive, r.body)
+            for r in (ex.request for ex in exchanges)]
+
+
+VARIANTS = [b"Connection: close\r\n", b"Expect: 100-continue\r\n", b"Connection: upgrade\r\n"
+            b"Upgrade: h2c\r\n", b"X-Request-Id: abc\r\n", b"Content-Length: 0\r\n",
+            b"Transfer-Encoding: chunked\r\n"]
+TARGETS = [b"/v1/chat/completions", b"/v1/a/../b", b"/v1/%2e%2e/x", b"/v1//x?q=1", b"/v1/%2f",
+           b"/events/c1", b"*", b"http://a/v1/x"]
+
+
+@FUZZ
+@given(method=st.sampled_from([b"GET", b"POST", b"HEAD", b"OPTIONS", b"TRACE"]),
+       target=st.sampled_from(TARGETS), version=st.sampled_from([b"1.1", b"1.0", b"2.0"]),
+       extra=st.lists(st.sampled_from(VARIANTS), max_size=3), body=st.binary(max_size=40),
+       repeat=st.integers(min_value=1, max_value=3), tail=st.binary(max_size=20),
+       cuts=st.lists(st.integers(min_value=0, max_value=600), max_size=4))
+def test_a_head_known_before_is_answered_as_h11_answered_it(
+        harness: Harness, caplog: Any, method: bytes, target: bytes, version: bytes,
+        extra: list[bytes], body: bytes, repeat: int, tail: bytes, cuts: list[int]) -> None:
+    caplog.clear()
+    chunked = b"Transfer-Encoding: chunked\r\n" in extra
+    framed = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if chunked and body else b"0\r\n\r\n"
+    length = b"" if chunked or b"Content-Length: 0\r\n" in extra else (
+        b"Content-Length: %d\r\n" % len(body))
+    request = (b"%s %s HTTP/%s\r\nHost: relay\r\n%s%s\r\n%s" % (
+        method, target, version, b"".join(extra), length,
+        framed if chunked else (b"" if b"Content-Length: 0\r\n" in extra else body)))
+    pieces = _split(request * repeat + tail, cuts)
+    known = KnownHeads()
+    first, seen_first = harness.run(pieces, known)  # h11 parses (and the heads become known)
+    hits = known.hits
+    second, seen_second = harness.run(pieces, known)  # the same bytes, their heads known
+    _check_common(harness, second, caplog)
+    assert bytes(second.out) == bytes(first.out)
+    assert _seen(seen_second) == _seen(seen_first)
+    if seen_first and not chunked and len(known):
+        assert known.hits > hits  # (the second run did take a head from what was known)
