@@ -4,7 +4,9 @@
 (encoded once) to every subscriber of its channel, in slices of ``ChannelLimits.slice`` writes
 per event-loop turn, so a publish to 10,000 subscribers never holds the loop for one long
 iteration: relayed LLM streams keep flowing between the slices. Slices run in publish order,
-so every subscriber sees a channel's events in order.
+so every subscriber sees a channel's events in order. A channel whose subscribers fit in one
+slice, published to while no slice waits, is written at once, inside ``deliver``: no job, no
+loop turn (most channels of a many-channel hub, such as one per user, are that small).
 
 Nothing is ever awaited per subscriber. A write goes to the subscriber's transport buffer; a
 subscriber whose buffer passes ``slow_buffer`` (512 KiB), or that takes nothing for ``stall``
@@ -100,9 +102,13 @@ class Hub:
         if not subs:
             return 0
         self._last_event[channel] = self._loop.time()
-        self._jobs.append(_Job(event, list(subs)))
-        self._schedule()
-        return len(subs)
+        n = len(subs)
+        if n <= self._limits.slice and not self._jobs:  # one slice, nothing before it: now
+            self._writes(event, list(subs), 0, n)
+        else:
+            self._jobs.append(_Job(event, list(subs)))
+            self._schedule()
+        return n
 
     def _schedule(self) -> None:
         if not self._scheduled:

@@ -6,7 +6,7 @@ them, so no module past the sockets sees an h11 event.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 Headers = list[tuple[bytes, bytes]]  # (lower-case name, value), in the order received
 
@@ -26,10 +26,10 @@ class Request:
     http_version: bytes
     body: bytes = b""
     keep_alive: bool = True
+    path: bytes = field(init=False)  # the target without its query (routes match it)
 
-    @property
-    def path(self) -> bytes:
-        return self.target.split(b"?", 1)[0]
+    def __post_init__(self) -> None:
+        self.path = self.target.split(b"?", 1)[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,10 @@ def encode_event(data: str, event: str | None = None, id: str | None = None,
         if retry < 0:
             raise ValueError("retry must be a non-negative number of milliseconds")
         lines.append(f"retry: {int(retry)}")
-    lines.extend("data: " + part for part in _LINE_END.split(data))
+    if "\n" in data or "\r" in data:
+        lines.extend("data: " + part for part in _LINE_END.split(data))
+    else:  # (most events are one line: no split)
+        lines.append("data: " + data)
     return ("\n".join(lines) + "\n\n").encode()
 
 

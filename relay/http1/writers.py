@@ -160,11 +160,11 @@ def start_response(method: bytes, http_version: bytes, status: int, reason: byte
     return b"".join(lines), writer
 
 
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+
+
 def reason_phrase(status: int) -> bytes:
-    try:
-        return HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b""
+    return _REASONS.get(status, b"")
 
 
 def error_response(rejection: Rejection) -> bytes:

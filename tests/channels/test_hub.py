@@ -59,10 +59,28 @@ def test_fan_out_goes_in_slices_in_order(fake_loop: FakeLoop) -> None:
     for sub, _ in subs:
         sub.catch_up([], False, None)
     assert hub.deliver("c", _event(1)) == 5 and hub.deliver("c", _event(2)) == 5
-    assert all(t.out == b"" for _, t in subs)  # nothing written inside deliver()
+    assert all(t.out == b"" for _, t in subs)  # more than a slice: nothing inside deliver()
     fake_loop.run_soon()
     assert [_ids(t) for _, t in subs] == [["1-0", "2-0"]] * 5
     assert hub.stats.deliveries == 10
+
+
+def test_a_channel_within_one_slice_is_written_at_once_unless_slices_wait(
+        fake_loop: FakeLoop) -> None:
+    hub = Hub(fake_loop, LIMITS)  # type: ignore[arg-type]
+    big = [_subscriber(hub, "big") for _ in range(5)]
+    small = [_subscriber(hub, "small") for _ in range(3)]
+    for sub, _ in big + small:
+        sub.catch_up([], False, None)
+    assert hub.deliver("small", _event(1)) == 3
+    assert [_ids(t) for _, t in small] == [["1-0"]] * 3  # inside deliver(), no loop turn
+    hub.deliver("big", _event(2))
+    hub.deliver("small", _event(3))  # slices wait: queued behind them, in order
+    assert all(t.out == b"" for _, t in small)
+    fake_loop.run_soon()
+    assert [_ids(t) for _, t in small] == [["3-0"]] * 3
+    assert [_ids(t) for _, t in big] == [["2-0"]] * 5
+    assert hub.stats.deliveries == 3 + 5 + 3
 
 
 def test_one_turn_of_the_loop_writes_at_most_a_slice(fake_loop: FakeLoop) -> None:
