@@ -151,8 +151,8 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._registry.discard(self)
         self._closed = True
-        self._timer.cancel()
-        self._send_timer.cancel()
+        self._timer.stop()
+        self._send_timer.stop()
         self._hold.release()
         self.flow.lost()
         self._client_gone()
@@ -244,10 +244,8 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, asyncio.Protocol):
         """A request head from h11: checked, normalized, then kept for its next occurrence."""
         parsed = ParsedHead.of(event.method, event.target, event.headers, event.http_version,
                                self._h11.they_are_waiting_for_100_continue)
-        if self._overloaded:
-            return self._reject(_OVERLOADED)
-        if isinstance(parsed, Rejection):
-            return self._reject(parsed)  # (a refusal is never kept: it is decided each time)
+        if isinstance(parsed, Rejection):  # (a refusal is never kept: it is decided each time)
+            return self._reject(_OVERLOADED if self._overloaded else parsed)
         self._known.add(self._head_bytes, parsed)
         return self._start_request(parsed, *self._h11.trailing_data)
 
@@ -317,6 +315,8 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, asyncio.Protocol):
         if pending is not None:
             self._task = task = self._loop.create_task(pending)
             task.add_done_callback(self._task_done)
+        if self._exchange is ex:  # a longer answer: its loop timer goes (10k streams, 10k timers)
+            self._timer.stop()
         # Once this exchange ended, a new h11 holds what follows, checked by _next_buffered.
         return request.keep_alive and self._exchange is ex
 

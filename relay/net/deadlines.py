@@ -26,38 +26,61 @@ class Clock(Protocol):
     """What deadlines need of an event loop."""
 
     def time(self) -> float: ...
+    def call_at(self, when: float, callback: Callable[[], object]) -> Handle: ...
     def call_later(self, delay: float, callback: Callable[[], object]) -> Handle: ...
 
 
 class Timer:
-    """One deadline at a time: ``arm`` replaces the previous one, ``cancel`` drops it."""
+    """One deadline at a time: ``arm`` replaces the previous one, ``cancel`` drops it.
 
-    __slots__ = ("_callback", "_clock", "_handle")
+    Re-arming is the common case (a keep-alive connection re-arms its idle deadline after
+    every answer), so it is lazy: a loop timer already set to fire before the new deadline
+    is kept, and when it fires early it sets itself again for what is left. ``cancel`` only
+    forgets the callback (the loop timer, if any, then fires for nothing or is reused by the
+    next ``arm``); ``stop`` also removes it from the loop, for a connection that is gone.
+    """
+
+    __slots__ = ("_callback", "_clock", "_deadline", "_handle", "_when")
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._handle: Handle | None = None
+        self._when = self._deadline = 0.0  # the loop timer's time; the deadline's
         self._callback: Callable[[], None] | None = None
 
     @property
     def armed(self) -> bool:
-        return self._handle is not None
+        return self._callback is not None
 
     def arm(self, delay: float, callback: Callable[[], None]) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
         self._callback = callback
-        self._handle = self._clock.call_later(delay, self._fire)
+        self._deadline = deadline = self._clock.time() + delay
+        if self._handle is not None:
+            if self._when <= deadline:
+                return  # it fires first, then sets itself again for the rest
+            self._handle.cancel()
+        self._when = deadline
+        self._handle = self._clock.call_at(deadline, self._fire)
 
     def cancel(self) -> None:
+        self._callback = None
+
+    def stop(self) -> None:
+        self._callback = None
         if self._handle is not None:
             self._handle.cancel()
-            self._handle = self._callback = None
+            self._handle = None
 
     def _fire(self) -> None:
-        callback, self._handle, self._callback = self._callback, None, None
-        if callback is not None:
-            callback()
+        self._handle = None
+        if self._callback is None:
+            return
+        if self._clock.time() < self._deadline:  # re-armed since: later
+            self._when = self._deadline
+            self._handle = self._clock.call_at(self._deadline, self._fire)
+            return
+        callback, self._callback = self._callback, None
+        callback()
 
 
 class HasDeadline(Protocol):

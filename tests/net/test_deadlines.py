@@ -58,3 +58,33 @@ def test_a_timer_fires_once_at_its_time_and_rearming_replaces_it(fake_loop: Fake
     timer.cancel()
     fake_loop.advance(5)
     assert fired == ["second"] and not timer.armed
+
+
+def test_rearming_later_keeps_one_loop_timer_and_fires_at_the_new_time(
+        fake_loop: FakeLoop) -> None:
+    fired: list[float] = []
+    timer = Timer(fake_loop)  # type: ignore[arg-type]
+    start = fake_loop.time()
+    timer.arm(75, lambda: fired.append(fake_loop.time()))
+    for _ in range(100):  # a keep-alive connection: an answer, the idle deadline again
+        fake_loop.advance(1)
+        timer.cancel()
+        timer.arm(75, lambda: fired.append(fake_loop.time()))
+    assert len(fake_loop.pending) == 1  # one loop timer all along
+    fake_loop.advance(74.999)
+    assert fired == []
+    fake_loop.advance(0.001)
+    assert fired == [start + 175]
+    timer.arm(75, lambda: fired.append(-1))
+    timer.arm(5, lambda: fired.append(fake_loop.time()))  # earlier: the loop timer is replaced
+    fake_loop.advance(5)
+    assert fired == [start + 175, start + 180] and not timer.armed
+
+
+def test_stop_takes_the_loop_timer_away(fake_loop: FakeLoop) -> None:
+    timer = Timer(fake_loop)  # type: ignore[arg-type]
+    timer.arm(60, lambda: None)
+    timer.cancel()
+    assert len(fake_loop.pending) == 1  # (cancel only forgets the callback)
+    timer.stop()
+    assert fake_loop.pending == [] and not timer.armed
