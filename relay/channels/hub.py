@@ -64,6 +64,7 @@ class Hub:
         self._interval = min(limits.heartbeat, limits.stall) / 2
         self.stats = Stats()
         self.subscribers = 0
+        self.paused: set[Subscriber] = set()  # subscribers whose client takes nothing now
 
     def add(self, sub: Subscriber) -> None:
         subs = self._channels.get(sub.channel)
@@ -83,6 +84,7 @@ class Hub:
         if subs is None or sub not in subs:
             return
         subs.discard(sub)
+        self.paused.discard(sub)
         self.subscribers -= 1
         if not subs:
             del self._channels[sub.channel]
@@ -158,8 +160,8 @@ class Hub:
                 self._last_event[channel] = now
                 self._jobs.append(_Job(None, list(subs)))
                 self._schedule()
-            for sub in [s for s in subs if s.stalled(now, limits.stall)]:
-                self.drop(sub)
+        for sub in [s for s in self.paused if s.stalled(now, limits.stall)]:
+            self.drop(sub)  # (only paused subscribers can stall: 10k subscribers, a few paused)
         if self._channels:
             self._tick = self._loop.call_later(self._interval, self._on_tick)
 

@@ -112,10 +112,15 @@ class Subscriber:
 
     def on_client_paused(self) -> None:
         self.fast = False
-        self.paused_since = self.hub.now() if self.hub is not None else 0.0
+        self.paused_since = 0.0
+        if self.hub is not None:
+            self.paused_since = self.hub.now()
+            self.hub.paused.add(self)
 
     def on_client_resumed(self) -> None:
         self.paused_since = None
+        if self.hub is not None:
+            self.hub.paused.discard(self)
         self.fast = self._ex.open and self._ex.chunked and not self._catching_up
 
     def on_client_gone(self) -> None:

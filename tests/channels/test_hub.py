@@ -134,6 +134,11 @@ def test_slow_subscribers_are_dropped_others_go_on(fake_loop: FakeLoop) -> None:
     hub.deliver("c", _event(2))
     fake_loop.run_soon()
     assert _ids(fine_t) == ["1-0", "2-0"] and hub.stats.dropped == 2 and hub.subscribers == 1
+    assert hub.paused == set()  # (the tick looks at paused subscribers only)
+    fine.on_client_paused()
+    fine.on_client_resumed()  # it took its bytes again before the stall time: it stays
+    fake_loop.advance(10)
+    assert not fine_t.aborted and hub.paused == set() and hub.subscribers == 1
 
 
 def test_first_and_last_subscribers_are_announced(fake_loop: FakeLoop) -> None:
