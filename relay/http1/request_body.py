@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import re
 
-from .headers import header_value
-from .messages import Headers
 from .readers import DATA, DATA_CRLF, DONE, SIZE, TRAILER, ChunkScanner, FramingError
 from .readers import parse_chunk_size as _parse_size
 from .request_head import Rejection
@@ -164,11 +162,11 @@ class AfterHead:
         return True
 
 
-def start_body(headers: Headers, limit: int, buffered: bytes,
+def start_body(chunked: bool, limit: int, buffered: bytes,
                length: int) -> RequestBody | Rejection:
-    """The body of a request with these headers (``length``: its Content-Length); when
+    """The body of a request (``chunked``, or ``length``: its Content-Length); when
     chunked, its framing is checked at once on the bytes already ``buffered`` after the head."""
-    body = RequestBody(limit, header_value(headers, b"transfer-encoding") is not None, length)
+    body = RequestBody(limit, chunked, length)
     if body.check is not None:
         rejection = body.check.feed(buffered)
         if rejection is not None:

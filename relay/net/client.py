@@ -256,7 +256,7 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, asyncio.Protocol):
         if head.length and not self._reserve(head.length):
             return False
         request = head.request()
-        body = start_body(request.headers, self._limits.max_body_size, after_head, head.length)
+        body = start_body(head.chunked, self._limits.max_body_size, after_head, head.length)
         if isinstance(body, Rejection):
             return self._reject(body)
         self._request, self._body = request, body
@@ -352,7 +352,7 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, asyncio.Protocol):
             buffered, closed = self._h11.trailing_data
             self._h11 = new = self._new_h11()
         else:  # (its next-cycle h11 was made when the head was parsed)
-            buffered, closed, new = bytes(after.kept), after.eof, self._h11
+            buffered, closed, new = bytes(after.kept) if after.kept else b"", after.eof, self._h11
         self._h11_unused = not (buffered or closed)
         if buffered:
             new.receive_data(buffered)
