@@ -21,7 +21,6 @@ import ipaddress
 from collections.abc import Sequence
 
 from .cors import DEFAULT_PORTS, Cors, normalize_origin
-from .http1.headers import header_value
 from .http1.request_head import Rejection
 
 _VERDICTS = 256  # Host values whose verdict is kept
@@ -63,14 +62,13 @@ class Guard:
         # a client sending a new Host per request only empties it.
         self._verdicts: dict[bytes, bool] = {}
 
-    def check(self, headers: list[tuple[bytes, bytes]]) -> Rejection | None:
-        raw = header_value(headers, b"host")
+    def check(self, raw: bytes | None, origin: bytes | None) -> Rejection | None:
+        """A request's ``Host`` and ``Origin`` (None when absent): a refusal, or None."""
         host = (raw or b"").decode("latin-1")
         # (No Host at all: only HTTP/1.0 may omit it, and no browser does.)
         if self._check_host and raw is not None and not self._known_host(raw, host):
             return Rejection(421, f"Host {host!r} is not served here (DNS rebinding guard): "
                              "use a loopback name, or start the relay with --allowed-host")
-        origin = header_value(headers, b"origin")
         if origin is not None and not self.origin_allowed(origin.decode("latin-1"), host):
             return Rejection(403, f"requests from the web origin {origin.decode('latin-1')!r} "
                              "are not allowed (see --cors-origin)")

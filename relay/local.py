@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from . import __version__
 from .cors import Cors
 from .errors import error_body
-from .http1.headers import header_value
 from .net.exchange import Exchange
 from .net.pool import Pool
 from .ops.metrics import CONTENT_TYPE as METRICS_TYPE
@@ -58,9 +57,9 @@ class LocalEndpoints:
     def preflight(self, ex: Exchange, record: Record, cors: Cors) -> None:
         """A CORS preflight from an allowed origin: 204, answered here, never forwarded."""
         req = ex.request
-        origin = header_value(req.headers, b"origin") or b""
+        origin = req.header(b"origin") or b""
         ex.extra = cors.preflight_headers(
-            origin, header_value(req.headers, b"access-control-request-headers"))
+            origin, req.header(b"access-control-request-headers"))
         record.status = 204
         record.ttfb = self.obs.clock() - record.started
         ex.start(204, [(b"x-request-id", record.request_id.encode())])

@@ -67,7 +67,7 @@ class ProxyRequest:
         self._eof_framed = False  # the upstream body ends at EOF (no length, not chunked)
         self._ended = False
         # Resumable (X-Relay-Resumable: 1, and the relay has streams): see relay/streams/.
-        resumable = header_value(ex.request.headers, b"x-relay-resumable") == b"1"
+        resumable = ex.request.header(b"x-relay-resumable") == b"1"
         self._streams = streams if resumable else None
         self._owner = owner
         self._stream: ResumableStream | None = None

@@ -21,7 +21,6 @@ from .channels.endpoints import PREFIX as CHANNELS
 from .channels.endpoints import ChannelEndpoints
 from .cors import Cors
 from .guard import Guard
-from .http1.headers import header_value
 from .local import LocalEndpoints
 from .net.exchange import Exchange, Handler
 from .net.pool import Pool
@@ -44,7 +43,7 @@ class Router:
 
     def __call__(self, ex: Exchange) -> Awaitable[None] | None:
         req, obs = ex.request, self._obs
-        rid = request_id(header_value(req.headers, b"x-request-id"))
+        rid = request_id(req.header(b"x-request-id"))
         record = Record(req.method, req.path, ex.peer() if obs.log.enabled else "", rid,
                         len(req.body), obs.clock())
         obs.start(record)
@@ -70,7 +69,7 @@ class Router:
     def _route(self, ex: Exchange, record: Record) -> Awaitable[None] | None:
         """Answer now, or return what finishes the answer (see relay.net.exchange.Handler)."""
         req, local = ex.request, self._local
-        refused = self._guard.check(req.headers)
+        refused = self._guard.check(req.header(b"host"), req.header(b"origin"))
         if refused is not None:
             local.error(ex, record, refused.status, refused.message, _code(refused.status))
         elif _cross_origin(ex, self._guard.cors):
@@ -87,7 +86,7 @@ class Router:
         return None
 
     async def _proxy(self, ex: Exchange, record: Record) -> None:
-        authorization = header_value(ex.request.headers, b"authorization")
+        authorization = ex.request.header(b"authorization")
         auth = self._auth
         if not auth.allows(authorization):
             self._local.error(ex, record, 401, "missing or invalid relay token "
@@ -113,7 +112,7 @@ def admin_router(pool: Pool, observer: Observer, guard: Guard) -> Handler:
     def handle(ex: Exchange) -> None:
         req = ex.request
         record = Record(req.method, req.path, "", request_id(None), 0, observer.clock())
-        refused = guard.check(req.headers)
+        refused = guard.check(req.header(b"host"), req.header(b"origin"))
         if refused is not None:
             local.error(ex, record, refused.status, refused.message, _code(refused.status))
         elif not local.serve(ex, record, True):
@@ -130,9 +129,9 @@ def _code(status: int) -> str:
 def _cross_origin(ex: Exchange, cors: Cors) -> bool:
     """Mark a response to an allowed web origin (its CORS headers); True if the request is a
     preflight, which the relay answers itself."""
-    origin = header_value(ex.request.headers, b"origin")
+    origin = ex.request.header(b"origin")
     if origin is None or not cors.enabled or not cors.allows(origin.decode("latin-1")):
         return False
     ex.extra = cors.response_headers(origin)
-    return ex.request.method == b"OPTIONS" and header_value(
-        ex.request.headers, b"access-control-request-method") is not None
+    return ex.request.method == b"OPTIONS" and ex.request.header(
+        b"access-control-request-method") is not None

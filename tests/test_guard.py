@@ -33,8 +33,7 @@ def test_host_and_origin_parsing() -> None:
 
 
 def _check(guard: Guard, host: bytes, origin: bytes | None = None) -> int | None:
-    headers = [(b"host", host)] + ([(b"origin", origin)] if origin is not None else [])
-    verdict = guard.check(headers)
+    verdict = guard.check(host, origin)
     return None if verdict is None else verdict.status
 
 
@@ -42,7 +41,7 @@ def test_the_rules() -> None:
     on_loopback = Guard("127.0.0.1")
     assert _check(on_loopback, b"localhost:8080") is None
     assert _check(on_loopback, b"evil.example") == 421
-    assert on_loopback.check([]) is None  # no Host at all: HTTP/1.0, never a browser
+    assert on_loopback.check(None, None) is None  # no Host at all: HTTP/1.0, never a browser
     allowed = Guard("127.0.0.1", ["relay.example:8080"])
     assert _check(allowed, b"relay.example") is None and _check(allowed, b"other") == 421
     everywhere = Guard("0.0.0.0")

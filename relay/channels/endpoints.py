@@ -24,7 +24,6 @@ from typing import Any
 
 from ..auth import ClientAuth
 from ..config import ChannelLimits
-from ..http1.headers import header_value
 from ..http1.sse import EVENT_STREAM_HEADERS
 from ..http1.target import query_params
 from ..local import respond, respond_error
@@ -72,12 +71,12 @@ class ChannelEndpoints:
 
     async def _subscribe(self, ex: Exchange, record: Record, channel: str) -> None:
         query = query_params(ex.request.target)
-        authorization = ClientAuth.presented(header_value(ex.request.headers, b"authorization"),
+        authorization = ClientAuth.presented(ex.request.header(b"authorization"),
                                              query)
         if not self._auth.allows(authorization):
             self._unauthorized(ex, record, "missing or invalid relay token")
             return
-        last = header_value(ex.request.headers, b"last-event-id")
+        last = ex.request.header(b"last-event-id")
         given = last.decode("latin-1") if last is not None else query.get("last_event_id")
         record.status, record.ttfb = 200, self._obs.clock() - record.started
         ex.start(200, [*EVENT_STREAM_HEADERS, (b"x-request-id", record.request_id.encode())])
@@ -98,7 +97,7 @@ class ChannelEndpoints:
 
     def _publish(self, ex: Exchange, record: Record, channel: str) -> Awaitable[None] | None:
         auth = self._publish_auth if self._publish_auth.enabled else self._auth
-        if not auth.allows(header_value(ex.request.headers, b"authorization")):
+        if not auth.allows(ex.request.header(b"authorization")):
             self._unauthorized(ex, record, "missing or invalid publish token")
             return None
         parsed = _parse_publish(ex.request.body)

@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .headers import header_value, keeps_alive
-from .messages import Request
+from .headers import keeps_alive
+from .messages import Request, first_values
 from .request_head import Rejection
 from .target import normalize_target
 
@@ -37,6 +37,7 @@ class ParsedHead:
     length: int  # the body's Content-Length (0 without one)
     chunked: bool
     expect_continue: bool  # the client waits for "100 Continue" before its body
+    fields: dict[bytes, bytes]  # each name's first value (shared by the requests: read only)
 
     @classmethod
     def of(cls, method: bytes, target: bytes, headers: Iterable[tuple[bytes, bytes]],
@@ -47,15 +48,15 @@ class ParsedHead:
         if isinstance(normalized, Rejection):
             return normalized
         items = tuple(headers)
+        fields = first_values(list(items))
         return cls(method, b"".join(normalized), items, http_version,
-                   keeps_alive(http_version, items),
-                   int(header_value(items, b"content-length") or 0),
-                   header_value(items, b"transfer-encoding") is not None, expect_continue)
+                   keeps_alive(http_version, items), int(fields.get(b"content-length") or 0),
+                   b"transfer-encoding" in fields, expect_continue, fields)
 
     def request(self) -> Request:
         """A new request of this head (its own headers list: a request's are its own)."""
         return Request(self.method, self.target, list(self.headers), self.http_version,
-                       keep_alive=self.keep_alive)
+                       keep_alive=self.keep_alive, fields=self.fields)
 
 
 class KnownHeads:

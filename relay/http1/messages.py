@@ -26,10 +26,28 @@ class Request:
     http_version: bytes
     body: bytes = b""
     keep_alive: bool = True
+    # name -> first value, made when first asked (or a known head's, shared)
+    fields: dict[bytes, bytes] | None = field(default=None, compare=False, repr=False)
     path: bytes = field(init=False)  # the target without its query (routes match it)
 
     def __post_init__(self) -> None:
         self.path = self.target.split(b"?", 1)[0]
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header ``name`` (lower case), or None."""
+        fields = self.fields
+        if fields is None:
+            fields = self.fields = first_values(self.headers)
+        return fields.get(name)
+
+
+def first_values(headers: Headers) -> dict[bytes, bytes]:
+    """Each header name's first value (as :func:`relay.http1.headers.header_value` finds it).
+    A known head's dict is shared by its requests: read it, never change it."""
+    fields: dict[bytes, bytes] = {}
+    for name, value in headers:
+        fields.setdefault(name, value)
+    return fields
 
 
 @dataclass(frozen=True, slots=True)

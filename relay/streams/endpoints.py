@@ -21,7 +21,6 @@ import re
 
 from ..auth import ClientAuth
 from ..errors import RelayError
-from ..http1.headers import header_value
 from ..http1.sse import EVENT_STREAM_HEADERS
 from ..http1.target import query_params
 from ..local import respond, respond_error
@@ -44,7 +43,7 @@ class StreamEndpoints:
         req = ex.request
         m = _ROUTE.fullmatch(req.path)
         query = query_params(req.target)
-        authorization = ClientAuth.presented(header_value(req.headers, b"authorization"), query)
+        authorization = ClientAuth.presented(req.header(b"authorization"), query)
         if not self._auth.allows(authorization):
             self._error(ex, record, 401, "missing or invalid relay token (Authorization: "
                         "Bearer, or the access_token query parameter)", "invalid_api_key",
@@ -84,7 +83,7 @@ class StreamEndpoints:
 
     def _resume(self, ex: Exchange, record: Record, stream: ResumableStream,
                 query: dict[str, str]) -> None:
-        raw = header_value(ex.request.headers, b"last-event-id")
+        raw = ex.request.header(b"last-event-id")
         given = raw.decode("latin-1").strip() if raw is not None else query.get(
             "last_event_id", "0")
         if not (given.isascii() and given.isdigit()) or len(given) > 18:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from relay.http1.headers import header_value
 from relay.http1.known_heads import KnownHeads, ParsedHead
+from relay.http1.messages import Request
 from relay.http1.request_head import Rejection
 
 HEADERS = [(b"host", b"relay"), (b"content-length", b"12")]
@@ -67,3 +69,13 @@ def test_the_oldest_goes_first_when_full() -> None:
     known.add(b"head 3", parsed(b"/v1/3"))
     assert len(known) == 3 and known.get(b"head 0") is None
     assert [known.get(b"head %d" % i) is not None for i in (1, 2, 3)] == [True, True, True]
+
+
+def test_a_request_finds_a_header_as_header_value_does() -> None:
+    headers = [(b"x-a", b"1"), (b"host", b"relay"), (b"x-a", b"2")]
+    request = Request(b"GET", b"/v1/x?q", headers, b"1.1")
+    for name in (b"x-a", b"host", b"missing"):
+        assert request.header(name) == header_value(headers, name)
+    assert request.path == b"/v1/x"
+    known = parsed(headers=headers).request()
+    assert known.header(b"x-a") == b"1" and known.header(b"content-length") is None
