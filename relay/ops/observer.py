@@ -38,6 +38,7 @@ def request_id(given: bytes | None) -> bytes:
     return b"%024x" % _random.getrandbits(96)
 
 
+_STATUS = {status: str(status) for status in range(100, 600)}  # (labels: no str() per request)
 _LOCAL_ROUTES = frozenset({"/", "/healthz", "/metrics", "/demo.js"})
 
 
@@ -189,9 +190,10 @@ class Observer:
         if record.route == "/v1":
             self.active_streams -= 1
         duration = self.clock() - record.started
-        self.requests.inc(1, (record.route, str(record.status)))
+        self.requests.inc(1, (record.route, _STATUS.get(record.status) or str(record.status)))
         self.endings.inc(1, (ended,))
-        self.request_bytes.inc(record.bytes_in)
+        if record.bytes_in:
+            self.request_bytes.inc(record.bytes_in)
         if record.route == "/v1":  # relayed bytes only (local answers are in the log)
             self.bytes_out.inc(record.bytes_out)
             self.events.inc(record.events)
