@@ -7,6 +7,7 @@ import asyncio
 import http.client
 import json
 import subprocess
+from collections.abc import Iterator
 
 import httpx
 import openai
@@ -61,10 +62,28 @@ def test_raw_http_client(mock_server: MockServer, make_relay: RelayFactory) -> N
     assert events[-1].data == "[DONE]" and len(events) == 8  # role + 5 + finish + [DONE]
 
 
+_CLIENTS: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_sdk_clients() -> Iterator[None]:
+    """Every SDK client a test made is closed after it (an unclosed one leaves its socket to
+    the garbage collector, whose ResourceWarning then fails whichever test runs at the time)."""
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
+def _sdk(relay_port: int, headers: dict[str, str] | None = None) -> openai.OpenAI:
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{relay_port}/v1", api_key="unused",
+                           max_retries=0, default_headers=headers)
+    _CLIENTS.append(client)
+    return client
+
+
 def test_openai_sdk_streams_every_chunk(mock_server: MockServer, make_relay: RelayFactory) -> None:
     relay = make_relay(mock_server.url)
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{relay.port}/v1", api_key="unused",
-                           max_retries=0)
+    client = _sdk(relay.port)
     stream = client.chat.completions.create(
         model="mock-gpt", messages=[{"role": "user", "content": "hi"}], stream=True,
         max_tokens=25, stream_options={"include_usage": True},
@@ -79,8 +98,7 @@ def test_openai_sdk_streams_every_chunk(mock_server: MockServer, make_relay: Rel
 
 def test_openai_sdk_non_streaming(mock_server: MockServer, make_relay: RelayFactory) -> None:
     relay = make_relay(mock_server.url)
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{relay.port}/v1", api_key="unused",
-                           max_retries=0)
+    client = _sdk(relay.port)
     done = client.chat.completions.create(
         model="mock-gpt", messages=[{"role": "user", "content": "hi"}], max_tokens=7)
     assert done.choices[0].message.content == completion_text(7)
@@ -101,16 +119,14 @@ def test_curl_output_byte_identical_to_direct(mock_server: MockServer,
 
 def test_openai_sdk_sees_429(mock_server: MockServer, make_relay: RelayFactory) -> None:
     relay = make_relay(mock_server.url)
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{relay.port}/v1", api_key="unused",
-                           max_retries=0, default_headers={"x-mock-status": "429"})
+    client = _sdk(relay.port, {"x-mock-status": "429"})
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model="m", messages=[], stream=True)
 
 def test_openai_sdk_raises_on_mid_stream_death(mock_server: MockServer,
                                                make_relay: RelayFactory) -> None:
     relay = make_relay(mock_server.url)
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{relay.port}/v1", api_key="unused",
-                           max_retries=0, default_headers={"x-mock-fail-after": "5"})
+    client = _sdk(relay.port, {"x-mock-fail-after": "5"})
     stream = client.chat.completions.create(model="m", messages=[], stream=True, max_tokens=20)
     got = []
     with pytest.raises(openai.APIError, match="upstream"):
@@ -119,9 +135,6 @@ def test_openai_sdk_raises_on_mid_stream_death(mock_server: MockServer,
     assert len(got) == 5
 
 
-def _sdk(relay_port: int) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"http://127.0.0.1:{relay_port}/v1", api_key="unused",
-                         max_retries=0)
 
 
 def test_openai_sdk_responses_api(mock_server: MockServer, make_relay: RelayFactory) -> None:
