@@ -112,10 +112,10 @@ class Subscriber:
 
     def on_client_paused(self) -> None:
         self.fast = False
-        self.paused_since = 0.0
-        if self.hub is not None:
-            self.paused_since = self.hub.now()
-            self.hub.paused.add(self)
+        hub = self.hub
+        self.paused_since = hub.now() if hub is not None else 0.0
+        if hub is not None:
+            hub.paused.add(self)
 
     def on_client_resumed(self) -> None:
         self.paused_since = None

@@ -48,7 +48,7 @@ class ParsedHead:
         if isinstance(normalized, Rejection):
             return normalized
         items = tuple(headers)
-        fields = first_values(list(items))
+        fields = first_values(items)
         return cls(method, b"".join(normalized), items, http_version,
                    keeps_alive(http_version, items), int(fields.get(b"content-length") or 0),
                    b"transfer-encoding" in fields, expect_continue, fields)

@@ -6,6 +6,7 @@ them, so no module past the sockets sees an h11 event.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 Headers = list[tuple[bytes, bytes]]  # (lower-case name, value), in the order received
@@ -41,7 +42,7 @@ class Request:
         return fields.get(name)
 
 
-def first_values(headers: Headers) -> dict[bytes, bytes]:
+def first_values(headers: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
     """Each header name's first value (as :func:`relay.http1.headers.header_value` finds it).
     A known head's dict is shared by its requests: read it, never change it."""
     fields: dict[bytes, bytes] = {}

@@ -129,11 +129,7 @@ class Exchange:
         if self.state is RECEIVED:
             self.state = SENDING
             if body:
-                framed = self._writer.frame([body])
-                if len(framed) == 1:  # (a length body: one buffer, one write() system call)
-                    self._transport.write(head + framed[0])
-                else:
-                    self._writelines([head, *framed])
+                self._writelines([head, *self._writer.frame([body])])
             else:
                 self._transport.write(head)
 
