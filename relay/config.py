@@ -108,6 +108,7 @@ class ChannelLimits:
     stall: float = 5.0  # a subscriber that takes nothing for this long is dropped
     heartbeat: float = 15.0  # an idle channel's subscribers get a comment this often
     slice: int = 256  # deliveries per event-loop turn, so a big fan-out never stalls the loop
+    slice_time: float = 0.002  # and seconds of them per turn (a write's cost varies by host)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,15 @@
 """The local side of channels: who subscribes here, and fan-out that never waits for anyone.
 
 :class:`Hub` holds this instance's subscribers per channel. ``deliver`` hands one event's bytes
-(encoded once) to every subscriber of its channel, in slices of ``ChannelLimits.slice`` writes
-per event-loop turn, so a publish to 10,000 subscribers never holds the loop for one long
-iteration: relayed LLM streams keep flowing between the slices. Slices run in publish order,
-so every subscriber sees a channel's events in order. A channel whose subscribers fit in one
-slice, published to while no slice waits, is written at once, inside ``deliver``: no job, no
-loop turn (most channels of a many-channel hub, such as one per user, are that small).
+(encoded once) to every subscriber of its channel, in slices: one per event-loop turn, of at
+most ``ChannelLimits.slice`` writes and ``ChannelLimits.slice_time`` seconds, so a publish to
+10,000 subscribers never holds the loop for one long iteration: relayed LLM streams keep
+flowing between the slices. The time bound is what holds on every machine: a write's cost is
+the kernel's, and on loopback it includes the reader's TCP work (~25 us, so 256 writes took
+6-7 ms a turn; 2 ms of writes is ~80 of them). Slices run in publish order, so every
+subscriber sees a channel's events in order. A channel of at most ``INLINE`` subscribers,
+published to while no slice waits, is written at once, inside ``deliver``: no job, no loop
+turn (most channels of a many-channel hub, such as one per user, are that small).
 
 Nothing is ever awaited per subscriber. A write goes to the subscriber's transport buffer; a
 subscriber whose buffer passes ``slow_buffer`` (512 KiB), or that takes nothing for ``stall``
@@ -18,6 +21,7 @@ comment to the subscribers of channels silent for ``heartbeat`` seconds, and dro
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -27,6 +31,8 @@ from .events import ChannelEvent
 from .subscriber import Subscriber
 
 _HEARTBEAT_FRAMED = b"%x\r\n%s\r\n" % (len(HEARTBEAT), HEARTBEAT)
+INLINE = 16  # subscribers written inside deliver(): well under a slice's time anywhere
+STEP = 16  # writes between two looks at the clock in a slice
 
 
 class _Job:
@@ -52,8 +58,12 @@ class Hub:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limits: ChannelLimits,
                  on_first: Callable[[str], None] | None = None,
-                 on_last: Callable[[str], None] | None = None) -> None:
+                 on_last: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self._loop = loop
+        # (The loop's time() stands still within a turn; a slice's length needs a real clock.)
+        self._clock = clock
+        self._inline = min(INLINE, limits.slice)
         self._limits = limits
         self._channels: dict[str, set[Subscriber]] = {}
         self._last_event: dict[str, float] = {}
@@ -105,7 +115,7 @@ class Hub:
             return 0
         self._last_event[channel] = self._loop.time()
         n = len(subs)
-        if n <= self._limits.slice and not self._jobs:  # one slice, nothing before it: now
+        if n <= self._inline and not self._jobs:  # a small channel, nothing before it: now
             self._writes(event, list(subs), 0, n)
         else:
             self._jobs.append(_Job(event, list(subs)))
@@ -118,12 +128,14 @@ class Hub:
             self._loop.call_soon(self._run)
 
     def _run(self) -> None:
-        """One slice: at most ``limits.slice`` writes, then the loop runs other work."""
+        """One slice: at most ``limits.slice`` writes and ``limits.slice_time`` seconds (read
+        every ``STEP`` writes), then the loop runs other work."""
         self._scheduled = False
-        budget, jobs = self._limits.slice, self._jobs
+        budget, jobs, clock = self._limits.slice, self._jobs, self._clock
+        until = clock() + self._limits.slice_time
         while jobs and budget > 0:
             job = jobs[0]
-            end = min(len(job.subs), job.pos + budget)
+            end = min(len(job.subs), job.pos + min(budget, STEP))
             if job.event is None:
                 self._heartbeats(job.subs, job.pos, end)
             else:
@@ -132,6 +144,8 @@ class Hub:
             job.pos = end
             if end == len(job.subs):
                 jobs.popleft()
+            if clock() >= until:
+                break
         if jobs:
             self._schedule()
 

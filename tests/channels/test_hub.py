@@ -4,7 +4,7 @@ catch-up without loss or repeat, heartbeats, and the drop of subscribers that ca
 from __future__ import annotations
 
 from relay.channels.events import ChannelEvent
-from relay.channels.hub import Hub
+from relay.channels.hub import STEP, Hub
 from relay.channels.subscriber import Subscriber
 from relay.config import ChannelLimits
 from relay.http1.messages import Request
@@ -89,13 +89,37 @@ def test_one_turn_of_the_loop_writes_at_most_a_slice(fake_loop: FakeLoop) -> Non
     for sub, _ in subs:
         sub.catch_up([], False, None)
     hub.deliver("c", _event(1))
+    assert _turns(fake_loop, subs) == [3, 6, 7]  # slices of 3, the loop free between them
+
+
+def _turns(fake_loop: FakeLoop, subs: list[tuple[Subscriber, FakeTransport]]) -> list[int]:
+    """Run the loop's ready callbacks one turn at a time: subscribers written after each."""
     turns = []
-    while fake_loop._soon:  # one turn of the loop at a time
+    while fake_loop._soon:
         batch, fake_loop._soon = fake_loop._soon, []
         for handle in batch:
             handle.callback(*handle.args)
         turns.append(sum(1 for _, t in subs if t.out))
-    assert turns == [3, 6, 7]  # slices of 3, the loop free between them
+    return turns
+
+
+def test_one_turn_of_the_loop_writes_for_at_most_the_slice_time(fake_loop: FakeLoop) -> None:
+    # Writes as slow as the clock says: it moves 1 ms each time the hub reads it (once per
+    # turn's start, then every STEP writes), so a 2 ms slice ends after 2 x STEP writes.
+    ms = [0.0]
+
+    def clock() -> float:
+        ms[0] += 0.001
+        return ms[0]
+
+    limits = ChannelLimits(slice=1000, slice_time=0.002)
+    hub = Hub(fake_loop, limits, clock=clock)  # type: ignore[arg-type]
+    subs = [_subscriber(hub) for _ in range(5 * STEP + 3)]
+    for sub, _ in subs:
+        sub.catch_up([], False, None)
+    hub.deliver("c", _event(1))
+    assert _turns(fake_loop, subs) == [2 * STEP, 4 * STEP, 5 * STEP + 3]
+    assert all(_ids(t) == ["1-0"] for _, t in subs)
 
 
 def test_silent_channels_get_heartbeats_at_their_period(fake_loop: FakeLoop) -> None:
