@@ -38,7 +38,12 @@ class Stats:
     ttfe: array = field(default_factory=lambda: array("d"))  # type: ignore[type-arg]
     gaps: array = field(default_factory=lambda: array("d"))  # type: ignore[type-arg]
     latency: array = field(default_factory=lambda: array("d"))  # type: ignore[type-arg]
+    at: array = field(default_factory=lambda: array("d"))  # type: ignore[type-arg]  # read times
     error_kinds: dict[str, int] = field(default_factory=dict)
+    # Loop mode: nothing read after the end of the run is counted (time.time()). The streams
+    # still open then are cancelled with the loop's shutdown, which holds the loop for tens of
+    # ms: what they read meanwhile would time this process's teardown, not the relay.
+    until: float = float("inf")
 
     def error(self, kind: str) -> None:
         self.errors += 1
@@ -71,6 +76,8 @@ class SSEStream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         now = time.time()
         stats = self.stats
+        if now > stats.until:
+            return
         stats.bytes += len(data)
         buf = self.buf + data if self.buf else data
         if not self.head:
@@ -98,6 +105,7 @@ class SSEStream(asyncio.Protocol):
             if j >= 0:
                 k = buf.find(b"}", j)
                 stats.latency.append(now - float(buf[j + len(MARK):k]))
+                stats.at.append(now)
             elif buf.startswith(DONE, i):
                 stats.events -= 1  # [DONE] is the end marker, not an event
                 self._finish(None)
@@ -221,8 +229,10 @@ async def run_once(url: str, streams: int, tokens: int, delay_ms: int, ramp: flo
 
 
 async def run_for(url: str, streams: int, tokens: int, delay_ms: int, duration: float,
-                  progress: bool = True) -> tuple[Stats, float]:
-    """Keep ``streams`` streams open for ``duration`` seconds, starting a new one as each ends."""
+                  progress: bool = True, ramp: float | None = None) -> tuple[Stats, float]:
+    """Keep ``streams`` streams open for ``duration`` seconds, starting a new one as each ends.
+    Their first starts are spread over ``ramp`` seconds (by default a tenth of ``duration``, at
+    most 1 s); a ramp as long as one stream keeps starts and ends steady instead of in waves."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     request = request_bytes(url, tokens, delay_ms)
@@ -230,6 +240,7 @@ async def run_for(url: str, streams: int, tokens: int, delay_ms: int, duration: 
     loop = asyncio.get_running_loop()
     t0 = time.monotonic()
     deadline = loop.time() + duration
+    stats.until = time.time() + duration
 
     async def worker(offset: float) -> None:
         start = loop.time() + offset
@@ -238,7 +249,8 @@ async def run_for(url: str, streams: int, tokens: int, delay_ms: int, duration: 
             start = 0
 
     reporter = asyncio.ensure_future(_reporter(stats, t0, "load", progress))
-    workers = [asyncio.ensure_future(worker(min(1.0, duration / 10) * i / streams))
+    spread = ramp if ramp is not None else min(1.0, duration / 10)
+    workers = [asyncio.ensure_future(worker(spread * i / streams))
                for i in range(streams)]
     await asyncio.sleep(duration)
     for w in workers:
@@ -310,11 +322,15 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=100, help="content chunks per stream")
     ap.add_argument("--delay-ms", type=int, default=50, help="mock pause between events")
     ap.add_argument("--ramp", type=float, default=None,
-                    help="spread stream starts over this many seconds (default: one delay)")
+                    help="spread stream starts over this many seconds (default: one delay with "
+                    "--once, else a tenth of --duration, at most 1 s)")
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--slow-rate", type=int, default=0,
                     help="slow-reader mode: each stream reads this many bytes/s for --duration")
     ap.add_argument("--json", help="also write the summary to this file")
+    ap.add_argument("--latencies", metavar="FILE",
+                    help="write every timestamped event's read time and latency to FILE "
+                    "(JSON: {\"at\": [unix s], \"latency\": [s]})")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"])
     ap.add_argument("--header", action="append", default=[], metavar="NAME:VALUE",
@@ -335,7 +351,7 @@ def main() -> None:
             return await run_once(args.url, args.streams, args.tokens, args.delay_ms, ramp,
                                   args.timeout, not args.no_progress)
         return await run_for(args.url, args.streams, args.tokens, args.delay_ms, args.duration,
-                             not args.no_progress)
+                             not args.no_progress, args.ramp)
 
     if args.loop == "uvloop":
         import uvloop
@@ -347,6 +363,9 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f)
+    if args.latencies:
+        with open(args.latencies, "w") as f:
+            json.dump({"at": stats.at.tolist(), "latency": stats.latency.tolist()}, f)
     r = result
     print(f"streams {r['streams_completed']}/{r['streams_started']} completed, "
           f"{r['errors']} errors {r['error_kinds'] or ''}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 
 import uvloop
 
@@ -39,6 +41,28 @@ def test_loadgen_reports_mid_stream_errors(mock_server: MockServer,
         return stats.error_kinds.get("error event", 0)
 
     assert uvloop.run(go()) == 1
+
+
+def test_loadgen_counts_nothing_read_after_its_end(mock_server: MockServer,
+                                                   make_relay: RelayFactory) -> None:
+    # (What a run's end reads would time the loadgen's own teardown, not the relay.)
+    relay = make_relay(mock_server.url)
+
+    async def counted(until: float) -> tuple[int, int, int]:
+        from bench.loadgen import Stats, _one, request_bytes
+
+        stats, streams = Stats(until=until), []  # type: ignore[var-annotated]
+        req = request_bytes(f"http://127.0.0.1:{relay.port}", 5, 0)
+        with contextlib.suppress(TimeoutError):  # (nothing counted: not even its [DONE])
+            await asyncio.wait_for(_one("127.0.0.1", relay.port, req, stats,
+                                        asyncio.get_running_loop().time(), streams=streams), 2)
+        for stream in streams:
+            if stream.transport is not None:
+                stream.transport.close()
+        return stats.events, len(stats.latency), len(stats.at)
+
+    assert uvloop.run(counted(float("inf"))) == (7, 7, 7)  # role + 5 tokens + finish
+    assert uvloop.run(counted(time.time() - 1)) == (0, 0, 0)
 
 
 def test_slow_readers_read_at_their_rate(mock_server: MockServer,

@@ -24,6 +24,7 @@ from bench.fanout import (
     probe,
     row_notes,
     scan,
+    split_by_windows,
     table,
 )
 from bench.procs import Proc
@@ -116,6 +117,16 @@ def test_percentiles_nearest_rank() -> None:
     values = [float(v) for v in range(100, 0, -1)]
     assert percentiles(values, (50, 99, 100)) == [51.0, 100.0, 100.0]
     assert percentiles([], (50,)) == [None]
+
+
+def test_f_stall_splits_tokens_by_the_window_they_were_read_in() -> None:
+    windows = [(10.0, 12.0), (14.0, 16.0)]  # publishing; quiet until the next (the last: 2 s)
+    at = [9.0, 10.0, 12.5, 13.0, 13.9, 14.0, 16.9, 17.0, 17.9, 18.0]
+    latency = [float(i) for i in range(len(at))]
+    on, off = split_by_windows(at, latency, windows, drain=1.0)
+    assert on == [1.0, 2.0, 5.0, 6.0]  # in a window, or within its drain
+    assert off == [3.0, 4.0, 7.0, 8.0]  # the ramp (9.0) and after the last quiet (18.0): neither
+    assert split_by_windows(at, latency, [], 1.0) == ([], [])
 
 
 def test_redis_client_count_leaves_out_redis_cli() -> None:
