@@ -62,7 +62,7 @@ class LocalEndpoints:
             origin, req.header(b"access-control-request-headers"))
         record.status = 204
         record.ttfb = self.obs.clock() - record.started
-        ex.start(204, [(b"x-request-id", record.request_id.encode())])
+        ex.start(204, [(b"x-request-id", record.rid)])
         ex.end()
         self.obs.finish(record, "complete")
 
@@ -73,7 +73,7 @@ def respond(obs: Observer, ex: Exchange, record: Record, status: int, body: byte
     """A whole answer of the relay's own (with its request id), and its record closed."""
     record.status = status
     record.ttfb = obs.clock() - record.started
-    ex.respond(status, body, content_type, [*extra, (b"x-request-id", record.request_id.encode())])
+    ex.respond(status, body, content_type, [*extra, (b"x-request-id", record.rid)])
     record.bytes_out = len(body)
     obs.finish(record, "complete")
 

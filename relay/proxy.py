@@ -93,7 +93,7 @@ class ProxyRequest:
         headers = upstream_request_headers(
             req.headers, host=self._pool.host_header, body_length=len(req.body),
             api_key=self._api_key, drop_authorization=self._drop_auth,
-            request_id=self._rec.request_id.encode(),
+            request_id=self._rec.rid,
         )
         conn.send_request(req.method, req.target, headers, req.body, self)
         self._sent = self._obs.clock()
@@ -117,7 +117,7 @@ class ProxyRequest:
         rec.ttfb = now - rec.started
         self._obs.upstream_ttfb.observe(now - self._sent)
         self._obs.client_ttfb.observe(rec.ttfb)
-        out = client_response_headers(head.headers, rec.request_id.encode())
+        out = client_response_headers(head.headers, rec.rid)
         # An encoded (gzip...) event stream is relayed untouched: no heartbeat or error event
         # can be spliced into compressed bytes.
         encoding = header_value(head.headers, b"content-encoding")
@@ -250,7 +250,7 @@ class ProxyRequest:
         self._close_upstream()
         if not ex.started:
             ex.respond_error(exc.status, str(exc), exc.type, exc.code,
-                             [*exc.headers, (b"x-request-id", self._rec.request_id.encode())])
+                             [*exc.headers, (b"x-request-id", self._rec.rid)])
         elif self._sse and ex.appendable:
             if self._conn is not None and not self._conn.at_event_boundary():
                 ex.write(b"\n\n")  # end the torn event first; our error must be its own event

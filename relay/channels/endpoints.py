@@ -79,7 +79,7 @@ class ChannelEndpoints:
         last = ex.request.header(b"last-event-id")
         given = last.decode("latin-1") if last is not None else query.get("last_event_id")
         record.status, record.ttfb = 200, self._obs.clock() - record.started
-        ex.start(200, [*EVENT_STREAM_HEADERS, (b"x-request-id", record.request_id.encode())])
+        ex.start(200, [*EVENT_STREAM_HEADERS, (b"x-request-id", record.rid)])
         retry = self._limits.retry_ms
         ex.write(b"retry: %d\n\n" % random.randint(retry // 2, retry * 3 // 2))
         sub = Subscriber(ex, channel, self._limits.slow_buffer,

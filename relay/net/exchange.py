@@ -200,10 +200,22 @@ class Exchange:
 
     def respond(self, status: int, body: bytes, content_type: bytes = b"application/json",
                 extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
-        """A whole response with a ``Content-Length`` body."""
-        self.start(status, [(b"content-type", content_type), *extra], length=len(body),
-                   body=body)
-        self.end()
+        """A whole response with a ``Content-Length`` body: ``start`` and ``end`` in one, head
+        and body in one ``writelines`` (its length is known, so nothing is framed or counted)."""
+        if self._writer is not _NOT_STARTED:
+            raise RuntimeError("response already started")
+        req = self.request
+        head, self._writer = start_response(
+            req.method, req.http_version, status, reason_phrase(status),
+            [(b"content-type", content_type), *extra, *self.extra], len(body), req.keep_alive)
+        if self.state is RECEIVED:
+            if body and not isinstance(self._writer, NoBody):
+                self._writelines([head, body])
+            else:
+                self._transport.write(head)
+            self.state = ENDED
+            self._unlink()
+            self._owner.exchange_ended(self)
 
     def respond_error(self, status: int, message: str, type_: str, code: str | None,
                       extra: Sequence[tuple[bytes, bytes]] = ()) -> None:

@@ -54,19 +54,20 @@ def route_of(path: bytes) -> str:
 
 
 class Record:
-    """One request's facts, for its metrics and its access-log line."""
+    """One request's facts, for its metrics and its access-log line. The request's method,
+    path and id are kept as bytes and decoded only when read (the access log): a relay with
+    the log off never decodes them, and answers carry ``rid`` as it is."""
 
-    __slots__ = ("bytes_in", "bytes_out", "client", "ended", "events", "method", "path",
-                 "replayed", "request_id", "route", "started", "status", "stream_id", "ttfb",
+    __slots__ = ("_method", "_path", "bytes_in", "bytes_out", "client", "ended", "events",
+                 "replayed", "rid", "route", "started", "status", "stream_id", "ttfb",
                  "upstream_status", "wall_started")
 
     def __init__(self, method: bytes, path: bytes, client: str, request_id: bytes,
                  bytes_in: int, now: float) -> None:
-        self.method = method.decode("latin-1")
-        self.path = path.decode("latin-1")
+        self._method, self._path = method, path
         self.route = route_of(path)
         self.client = client
-        self.request_id = request_id.decode("latin-1")
+        self.rid = request_id
         self.bytes_in = bytes_in
         self.bytes_out = 0
         self.events = 0
@@ -78,6 +79,18 @@ class Record:
         self.ended: str | None = None
         self.stream_id: str | None = None  # a resumable stream this request started or read
         self.replayed: int | None = None  # events a resume replayed
+
+    @property
+    def method(self) -> str:
+        return self._method.decode("latin-1")
+
+    @property
+    def path(self) -> str:
+        return self._path.decode("latin-1")
+
+    @property
+    def request_id(self) -> str:
+        return self.rid.decode("latin-1")
 
 
 class Observer:
@@ -189,7 +202,6 @@ class Observer:
         record.ended = ended
         if record.route == "/v1":
             self.active_streams -= 1
-        duration = self.clock() - record.started
         self.requests.inc(1, (record.route, _STATUS.get(record.status) or str(record.status)))
         self.endings.inc(1, (ended,))
         if record.bytes_in:
@@ -199,7 +211,7 @@ class Observer:
             self.events.inc(record.events)
         if ended == "client_disconnect":
             self.client_disconnects.inc()
-        self.log.write(record, duration)
+        self.log.write(record, self.clock() - record.started)
 
 
 def _reader(obj: object, name: str) -> Callable[[], float]:

@@ -94,13 +94,13 @@ class StreamEndpoints:
         record.stream_id, record.replayed = stream.id, max(0, len(stream.events) - pos)
         if not stream.live and pos >= len(stream.events):
             record.status, record.ttfb = 204, self._obs.clock() - record.started
-            ex.start(204, [(b"x-request-id", record.request_id.encode())])
+            ex.start(204, [(b"x-request-id", record.rid)])
             ex.end()
             self._obs.finish(record, "complete")
             return
         record.status, record.ttfb = 200, self._obs.clock() - record.started
         ex.start(200, [*EVENT_STREAM_HEADERS, (b"x-relay-stream-id", stream.id.encode()),
-                       (b"x-request-id", record.request_id.encode())])
+                       (b"x-request-id", record.rid)])
         stats = self.streams.stats
         stats.resumed += 1
         stats.replayed += record.replayed

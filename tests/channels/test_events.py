@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from relay.channels.events import (
     ChannelEvent,
     data_text,
@@ -10,6 +12,7 @@ from relay.channels.events import (
     parse_id,
     reset_event,
 )
+from relay.http1.sse import encode_event
 
 from ..support.sse_parser import SSEParser
 
@@ -32,6 +35,16 @@ def test_an_event_is_encoded_once_raw_and_framed() -> None:
     [parsed] = SSEParser().feed(event.raw)
     assert (parsed.data, parsed.event, parsed.id) == ("line one\nline two", "update", "5-1")
     assert data_text({"a": [1, 2]}) == '{"a":[1,2]}' and data_text("x") == "x"
+
+
+@pytest.mark.parametrize("data", ["x", "", " lead", "a:b", "caf\u00e9 \u2028", "one\ntwo",
+                                  "cr\rlf", "crlf\r\n", "\n", "{\"k\": [1]}"])
+@pytest.mark.parametrize("name", [None, "update"])
+def test_an_events_bytes_are_encode_events_whatever_its_data(data: str, name: str | None
+                                                              ) -> None:
+    # (A one-line event without a name takes a shortcut: the same bytes.)
+    event = ChannelEvent((1700000000000, 42), data, name)
+    assert event.raw == encode_event(data, event=name, id="1700000000000-42")
 
 
 def test_the_reset_event_is_typed_and_carries_no_id() -> None:
