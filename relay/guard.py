@@ -64,20 +64,21 @@ class Guard:
 
     def check(self, raw: bytes | None, origin: bytes | None) -> Rejection | None:
         """A request's ``Host`` and ``Origin`` (None when absent): a refusal, or None."""
-        host = (raw or b"").decode("latin-1")
         # (No Host at all: only HTTP/1.0 may omit it, and no browser does.)
-        if self._check_host and raw is not None and not self._known_host(raw, host):
-            return Rejection(421, f"Host {host!r} is not served here (DNS rebinding guard): "
-                             "use a loopback name, or start the relay with --allowed-host")
-        if origin is not None and not self.origin_allowed(origin.decode("latin-1"), host):
+        if self._check_host and raw is not None and not self._known_host(raw):
+            return Rejection(421, f"Host {raw.decode('latin-1')!r} is not served here (DNS "
+                             "rebinding guard): use a loopback name, or start the relay with "
+                             "--allowed-host")
+        if origin is not None and not self.origin_allowed(origin.decode("latin-1"),
+                                                          (raw or b"").decode("latin-1")):
             return Rejection(403, f"requests from the web origin {origin.decode('latin-1')!r} "
                              "are not allowed (see --cors-origin)")
         return None
 
-    def _known_host(self, raw: bytes, host: str) -> bool:
+    def _known_host(self, raw: bytes) -> bool:
         verdict = self._verdicts.get(raw)
         if verdict is None:
-            verdict = self.host_allowed(host)
+            verdict = self.host_allowed(raw.decode("latin-1"))
             if len(self._verdicts) >= _VERDICTS:
                 self._verdicts.clear()
             self._verdicts[raw] = verdict

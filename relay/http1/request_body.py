@@ -143,8 +143,8 @@ class AfterHead:
 
     __slots__ = ("body", "eof", "kept")
 
-    def __init__(self, body: RequestBody, eof: bool) -> None:
-        self.body: RequestBody | None = body  # None once whole
+    def __init__(self, body: RequestBody | None, eof: bool) -> None:
+        self.body = body  # None once whole (or from the start: it came with the head)
         self.kept = bytearray()
         self.eof = eof  # (h11 may have seen it behind the head already)
 

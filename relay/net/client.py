@@ -28,7 +28,7 @@ idle, then the head from its first byte (slowloris: 408), then the body's silenc
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, cast
 
 import h11
 
@@ -46,16 +46,11 @@ from .flow import WriteFlow
 from .shutdown import ShutdownSteps
 from .sockets import tune_transport
 
+if TYPE_CHECKING:
+    from .listener import Registry
+
 _RETRY = ((b"retry-after", b"1"),)
 _OVERLOADED = Rejection(503, "the relay is at its connection limit; retry shortly", _RETRY)
-
-
-class Registry(Protocol):
-    """Where a listener keeps its open connections."""
-
-    def add(self, conn: ClientConnection) -> None: ...
-    def discard(self, conn: ClientConnection) -> None: ...
-    def __len__(self) -> int: ...
 
 
 class ClientConnection(ShutdownSteps, DeadlineSteps, asyncio.Protocol):
@@ -234,7 +229,7 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, asyncio.Protocol):
         if isinstance(event, h11.Data):
             self._on_body(event.data)
         elif isinstance(event, h11.EndOfMessage):
-            return self._dispatch()
+            return self._body is not None and self._dispatch(self._body.join())
         elif isinstance(event, h11.ConnectionClosed):
             self._on_client_eof()
             return False
@@ -265,10 +260,14 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, asyncio.Protocol):
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         if body.check is not None:
             return True  # chunked: h11 decodes it, events follow
-        self._after = AfterHead(body, eof)  # Content-Length (or none): h11's part ends here
+        whole = len(after_head) == head.length  # (the usual read: a head and all its body)
+        self._after = AfterHead(None if whole else body, eof)  # Content-Length: h11 is done
         if not self._h11_unused:  # the next cycle's, now: the old one holds a body copy
             self._h11, self._h11_unused = self._new_h11(), True
-        self._take(after_head)
+        if whole:  # nothing to count or collect: the read's rest is the body
+            self._dispatch(after_head)
+        else:
+            self._take(after_head)
         return False
 
     def _take(self, data: bytes) -> None:
@@ -276,8 +275,8 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, asyncio.Protocol):
         kept with reading paused (as h11's PAUSED) for the next cycle's h11."""
         after = self._after
         assert after is not None
-        if after.feed(data):
-            self._dispatch()
+        if after.feed(data) and self._body is not None:
+            self._dispatch(self._body.join())
         elif after.body is not None:  # more body to come: the deadline is the silence between reads
             if after.eof:  # (it will not: the client closed, as h11 would say)
                 self._reject(Rejection(400, "connection closed inside the request body"))
@@ -300,12 +299,13 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, asyncio.Protocol):
         if not body.add(data):
             self._reject(Rejection(413, "request body too large"))
 
-    def _dispatch(self) -> bool:
-        """The request is whole: start its handler. False if the connection reads no more."""
-        request, body = self._request, self._body
-        assert request is not None and body is not None
+    def _dispatch(self, body: bytes) -> bool:
+        """The request is whole, its body ``body``: start its handler. False if the connection
+        reads no more."""
+        request = self._request
+        assert request is not None
         self._timer.cancel()  # the request is in: no client-side deadline while it is answered
-        request.body = body.join()
+        request.body = body
         self._request = self._body = None
         if not request.keep_alive:
             self._discarding = True  # answer it, then close; what follows is never read
