@@ -41,7 +41,8 @@ class History:
         while len(self._events) > limits.history:
             self._events.popleft()
             self._times.popleft()
-        self.expire(now, limits.ttl)
+        if now - self._times[0] > limits.ttl:  # (the usual case, nothing expired: no call)
+            self.expire(now, limits.ttl)
 
     def expire(self, now: float, ttl: float) -> None:
         while self._times and now - self._times[0] > ttl:

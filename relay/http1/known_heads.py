@@ -38,6 +38,7 @@ class ParsedHead:
     chunked: bool
     expect_continue: bool  # the client waits for "100 Continue" before its body
     fields: dict[bytes, bytes]  # each name's first value (shared by the requests: read only)
+    path: bytes = b""  # the target without its query
 
     @classmethod
     def of(cls, method: bytes, target: bytes, headers: Iterable[tuple[bytes, bytes]],
@@ -47,16 +48,16 @@ class ParsedHead:
         normalized = normalize_target(target)
         if isinstance(normalized, Rejection):
             return normalized
-        items = tuple(headers)
+        items, joined = tuple(headers), b"".join(normalized)
         fields = first_values(items)
-        return cls(method, b"".join(normalized), items, http_version,
-                   keeps_alive(http_version, items), int(fields.get(b"content-length") or 0),
-                   b"transfer-encoding" in fields, expect_continue, fields)
+        return cls(method, joined, items, http_version, keeps_alive(http_version, items),
+                   int(fields.get(b"content-length") or 0), b"transfer-encoding" in fields,
+                   expect_continue, fields, joined.split(b"?", 1)[0])
 
     def request(self) -> Request:
         """A new request of this head (its own headers list: a request's are its own)."""
         return Request(self.method, self.target, list(self.headers), self.http_version,
-                       keep_alive=self.keep_alive, fields=self.fields)
+                       keep_alive=self.keep_alive, fields=self.fields, path=self.path)
 
 
 class KnownHeads:

@@ -29,10 +29,11 @@ class Request:
     keep_alive: bool = True
     # name -> first value, made when first asked (or a known head's, shared)
     fields: dict[bytes, bytes] | None = field(default=None, compare=False, repr=False)
-    path: bytes = field(init=False)  # the target without its query (routes match it)
+    path: bytes = b""  # the target without its query (routes match it); a known head's given
 
     def __post_init__(self) -> None:
-        self.path = self.target.split(b"?", 1)[0]
+        if not self.path:
+            self.path = self.target.split(b"?", 1)[0]
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header ``name`` (lower case), or None."""
