@@ -93,3 +93,17 @@ def test_the_resumable_bench_reads_whole_streams_both_ways(mock_server: MockServ
     sizes = [asyncio.run(load(relay.port, 3, 50, extra))[1] for extra in (b"", RESUMABLE)]
     assert sizes[0] > 3 * 50 * 100
     assert sizes[1] > sizes[0]  # the same streams, plus an id line per event
+
+
+def test_host_jitter_finds_a_gap_in_its_clock_loop() -> None:
+    from bench import host_jitter
+
+    # A clock whose every 1,000th read jumps 5 ms, as if the CPU were taken away.
+    reads = [0]
+
+    def clock() -> float:
+        reads[0] += 1
+        return reads[0] * 1e-7 + (reads[0] // 1000) * 0.005
+
+    found = host_jitter.gaps(0.02, 0.003, clock)
+    assert found and all(abs(gap - 0.005) < 1e-6 for _, gap in found)
