@@ -7,8 +7,12 @@ order is what makes a reconnect lose nothing and repeat nothing, even when event
 during the replay (the lost-or-duplicated bugs of several Redis-backed SSE libraries came from
 replaying first and registering after).
 
-Once caught up, a subscriber is ``fast``: the hub writes the shared bytes straight to its
-transport. It stops being fast while its client is slow (then each write checks the buffer
+Once caught up, and once a live event newer than all it was sent has come, a subscriber is
+``fast``: the hub writes the shared bytes straight to its transport, with no id check. Until
+that event, live events still go through the id check: an event the replay already sent may
+still be on its way (its Redis pub/sub message behind the replay's answer on the other
+connection, or in a fan-out slice queued before the replay), and it comes before any newer one.
+A subscriber stops being fast while its client is slow (then each write checks the buffer
 against the bound), and when it ends.
 """
 
@@ -28,8 +32,8 @@ if TYPE_CHECKING:
 class Subscriber:
     """The listener of one subscribing exchange (see the module docstring)."""
 
-    __slots__ = ("_bound", "_catching_up", "_ex", "_on_end", "_pending", "channel", "fast", "hub",
-                 "last", "paused_since", "write")
+    __slots__ = ("_bound", "_catching_up", "_ex", "_on_end", "_pending", "_settled", "channel",
+                 "fast", "hub", "last", "paused_since", "write")
 
     def __init__(self, ex: Exchange, channel: str, bound: int,
                  on_end: Callable[[Subscriber, str], None]) -> None:
@@ -41,6 +45,7 @@ class Subscriber:
         self.last: EventKey | None = None  # the newest id sent
         self.paused_since: float | None = None
         self._catching_up = True
+        self._settled = False  # a live event newer than the catch-up came: no repeat can follow
         self._pending: list[ChannelEvent] = []
         self.fast = False
         self.write: Callable[[bytes], None] = ex.transport_write()
@@ -57,7 +62,12 @@ class Subscriber:
         self._catching_up = False
         for event in pending:
             self._send(event)
-        self.fast = self._ex.open and self._ex.chunked and self.paused_since is None
+        self._settled = self.last is None  # (nothing sent yet: nothing to repeat)
+        self.fast = self._may_be_fast()
+
+    def _may_be_fast(self) -> bool:
+        return (self._settled and not self._catching_up and self._ex.open and self._ex.chunked
+                and self.paused_since is None)
 
     def deliver(self, event: ChannelEvent) -> None:
         """The slow path: catching up, a slow client, an HTTP/1.0 client, or the end."""
@@ -66,16 +76,19 @@ class Subscriber:
         if self._catching_up:
             self._pending.append(event)
             return
-        self._send(event)
+        if self._send(event) and not self._settled:  # the first live event past the catch-up
+            self._settled = True
+            self.fast = self._may_be_fast()
         slow = self.paused_since is not None and self._ex.buffered() > self._bound
         if slow and self.hub is not None:
             self.hub.drop(self)
 
-    def _send(self, event: ChannelEvent) -> None:
+    def _send(self, event: ChannelEvent) -> bool:
         if self.last is not None and event.key <= self.last:
-            return  # already sent (by the replay)
+            return False  # already sent (by the replay)
         self.last = event.key
         self._send_bytes(event.raw)
+        return True
 
     def _send_bytes(self, raw: bytes) -> None:
         self._ex.write(raw)  # (the exchange frames it for the client: a chunk, or as it is)
@@ -121,7 +134,7 @@ class Subscriber:
         self.paused_since = None
         if self.hub is not None:
             self.hub.paused.discard(self)
-        self.fast = self._ex.open and self._ex.chunked and not self._catching_up
+        self.fast = self._may_be_fast()
 
     def on_client_gone(self) -> None:
         self._end("client_disconnect")

@@ -25,6 +25,31 @@ def test_catch_up_loses_nothing_and_repeats_nothing(fake_loop: FakeLoop) -> None
     fake_loop.run_soon()
     assert _ids(transport) == ["5-0"]
 
+def test_an_event_the_replay_had_and_still_on_its_way_is_not_repeated(
+        fake_loop: FakeLoop) -> None:
+    """The replay can be ahead of the live events: with Redis, an event's pub/sub message may
+    come after the replay's answer (two connections), and a fan-out slice queued before the
+    replay may still hold it. The subscriber takes the fast path (no id check) only once a
+    live event newer than its replay has come."""
+    hub = Hub(fake_loop, LIMITS)  # type: ignore[arg-type]
+    sub, transport = _subscriber(hub)
+    others = [_subscriber(hub) for _ in range(4)]  # (more than a slice: slices are queued)
+    for other, _ in others:
+        other.catch_up([], False, None)
+    hub.deliver("c", _event(3))  # queued for everyone, the new subscriber included
+    sub.catch_up([_event(2), _event(3), _event(4)], False, None)  # the replay ran ahead
+    assert _ids(transport) == ["2-0", "3-0", "4-0"] and not sub.fast
+    fake_loop.run_soon()  # the queued slice: 3 again, dropped
+    hub.deliver("c", _event(4))  # the live message of what the replay already sent
+    hub.deliver("c", _event(5))  # the first newer one: from here on, the fast path
+    fake_loop.run_soon()
+    assert _ids(transport) == ["5-0"] and sub.fast
+    hub.deliver("c", _event(6))
+    fake_loop.run_soon()
+    assert _ids(transport) == ["6-0"]
+    assert [_ids(t) for _, t in others] == [["3-0", "4-0", "5-0", "6-0"]] * 4
+
+
 def test_a_lost_position_starts_with_a_reset(fake_loop: FakeLoop) -> None:
     hub = Hub(fake_loop, LIMITS)  # type: ignore[arg-type]
     sub, transport = _subscriber(hub)
