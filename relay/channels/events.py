@@ -55,11 +55,7 @@ class ChannelEvent:
         self.key = key
         self.id = format_id(key)
         self.data, self.event = data, event
-        if event is None and "\n" not in data and "\r" not in data:
-            # (What encode_event writes for it; the id is ours, digits and a dash: unchecked.)
-            self.raw = ("id: " + self.id + "\ndata: " + data + "\n\n").encode()
-        else:
-            self.raw = encode_event(data, event=event, id=self.id)
+        self.raw = encode_event(data, event=event, id=self.id)
         self.framed = b"%x\r\n%s\r\n" % (len(self.raw), self.raw)
 
 

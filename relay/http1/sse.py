@@ -28,24 +28,24 @@ def encode_event(data: str, event: str | None = None, id: str | None = None,
                  retry: int | None = None) -> bytes:
     """One event as bytes: ``event:``/``id:``/``retry:`` lines, one ``data:`` line per line of
     ``data`` (any of CRLF, CR, LF splits it), then the blank line that dispatches it."""
-    lines = []
+    head = ""
     if event is not None:
-        if _LINE_END.search(event):
+        if "\n" in event or "\r" in event:
             raise ValueError("an event type cannot contain CR or LF")
-        lines.append("event: " + event)
+        head = "event: " + event + "\n"
     if id is not None:
-        if _LINE_END.search(id) or "\0" in id:
+        if "\n" in id or "\r" in id or "\0" in id:
             raise ValueError("an event id cannot contain CR, LF or NUL")
-        lines.append("id: " + id)
+        head += "id: " + id + "\n"
     if retry is not None:
         if retry < 0:
             raise ValueError("retry must be a non-negative number of milliseconds")
-        lines.append(f"retry: {int(retry)}")
+        head += f"retry: {int(retry)}\n"
     if "\n" in data or "\r" in data:
-        lines.extend("data: " + part for part in _LINE_END.split(data))
+        body = "".join(["data: " + part + "\n" for part in _LINE_END.split(data)])
     else:  # (most events are one line: no split)
-        lines.append("data: " + data)
-    return ("\n".join(lines) + "\n\n").encode()
+        body = "data: " + data + "\n"
+    return (head + body + "\n").encode()
 
 
 def tail_between_events(tail: bytes) -> bool:

@@ -118,6 +118,17 @@ class Exchange:
         """Send the response head (and ``body``'s first bytes in the same write: a small
         response is one system call and one packet). ``headers`` must not carry framing
         headers."""
+        head = self._head(status, headers, length, reason)
+        if self.state is RECEIVED:
+            self.state = SENDING
+            if body:
+                self._writelines([head, *self._writer.frame([body])])
+            else:
+                self._transport.write(head)
+
+    def _head(self, status: int, headers: Headers, length: int | None, reason: bytes = b""
+              ) -> bytes:
+        """The response head's bytes (with ``extra``); its body's writer is picked."""
         if self._writer is not _NOT_STARTED:
             raise RuntimeError("response already started")
         req = self.request
@@ -126,12 +137,7 @@ class Exchange:
         head, self._writer = start_response(req.method, req.http_version, status,
                                             reason or reason_phrase(status), headers, length,
                                             req.keep_alive)
-        if self.state is RECEIVED:
-            self.state = SENDING
-            if body:
-                self._writelines([head, *self._writer.frame([body])])
-            else:
-                self._transport.write(head)
+        return head
 
     def write(self, data: bytes) -> None:
         """Send one piece of the body (an empty one is ignored)."""
@@ -167,6 +173,9 @@ class Exchange:
         tail = self._writer.end()
         if tail:
             self._transport.write(tail)
+        self._ended()
+
+    def _ended(self) -> None:
         self.state = ENDED
         self._unlink()
         self._owner.exchange_ended(self)
@@ -202,20 +211,13 @@ class Exchange:
                 extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
         """A whole response with a ``Content-Length`` body: ``start`` and ``end`` in one, head
         and body in one ``writelines`` (its length is known, so nothing is framed or counted)."""
-        if self._writer is not _NOT_STARTED:
-            raise RuntimeError("response already started")
-        req = self.request
-        head, self._writer = start_response(
-            req.method, req.http_version, status, reason_phrase(status),
-            [(b"content-type", content_type), *extra, *self.extra], len(body), req.keep_alive)
+        head = self._head(status, [(b"content-type", content_type), *extra], len(body))
         if self.state is RECEIVED:
             if body and not isinstance(self._writer, NoBody):
                 self._writelines([head, body])
             else:
                 self._transport.write(head)
-            self.state = ENDED
-            self._unlink()
-            self._owner.exchange_ended(self)
+            self._ended()
 
     def respond_error(self, status: int, message: str, type_: str, code: str | None,
                       extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
