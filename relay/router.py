@@ -10,17 +10,25 @@ normalized path (:mod:`relay.http1.target`: no dot segment can leave ``/v1/``);
 forwarded. Every request
 gets a :class:`~relay.ops.observer.Record`, finished exactly once by whichever endpoint answers
 it, or here if a bug escapes the endpoint (so the access log has one line per request).
+
+Direct answers (:class:`~relay.net.exchange.DirectAnswers`): what routing decides depends only
+on a request's head (Host, Origin, path, method, tokens fixed at startup), so for a head the
+client connection knows, the decision is kept with it (:class:`_Plan`). A publish whose head
+was routed before is answered at once from its bytes: the same checks' verdict, the same
+answer's bytes, the same record, without an exchange.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from .auth import ClientAuth
 from .channels.endpoints import PREFIX as CHANNELS
 from .channels.endpoints import ChannelEndpoints
 from .cors import Cors
 from .guard import Guard
+from .http1.known_heads import ParsedHead
+from .http1.messages import Headers
 from .local import LocalEndpoints
 from .net.exchange import Exchange, Handler
 from .net.pool import Pool
@@ -40,6 +48,36 @@ class Router:
         self._metrics, self._guard, self._channels, self._streams = (metrics, guard, channels,
                                                                       streams)
         self._local = LocalEndpoints(pool, obs)
+
+    def direct(self, head: ParsedHead, body: bytes, peer: Callable[[], str]) -> bytes | None:
+        """A whole request of a known head answered in bytes, or None (see the module
+        docstring): only publishes to a channel, and only the ones it accepts."""
+        plan = head.plan
+        if not isinstance(plan, _Plan) or plan.router is not self:  # (its first time here)
+            plan = head.plan = self._plan(head)
+        if plan.channel is None or self._channels is None:
+            return None
+        obs = self._obs
+        rid = request_id(head.fields.get(b"x-request-id"))
+        record = Record(head.method, head.path, peer() if obs.log.enabled else "", rid,
+                        len(body), obs.clock())
+        answer = self._channels.publish_direct(plan.channel, body)
+        if answer is None:  # refused: the usual way says why
+            return None
+        record.status, record.ttfb, record.bytes_out = 200, obs.clock() - record.started, len(
+            answer)
+        obs.finish(record, "complete")
+        return b"".join((plan.head_start, rid, plan.head_end, b"%d\r\n\r\n" % len(answer),
+                         answer))
+
+    def _plan(self, head: ParsedHead) -> _Plan:
+        """What :meth:`_route` decides for requests of ``head``, when it is a direct one."""
+        fields, channels = head.fields, self._channels
+        if (channels is None or self._guard.check(fields.get(b"host"), fields.get(b"origin"))
+                is not None or head.path.startswith(b"/v1/")):
+            return _Plan(self, None, [])
+        extra = _cors_headers(fields.get(b"origin"), self._guard.cors) or []
+        return _Plan(self, channels.direct_channel(head), extra)
 
     def __call__(self, ex: Exchange) -> Awaitable[None] | None:
         req, obs = ex.request, self._obs
@@ -129,9 +167,30 @@ def _code(status: int) -> str:
 def _cross_origin(ex: Exchange, cors: Cors) -> bool:
     """Mark a response to an allowed web origin (its CORS headers); True if the request is a
     preflight, which the relay answers itself."""
-    origin = ex.request.header(b"origin")
-    if origin is None or not cors.enabled or not cors.allows(origin.decode("latin-1")):
+    extra = _cors_headers(ex.request.header(b"origin"), cors)
+    if extra is None:
         return False
-    ex.extra = cors.response_headers(origin)
+    ex.extra = extra
     return ex.request.method == b"OPTIONS" and ex.request.header(
         b"access-control-request-method") is not None
+
+
+def _cors_headers(origin: bytes | None, cors: Cors) -> Headers | None:
+    """The CORS headers of a response to ``origin``; None unless it is an allowed one."""
+    if origin is None or not cors.enabled or not cors.allows(origin.decode("latin-1")):
+        return None
+    return cors.response_headers(origin)
+
+
+class _Plan:
+    """A known head's route, when it is a direct one (``channel``: the channel its requests
+    publish to), and the bytes of its answer's head around the request id and the length:
+    what :meth:`relay.net.exchange.Exchange.respond` writes for a publish's 200."""
+
+    __slots__ = ("channel", "head_end", "head_start", "router")
+
+    def __init__(self, router: Router, channel: str | None, extra: Headers) -> None:
+        self.router, self.channel = router, channel
+        self.head_start = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-request-id: "
+        self.head_end = b"".join([b"\r\n", *[b"%s: %s\r\n" % h for h in extra],
+                                  b"content-length: "])

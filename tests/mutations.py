@@ -179,6 +179,12 @@ MUTATIONS = [
              '    return (http_version == b"1.1" and b"close" not in connection_tokens(items)',
              '    return (http_version == b"1.1"', ("http1/test_headers.py",
                                                     "net/test_client.py")),
+    Mutation("answer directly a request whose body is not all in its read", "net/direct_steps.py",
+             "if (self._direct is None or len(data) - at != head.length or not head.keep_alive",
+             "if (self._direct is None or not head.keep_alive", ("net/test_client.py",)),
+    Mutation("publish directly without the publish token", "channels/endpoints.py",
+             "                or not (self._publish_open or self._publish_check.allows(",
+             "                or not (True or self._publish_check.allows(", ("test_router.py",)),
 ]
 
 

@@ -107,6 +107,7 @@ TESTED_ELSEWHERE = {
     "relay.config": "tests/test_cli.py",
     "relay.net.shutdown": "tests/net/test_listener.py (the listener takes each step)",
     "relay.net.deadline_steps": "tests/net/test_client.py (each deadline, at its time)",
+    "relay.net.direct_steps": "tests/net/test_client.py (when a request is answered directly)",
 }
 
 

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from relay.channels.endpoints import ChannelEndpoints
+from relay.config import Limits
 
 from .conftest import MockServer, RelayFactory, ScriptedFactory
 from .support import (
@@ -16,6 +22,7 @@ from .support import (
     chat_body,
     connect,
     free_port,
+    recv_until,
     scrape,
     wait_until,
 )
@@ -99,3 +106,87 @@ def test_a_bug_behind_an_endpoint_still_ends_its_record(make_relay: RelayFactory
     line = json.loads(log.read_text())
     assert (line["status"], line["ended"]) == (500, "internal_error")
     assert scrape(relay.port)["relay_active_streams"] == 0
+
+
+def _publish_request(channel: bytes, body: bytes, *headers: bytes) -> bytes:
+    return (b"POST /events/" + channel + b" HTTP/1.1\r\nhost: 127.0.0.1\r\n" + b"".join(
+        h + b"\r\n" for h in headers) + b"content-length: %d\r\n\r\n" % len(body) + body)
+
+
+_ORIGIN = b"origin: http://app.example"
+_TOKEN = b"authorization: Bearer pub-1"
+_DIRECT_CASES = [  # each sent three times on one connection: routed, then known
+    _publish_request(b"news", b'{"data": "hi"}', _TOKEN),
+    _publish_request(b"news", b'{"data": {"a": 1}, "event": "story"}', _TOKEN, _ORIGIN),
+    _publish_request(b"news", b'{"data": "x"}', _TOKEN, b"x-request-id: req-7"),
+    _publish_request(b"other", b'{"data": "x"}', b"authorization: Bearer wrong"),
+    _publish_request(b"news", b'{"data": ', _TOKEN),
+    _publish_request(b"news", b'{"nodata": 1}', _TOKEN),
+    _publish_request(b"bad!name", b'{"data": "x"}', _TOKEN),
+    b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n",
+    _publish_request(b"news", b'{"data": "last"}', _TOKEN, b"connection: close"),
+]
+
+
+def _normalized(reply: bytes) -> bytes:
+    """An answer with what differs between two runs (ids, times) blanked."""
+    reply = re.sub(rb"x-request-id: [0-9a-f]{24}\r\n", b"x-request-id: R\r\n", reply)
+    reply = re.sub(rb'"id": "\d+-\d+"', b'"id": "I"', reply)
+    return re.sub(rb'"(uptime_s|pid|tasks)": \d+', rb'"\1": 0', reply)
+
+
+def read_reply_bytes(sock: socket.socket) -> bytes:
+    """One whole answer with a Content-Length body, as its bytes."""
+    got = recv_until(sock, lambda got: b"\r\n\r\n" in got)
+    head, _, body = got.partition(b"\r\n\r\n")
+    length = int(re.search(rb"content-length: (\d+)", head)[1])  # type: ignore[index]
+    return head + b"\r\n\r\n" + recv_until(sock, lambda got: len(got) >= length, body)
+
+
+def _run_cases(port: int) -> list[bytes]:
+    replies = []
+    for request in _DIRECT_CASES:  # (a connection each: a refusal may close its own)
+        with connect(port) as sock:
+            for _ in range(3 if b"close" not in request else 1):
+                sock.sendall(request)
+                replies.append(_normalized(read_reply_bytes(sock)))
+                if b"connection: close" in replies[-1].lower():
+                    break
+    return replies
+
+
+def _observed(make_relay: RelayFactory, log: Path, known_heads: int) -> tuple[Any, ...]:
+    """The cases' answers, access-log facts and request metrics from a new relay."""
+    relay = make_relay(limits=Limits(known_heads=known_heads), access_log=str(log),
+                       cors_origins=("http://app.example",), publish_tokens=("pub-1",))
+    replies = _run_cases(relay.port)
+    assert wait_until(lambda: log.read_text().count("\n") == len(replies))
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    facts = [{k: line[k] for k in ("method", "path", "status", "ended", "bytes_in",
+                                   "bytes_out")} for line in lines]
+    metrics = {k: v for k, v in scrape(relay.port).items()
+               if k.startswith(("relay_requests", "relay_channel_publishes",
+                                "relay_channel_deliveries", "relay_request_bytes"))}
+    return replies, facts, metrics
+
+
+def test_a_publish_answered_directly_is_the_usual_answer(
+        make_relay: RelayFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A known head's publish skips the exchange and the routing (Router.direct): the bytes
+    out, the access-log lines and the metrics are those of the usual way (a relay that knows
+    no head), for accepted publishes and for refused ones (answered the usual way)."""
+    direct = []
+    usual_publish = ChannelEndpoints.publish_direct
+
+    def counted(self: ChannelEndpoints, channel: str, body: bytes) -> bytes | None:
+        answer = usual_publish(self, channel, body)
+        direct.append(answer is not None)
+        return answer
+
+    monkeypatch.setattr(ChannelEndpoints, "publish_direct", counted)
+    runs = [_observed(make_relay, tmp_path / f"access-{n}.log", n) for n in (4096, 0)]
+    assert direct.count(True) == 6  # the 2nd and 3rd of the three accepted publishes
+    assert runs[0] == runs[1]
+    assert [r[:12] for r in runs[0][0][:3]] == [b"HTTP/1.1 200"] * 3
+    assert b"access-control-allow-origin: http://app.example" in runs[0][0][4]
+    assert b"x-request-id: req-7\r\n" in runs[0][0][8]

@@ -25,6 +25,7 @@ class BrokerUnavailable(Exception):
 
 class Broker(Protocol):
     hub: Hub
+    synchronous: bool  # publish_now() always publishes (nothing is ever waited for)
 
     async def publish(self, channel: str, data: str, event: str | None) -> tuple[ChannelEvent, int]:
         """Keep and deliver one event: (the event, with its id; subscribers here that got it)."""
@@ -41,6 +42,8 @@ class Broker(Protocol):
 
 class MemoryBroker:
     """One instance's channels, in memory (see the module docstring)."""
+
+    synchronous = True
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limits: ChannelLimits,
                  clock: Callable[[], float] = time.time) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..auth import ClientAuth
 from ..config import ChannelLimits
+from ..http1.known_heads import ParsedHead
 from ..http1.sse import EVENT_STREAM_HEADERS
 from ..http1.target import query_params
 from ..local import respond, respond_error
@@ -114,6 +115,30 @@ class ChannelEndpoints:
         self._published(ex, record, *done)
         return None
 
+    def direct_channel(self, head: ParsedHead) -> str | None:
+        """The channel requests of ``head`` publish to, when they can be answered directly
+        (:meth:`publish_direct`): a POST to a valid name, with the token a publish needs, to
+        an in-memory broker (nothing to wait for). None otherwise."""
+        name = head.path[len(PREFIX):]
+        if (not head.path.startswith(PREFIX) or head.method != b"POST"
+                or _NAME.fullmatch(name) is None or not self.broker.synchronous
+                or not (self._publish_open or self._publish_check.allows(
+                    head.fields.get(b"authorization")))):
+            return None
+        return name.decode()
+
+    def publish_direct(self, channel: str, body: bytes) -> bytes | None:
+        """A publish the router answers directly: its answer's body, or None when the body
+        is refused (the usual way then answers it, with its reason)."""
+        parsed = _parse_publish(body)
+        if isinstance(parsed, str):
+            return None
+        done = self.broker.publish_now(channel, *parsed)
+        if done is None:  # (not an in-memory broker: direct_channel said no to it)
+            return None
+        self.stats.publishes += 1
+        return _answer(*done)
+
     async def _publish_shared(self, ex: Exchange, record: Record, channel: str,
                               parsed: tuple[str, str | None]) -> None:
         try:
@@ -127,9 +152,7 @@ class ChannelEndpoints:
     def _published(self, ex: Exchange, record: Record, event: ChannelEvent,
                    delivered: int) -> None:
         self.stats.publishes += 1
-        # (An id is digits and a dash: nothing to escape.)
-        body = b'{"id": "%s", "subscribers": %d}' % (event.id.encode(), delivered)
-        respond(self._obs, ex, record, 200, body)
+        respond(self._obs, ex, record, 200, _answer(event, delivered))
 
     def _unauthorized(self, ex: Exchange, record: Record, message: str) -> None:
         self._error(ex, record, 401, message + " (Authorization: Bearer)", "invalid_api_key",
@@ -138,6 +161,11 @@ class ChannelEndpoints:
     def _error(self, ex: Exchange, record: Record, status: int, message: str, code: str,
                extra: list[tuple[bytes, bytes]] | None = None) -> None:
         respond_error(self._obs, ex, record, status, message, code, extra or ())
+
+
+def _answer(event: ChannelEvent, delivered: int) -> bytes:
+    # (An id is digits and a dash: nothing to escape.)
+    return b'{"id": "%s", "subscribers": %d}' % (event.id.encode(), delivered)
 
 
 def _parse_publish(body: bytes) -> tuple[str, str | None] | str:

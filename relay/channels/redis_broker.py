@@ -60,6 +60,8 @@ def _event(entry_id: Any, fields: Any) -> ChannelEvent | None:
 class RedisBroker:
     """Channels in Redis Streams, delivered through pub/sub (see the module docstring)."""
 
+    synchronous = False
+
     def __init__(self, link: RedisLink, loop: asyncio.AbstractEventLoop,
                  limits: ChannelLimits, own_link: bool = False) -> None:
         self._link, self._own_link = link, own_link

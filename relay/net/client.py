@@ -41,7 +41,8 @@ from ..http1.writers import error_response
 from .budget import BodyBudget, Hold
 from .deadline_steps import DeadlineSteps
 from .deadlines import Timer
-from .exchange import RECEIVED, Exchange, Handler, answer, cancel_answer
+from .direct_steps import DirectSteps
+from .exchange import RECEIVED, DirectAnswers, Exchange, Handler, answer, cancel_answer
 from .flow import WriteFlow
 from .shutdown import ShutdownSteps
 from .sockets import tune_transport
@@ -53,27 +54,25 @@ _RETRY = ((b"retry-after", b"1"),)
 _OVERLOADED = Rejection(503, "the relay is at its connection limit; retry shortly", _RETRY)
 
 
-class ClientConnection(ShutdownSteps, DeadlineSteps, asyncio.Protocol):
+class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protocol):
     """One client connection (see the module docstring)."""
 
     def __init__(self, handler: Handler, limits: Limits, timeouts: Timeouts, registry: Registry,
                  loop: asyncio.AbstractEventLoop | None = None,
                  budget: BodyBudget | None = None, known: KnownHeads | None = None) -> None:
         self._handler = handler
+        self._direct = cast("DirectAnswers", handler).direct if hasattr(handler, "direct") else None
         self._known = KnownHeads(limits.known_heads) if known is None else known
-        self._registry = registry
-        self._limits = limits
-        self._timeouts = timeouts
+        self._registry, self._limits, self._timeouts = registry, limits, timeouts
         self._loop = loop or asyncio.get_running_loop()  # a fake one in tests: exact timers
-        self._h11 = self._new_h11()
-        self._h11_unused = True  # (it has been given no byte: a head may skip it)
+        self._h11, self._h11_unused = self._new_h11(), True  # (unused: a head may skip it)
         self.flow = WriteFlow()
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self._request: Request | None = None  # a request whose body is being read
         self._body: RequestBody | None = None
         self._hold = Hold(budget or BodyBudget(limits.max_body_memory))  # (shared: listen())
         self._exchange: Exchange | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None  # (an answer that has to wait)
         self._timer = Timer(self._loop)  # keep-alive idle, head or body deadline
         self._send_timer = Timer(self._loop)  # armed while the client takes nothing
         self._head: HeadReader | None = HeadReader(limits.max_head_size)  # (awaiting a head)
@@ -82,10 +81,9 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, asyncio.Protocol):
         self._after: AfterHead | None = None  # after a head h11 parsed, when it reads no more
         self._overloaded = False
         self._closing = False  # graceful shutdown: close after the response in flight
-        self._read_paused = False
+        self._read_paused = self._closed = False
         self._wait_drain = False  # the next request waits until the client takes our answers
         self._discarding = False  # after a request that said "close": read nothing more
-        self._closed = False
 
     def _new_h11(self) -> h11.Connection:
         return h11.Connection(h11.SERVER, max_incomplete_event_size=self._limits.max_head_size)
@@ -189,8 +187,10 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, asyncio.Protocol):
         if verdict:
             buffered, eof = (data, False) if alone else self._h11.trailing_data
             head = buffered[:verdict]  # (h11 holds the head from its start)
-            self._head = None
             known = self._known.get(head)
+            if known is not None and alone and self._answer_directly(known, data, verdict):
+                return False  # (its reader saw only this head: it awaits the next one as is)
+            self._head = None
             if known is not None:  # parsed before, byte for byte: h11 would say the same
                 self._start_request(known, buffered[verdict:], eof)
                 return False

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from ..errors import ClientGone, error_body
+from ..http1.known_heads import ParsedHead
 from ..http1.messages import Headers, Request
 from ..http1.writers import BodyWriter, NoBody, reason_phrase, start_response
 from .flow import WriteFlow
@@ -235,10 +236,7 @@ class Exchange:
 
     def peer(self) -> str:
         """The client's address as ``host:port`` (for the access log)."""
-        addr = self._transport.get_extra_info("peername")
-        if isinstance(addr, tuple) and len(addr) >= 2:
-            return f"{addr[0]}:{addr[1]}"
-        return str(addr or "")
+        return peer_of(self._transport)
 
     async def wait_writable(self) -> None:
         """Wait while the client's write buffer is over its high-water mark (for coroutine
@@ -246,6 +244,29 @@ class Exchange:
         if self.state is GONE or self.state is ABORTED:
             raise ClientGone("client connection lost")
         await self.flow.wait_writable()
+
+
+def peer_of(transport: asyncio.BaseTransport) -> str:
+    """A connection's peer address as ``host:port``."""
+    addr = transport.get_extra_info("peername")
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return f"{addr[0]}:{addr[1]}"
+    return str(addr or "")
+
+
+class DirectAnswers(Protocol):
+    """A handler that can also answer some whole requests in bytes, with no exchange.
+
+    The client connection offers it a request whose head it knows (parsed before, byte for
+    byte) and whose whole body came in the same read, with nothing after it; ``direct``
+    returns the complete response (head and ``Content-Length`` body, keep-alive), or None to
+    have it answered the usual way (through an :class:`Exchange`). A publisher posting to a
+    channel is the case: its request and answer then cost no request, exchange or body
+    object, and no routing beyond the first. The answer must be the bytes the usual way
+    would have sent (a test compares them)."""
+
+    def direct(self, head: ParsedHead, body: bytes, peer: Callable[[], str]) -> bytes | None:
+        ...
 
 
 Handler = Callable[["Exchange"], Awaitable[None] | None]

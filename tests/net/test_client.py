@@ -617,3 +617,85 @@ def test_the_next_request_waits_until_the_answers_are_read() -> None:
         assert h.transport.reading
 
     _run(scenario)
+
+
+PUBLISH = b"POST /events/x HTTP/1.1\r\nhost: localhost\r\ncontent-length: 2\r\n\r\n{}"
+_DIRECT = b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\ndirect"
+
+
+class DirectHandler:
+    """A handler with a direct answer (relay.net.exchange.DirectAnswers) that says what it
+    was given."""
+
+    def __init__(self, answer: Callable[[], bytes | None] = lambda: _DIRECT) -> None:
+        self.usual: list[bytes] = []
+        self.direct_bodies: list[bytes] = []
+        self.peers: list[str] = []
+        self._answer = answer
+
+    def __call__(self, ex: Exchange) -> None:
+        self.usual.append(ex.request.body)
+        ex.respond(200, b"usual")
+
+    def direct(self, head: Any, body: bytes, peer: Callable[[], str]) -> bytes | None:
+        self.direct_bodies.append(body)
+        self.peers.append(peer())
+        return self._answer()
+
+
+def test_a_known_head_with_its_whole_body_alone_in_a_read_is_answered_directly() -> None:
+    """Only then: a first (unknown) head, a pipelined pair, a body split over reads, and a
+    None from ``direct`` go the usual way, each answered once, in order."""
+
+    async def scenario() -> None:
+        handler = DirectHandler()
+        h = Harness(handler)  # type: ignore[arg-type]
+        assert (await h.feed(PUBLISH)).endswith(b"usual")  # unknown: parsed by h11
+        assert await h.feed(PUBLISH) == _DIRECT and handler.direct_bodies == [b"{}"]
+        assert handler.peers == ["127.0.0.1:40000"]
+        assert (await h.feed(PUBLISH * 2)).count(b"usual") == 2  # bytes after: usual
+        assert (await h.feed(PUBLISH[:-1]) + await h.feed(b"}")).endswith(b"usual")
+        assert await h.feed(PUBLISH) == _DIRECT  # and again, once alone
+        assert len(handler.usual) == 4 and len(handler.direct_bodies) == 2
+        refusing = DirectHandler(lambda: None)
+        h = Harness(refusing)  # type: ignore[arg-type]
+        for _ in range(2):
+            assert (await h.feed(PUBLISH)).endswith(b"usual")
+        assert refusing.direct_bodies == [b"{}"] and refusing.usual == [b"{}", b"{}"]
+
+    _run(scenario)
+
+
+def test_after_a_direct_answer_the_connection_is_idle_as_after_any_answer() -> None:
+    """Its keep-alive deadline runs from the answer; an answer the client does not read
+    stops the reading until it does; a direct answer that raises is a 500 and a close."""
+
+    async def scenario() -> None:
+        h = Harness(DirectHandler())  # type: ignore[arg-type]
+        await h.feed(PUBLISH)
+        h.clock.advance(70)
+        assert await h.feed(PUBLISH) == _DIRECT
+        h.clock.advance(74)
+        assert not h.transport.closed  # 144 s after the accept, 74 after the answer
+        h.clock.advance(1.5)
+        assert h.transport.closed
+
+        def fill() -> bytes:
+            h.conn.pause_writing()  # what the transport does once its buffer is full
+            return _DIRECT
+
+        h = Harness(DirectHandler(fill))  # type: ignore[arg-type]
+        await h.feed(PUBLISH)
+        assert await h.feed(PUBLISH) == _DIRECT and not h.transport.reading
+        h.conn.resume_writing()
+        await h.clock.settle()
+        assert h.transport.reading and await h.feed(PUBLISH) == _DIRECT
+
+        def broken() -> bytes:
+            raise RuntimeError("a bug")
+
+        h = Harness(DirectHandler(broken))  # type: ignore[arg-type]
+        await h.feed(PUBLISH)
+        assert (await h.feed(PUBLISH)).startswith(b"HTTP/1.1 500 ") and h.transport.closed
+
+    _run(scenario)

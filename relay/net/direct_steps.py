@@ -1,0 +1,69 @@
+"""What a client connection does with a request its handler answers directly, in bytes.
+
+A mixin of :class:`relay.net.client.ClientConnection`. When a head it knows (parsed before,
+byte for byte) comes whole with its whole body in one read and nothing after, and the
+connection is idle (no answer in flight, none unread, no shutdown), the handler's ``direct``
+(:class:`~relay.net.exchange.DirectAnswers`) may answer it at once: its bytes are written and
+the connection awaits its next head, as after any answer, with no request, body or exchange
+object made for it. Anything else, or a ``direct`` that returns None, goes the usual way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from ..config import Timeouts
+from ..http1.known_heads import ParsedHead
+from ..http1.request_head import Rejection
+from .deadlines import Timer
+from .exchange import Exchange, peer_of
+from .flow import WriteFlow
+
+log = logging.getLogger("relay.client")
+
+
+class DirectSteps:
+    """The direct answer's side of a client connection (see the module docstring)."""
+
+    transport: asyncio.Transport
+    flow: WriteFlow
+    _direct: Callable[[ParsedHead, bytes, Callable[[], str]], bytes | None] | None
+    _exchange: Exchange | None
+    _overloaded: bool
+    _closing: bool
+    _head_started: bool
+    _wait_drain: bool
+    _timer: Timer
+    _timeouts: Timeouts
+    _idle_timeout: Callable[[], None]
+    _pause_reading: Callable[[], None]
+    _reject: Callable[[Rejection], bool]
+
+    def _answer_directly(self, head: ParsedHead, data: bytes, at: int) -> bool:
+        """A known head with its whole body in this read and nothing after: offered to the
+        handler's ``direct`` answer (:class:`~relay.net.exchange.DirectAnswers`). True when it
+        answered; the connection then awaits its next head, as after any answer."""
+        if (self._direct is None or len(data) - at != head.length or not head.keep_alive
+                or head.expect_continue or self._overloaded or self._closing or self.flow.paused
+                or self._exchange is not None):
+            return False
+        try:
+            response = self._direct(head, data[at:], self._peer)
+        except Exception:
+            log.exception("direct answer failed")
+            self._reject(Rejection(500, "internal error in the relay"))
+            return True
+        if response is None:
+            return False
+        self.transport.write(response)
+        self._head_started = False
+        self._timer.arm(self._timeouts.keepalive, self._idle_timeout)
+        if self.flow.paused:  # our answers are not read yet: take no request until they are
+            self._pause_reading()
+            self._wait_drain = True
+        return True
+
+    def _peer(self) -> str:
+        return peer_of(self.transport)
