@@ -1,6 +1,6 @@
 """Benchmark F (fan-out): one publish, many subscribers, against nginx + nchan and a Python hub.
 
-    python -m bench.fanout                       # every hub, F1 + F2 + F-stall, ~6 min
+    python -m bench.fanout                       # every hub, F1 + F2 (3 rounds) + F-stall
     python -m bench.fanout --quick               # 2,000 subscribers, 5 s windows, ~2 min
     python -m bench.fanout --hubs nchan,starlette --scenarios F1 --subscribers 5000 --duration 10
 
@@ -36,6 +36,12 @@ their answer: a hub that cannot keep up gets fewer publishes (the achieved rate 
 rather than an unbounded backlog. Latencies include the load generator's own turn: it reads
 one publish's 10,000 sockets one after the other (~20 us each, kernel included).
 
+F1 and F2 run ``--rounds`` times (3), the hubs taking turns (nchan, relay, ..., then again),
+and each figure in the table is the median of a hub's rounds: one 20 s window of one hub
+against one of another, minutes apart, compared whatever the shared host did in each (its
+pauses of several ms decide a p99); turns and medians compare the hubs over the same stretch
+of time. Each round's figures are kept in the JSON (``rounds``) and its ratios in the notes.
+
 Hub CPU is user+system of its process tree from /proc over the window (first publish to the
 last delivery, or 5 s after the last publish); the cores' busy % (from /proc/stat, softirq
 included) shows which side was the limit. RSS per idle subscriber is (RSS with all connected
@@ -56,6 +62,7 @@ import platform
 import resource
 import shutil
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -818,12 +825,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--streams", type=int, default=200, help="F-stall: relayed LLM streams")
     ap.add_argument("--idle", type=float, default=2.0,
                     help="seconds all subscribers idle before RSS and Redis clients are read")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="F1 and F2 run this many times per hub, the hubs taking turns; each "
+                         "figure is the median of its rounds (F-stall runs once)")
     ap.add_argument("--quick", action="store_true",
                     help="2,000 subscribers (F2: 200 x 10), 5 s windows")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     if args.quick:
         args.subscribers, args.channels, args.duration, args.idle = 2000, 200, 5.0, 1.0
+        args.rounds = 1
     return args
 
 
@@ -993,25 +1004,78 @@ def main(argv: list[str] | None = None) -> None:
         "scenarios": scenarios, "missing": missing,
         "notes": notes, "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[1],
     }, "rows": []}
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="relay-fanout-") as tmp:
-        for hub, scenario, load in plan(args, hubs, scenarios):
-            row: dict[str, Any] = {"hub": hub, "scenario": scenario}
-            if hub in missing:
-                row["missing"] = missing[hub]
-            else:
-                row.update(_attempt(hub, scenario, load, args, Path(tmp), missing))
-            doc["rows"].append(row)
-            doc["meta"]["notes"] += row_notes(row)
-            save(doc, out, stem)  # after every run: an interrupted run keeps its figures
+        for turn in range(max(1, args.rounds)):  # (the hubs take turns: they share the host's)
+            for hub, scenario, load in plan(args, hubs, scenarios):
+                if turn and scenario == "F-stall":
+                    continue  # (its own A/B windows: once is enough)
+                row: dict[str, Any] = {"hub": hub, "scenario": scenario}
+                if hub in missing:
+                    row["missing"] = missing[hub]
+                else:
+                    row.update(_attempt(hub, scenario, load, args, Path(tmp) / str(turn),
+                                        missing))
+                doc["meta"]["notes"] += row_notes(row)
+                runs.setdefault((hub, scenario), []).append(row)
+                doc["rows"] = [merge_rounds(rows) for rows in runs.values()]
+                save(doc, out, stem)  # after every run: an interrupted run keeps its figures
+    doc["meta"]["notes"] += round_notes(doc["rows"])
     print()
     print(save(doc, out, stem))
+
+
+ROUND_KEYS = ("cpu_s_per_1m", "latency_p50_ms", "latency_p99_ms", "hub_core_busy_pct",
+              "steal_pct")
+SUMMED = frozenset({"lost", "drops", "bad_events", "short_subscribers", "short_events",
+                    "publish_errors", "subscribe_errors", "deliveries", "deliveries_expected",
+                    "publishes"})
+
+
+def merge_rounds(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One hub's rounds of one scenario as one row: each figure the median of its rounds
+    (counts of losses and errors summed), with each round's main figures under ``rounds``.
+    A round that failed or was missing makes the row that round's."""
+    bad = [r for r in rows if "missing" in r or "failed" in r]
+    if bad or len(rows) == 1:
+        return bad[0] if bad else rows[0]
+    merged: dict[str, Any] = dict(rows[0])
+    for key, value in rows[0].items():
+        values = [r.get(key) for r in rows]
+        if isinstance(value, bool) or not all(isinstance(v, (int, float)) for v in values):
+            continue
+        if key in SUMMED:
+            merged[key] = sum(values)
+        else:
+            mid = statistics.median(values)
+            merged[key] = round(mid, 3) if isinstance(mid, float) else mid
+    merged["rounds"] = [{k: r.get(k) for k in ROUND_KEYS} for r in rows]
+    return merged
+
+
+def round_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """For each scenario run in rounds: the relay / nchan ratios of each round."""
+    by = {(r["hub"], r["scenario"]): r for r in rows}
+    notes = []
+    for scenario in SCENARIOS:
+        ours, theirs = by.get(("relay", scenario), {}), by.get(("nchan", scenario), {})
+        if "rounds" not in ours or "rounds" not in theirs:
+            continue
+        parts = []
+        for key, label in (("cpu_s_per_1m", "CPU"), ("latency_p99_ms", "p99")):
+            ratios = [_ratio(a.get(key), b.get(key))
+                      for a, b in zip(ours["rounds"], theirs["rounds"], strict=False)]
+            parts.append(f"{label} {', '.join(ratios)}")
+        notes.append(f"{scenario} relay / nchan by round (the table: medians of "
+                     f"{len(ours['rounds'])} rounds): " + "; ".join(parts))
+    return notes
 
 
 def _attempt(hub: str, scenario: str, load: Load, args: argparse.Namespace, tmp: Path,
              missing: dict[str, str]) -> dict[str, Any]:
     print(f"  {hub:11} {scenario:7}", end=" ", flush=True)
     workdir = tmp / f"{hub}-{scenario}"
-    workdir.mkdir()
+    workdir.mkdir(parents=True)
     t0 = time.monotonic()
     try:
         row = run_one(hub, scenario, load, args, workdir)
