@@ -17,6 +17,7 @@ are on.
 from __future__ import annotations
 
 import json
+import json.scanner
 import random
 import re
 from collections.abc import Awaitable
@@ -168,14 +169,27 @@ def _answer(event: ChannelEvent, delivered: int) -> bytes:
     return b'{"id": "%s", "subscribers": %d}' % (event.id.encode(), delivered)
 
 
+# json's C scanner, as strict as json.loads (typeshed wants a scanner as its context: a decoder is)
+_scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def _object(text: str) -> Any:
+    """``json.loads`` of a text that starts with ``{``, without its three Python-level calls
+    (loads, decode, raw_decode) and two regex matches: only white space may follow."""
+    doc, end = _scan(text, 0)
+    if end != len(text) and text[end:].strip(" \t\n\r"):
+        raise ValueError("extra data after the JSON object")
+    return doc
+
+
 def _parse_publish(body: bytes) -> tuple[str, str | None] | str:
     """(data, event name) of a publish's JSON body, or why it is refused."""
     try:
         # UTF-8 (RFC 8259 8.1) decoded here when it surely is: json's own detection of UTF-16
         # and -32 (a NUL in the first bytes) costs a Python call per publish.
         utf8 = body[:1] == b"{" and body[1:2] != b"\0"
-        doc: Any = json.loads(body.decode() if utf8 else body or b"null")
-    except ValueError:
+        doc: Any = _object(body.decode()) if utf8 else json.loads(body or b"null")
+    except (ValueError, StopIteration):
         return "the body is not JSON: send {\"data\": ..., \"event\": optional name}"
     if not isinstance(doc, dict) or "data" not in doc:
         return "the body must be a JSON object with \"data\" (and an optional \"event\")"
@@ -184,6 +198,12 @@ def _parse_publish(body: bytes) -> tuple[str, str | None] | str:
                               or any(c in event for c in "\r\n\0")):
         return "\"event\" must be a non-empty string without line ends"
     data = data_text(doc["data"])
-    if len(data.encode()) > MAX_EVENT:
+    try:  # (JSON's \u escapes can make a lone surrogate, which no UTF-8 byte sequence is)
+        size = len(data.encode())
+        if event is not None:
+            event.encode()
+    except UnicodeEncodeError:
+        return "\"data\" and \"event\" must be Unicode text (a lone surrogate is not)"
+    if size > MAX_EVENT:
         return f"too large: an event's data is at most {MAX_EVENT} bytes"
     return data, event

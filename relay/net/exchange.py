@@ -319,7 +319,9 @@ def cancel_answer(task: asyncio.Task[None]) -> None:
 
 
 def _failed(ex: Exchange) -> None:
-    log.exception("handler failed for %s %s", ex.request.method, ex.request.path)
+    req = ex.request
+    log.exception("handler failed for %s %s", req.method.decode("latin-1"),
+                  req.path.decode("latin-1"))
     if not ex.started:
         ex.respond_error(500, "internal error in the relay", "server_error", None)
 
