@@ -1016,9 +1016,9 @@ def main(argv: list[str] | None = None) -> None:
                 else:
                     row.update(_attempt(hub, scenario, load, args, Path(tmp) / str(turn),
                                         missing))
-                doc["meta"]["notes"] += row_notes(row)
                 runs.setdefault((hub, scenario), []).append(row)
                 doc["rows"] = [merge_rounds(rows) for rows in runs.values()]
+                doc["meta"]["notes"] = notes + [n for r in doc["rows"] for n in row_notes(r)]
                 save(doc, out, stem)  # after every run: an interrupted run keeps its figures
     doc["meta"]["notes"] += round_notes(doc["rows"])
     print()
