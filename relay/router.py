@@ -20,15 +20,18 @@ answer's bytes, the same record, without an exchange.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from .auth import ClientAuth
 from .channels.endpoints import PREFIX as CHANNELS
 from .channels.endpoints import ChannelEndpoints
 from .cors import Cors
+from .errors import error_body
 from .guard import Guard
 from .http1.known_heads import ParsedHead
 from .http1.messages import Headers
+from .http1.writers import reason_phrase, start_response
 from .local import LocalEndpoints
 from .net.exchange import Exchange, Handler
 from .net.pool import Pool
@@ -36,6 +39,8 @@ from .ops.observer import Observer, Record, request_id
 from .proxy import ProxyRequest
 from .streams.endpoints import PREFIX as STREAMS
 from .streams.endpoints import StreamEndpoints
+
+log = logging.getLogger("relay.client")  # (the logger of handler failures the usual way)
 
 
 class Router:
@@ -61,7 +66,10 @@ class Router:
         rid = request_id(head.fields.get(b"x-request-id"))
         record = Record(head.method, head.path, peer() if obs.log.enabled else "", rid,
                         len(body), obs.clock())
-        answer = self._channels.publish_direct(plan.channel, body)
+        try:
+            answer = self._channels.publish_direct(plan.channel, body)
+        except Exception:
+            return self._failed(head, record, plan)
         if answer is None:  # refused: the usual way says why
             return None
         record.status, record.ttfb, record.bytes_out = 200, obs.clock() - record.started, len(
@@ -69,6 +77,19 @@ class Router:
         obs.finish(record, "complete")
         return b"".join((plan.head_start, rid, plan.head_end, b"%d\r\n\r\n" % len(answer),
                          answer))
+
+    def _failed(self, head: ParsedHead, record: Record, plan: _Plan) -> bytes:
+        """What the usual way makes of a handler that raised (``_escaped``, then
+        relay.net.exchange's ``answer``): logged, recorded as a 500, answered with one."""
+        log.exception("handler failed for %s %s", head.method.decode("latin-1"),
+                      head.path.decode("latin-1"))
+        record.status = 500
+        self._obs.finish(record, "internal_error")
+        body = error_body("internal error in the relay", "server_error", None)
+        head_bytes, _ = start_response(head.method, head.http_version, 500, reason_phrase(500),
+                                       [(b"content-type", b"application/json"), *plan.extra],
+                                       len(body), True)
+        return head_bytes + body
 
     def _plan(self, head: ParsedHead) -> _Plan:
         """What :meth:`_route` decides for requests of ``head``, when it is a direct one."""
@@ -187,10 +208,10 @@ class _Plan:
     publish to), and the bytes of its answer's head around the request id and the length:
     what :meth:`relay.net.exchange.Exchange.respond` writes for a publish's 200."""
 
-    __slots__ = ("channel", "head_end", "head_start", "router")
+    __slots__ = ("channel", "extra", "head_end", "head_start", "router")
 
     def __init__(self, router: Router, channel: str | None, extra: Headers) -> None:
-        self.router, self.channel = router, channel
+        self.router, self.channel, self.extra = router, channel, extra
         self.head_start = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-request-id: "
         self.head_end = b"".join([b"\r\n", *[b"%s: %s\r\n" % h for h in extra],
                                   b"content-length: "])

@@ -185,6 +185,9 @@ MUTATIONS = [
     Mutation("publish directly without the publish token", "channels/endpoints.py",
              "                or not (self._publish_open or self._publish_check.allows(",
              "                or not (True or self._publish_check.allows(", ("test_router.py",)),
+    Mutation("answer directly a body that has no room in --max-body-memory", "net/direct_steps.py",
+             "        if not self._hold.take(head.length):", "        if not True:",
+             ("test_router.py",)),
 ]
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from relay.channels.broker import MemoryBroker
 from relay.channels.endpoints import ChannelEndpoints
 from relay.config import Limits
 
@@ -123,6 +124,7 @@ _DIRECT_CASES = [  # each sent three times on one connection: routed, then known
     _publish_request(b"news", b'{"data": ', _TOKEN),
     _publish_request(b"news", b'{"nodata": 1}', _TOKEN),
     _publish_request(b"bad!name", b'{"data": "x"}', _TOKEN),
+    _publish_request(b"boom", b'{"data": "x"}', _TOKEN, _ORIGIN),  # (the broker raises)
     b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n",
     _publish_request(b"news", b'{"data": "last"}', _TOKEN, b"connection: close"),
 ]
@@ -184,9 +186,32 @@ def test_a_publish_answered_directly_is_the_usual_answer(
         return answer
 
     monkeypatch.setattr(ChannelEndpoints, "publish_direct", counted)
+    usual_broker = MemoryBroker.publish_now
+
+    def broken(self: MemoryBroker, channel: str, data: str, event: str | None) -> Any:
+        if channel == "boom":
+            raise RuntimeError("a bug behind the publish")
+        return usual_broker(self, channel, data, event)
+
+    monkeypatch.setattr(MemoryBroker, "publish_now", broken)
     runs = [_observed(make_relay, tmp_path / f"access-{n}.log", n) for n in (4096, 0)]
     assert direct.count(True) == 6  # the 2nd and 3rd of the three accepted publishes
+    assert [r.split(b" ", 2)[1] for r in runs[0][0][-7:-4]] == [b"500"] * 3
     assert runs[0] == runs[1]
     assert [r[:12] for r in runs[0][0][:3]] == [b"HTTP/1.1 200"] * 3
     assert b"access-control-allow-origin: http://app.example" in runs[0][0][4]
     assert b"x-request-id: req-7\r\n" in runs[0][0][8]
+
+
+def test_a_known_publish_head_still_waits_for_room_in_the_body_budget(
+        make_relay: RelayFactory) -> None:
+    """--max-body-memory holds for direct answers too: a publish whose body does not fit gets
+    the usual 503, the first time and every time after (its head known by then)."""
+    relay = make_relay(limits=Limits(max_body_memory=10))
+    request = _publish_request(b"news", b'{"data": "more than ten bytes"}')
+    for _ in range(3):
+        with connect(relay.port) as sock:
+            sock.sendall(request)
+            reply = read_reply_bytes(sock)
+            assert reply.startswith(b"HTTP/1.1 503 ") and b"--max-body-memory" in reply
+    assert scrape(relay.port).get("relay_channel_publishes_total", 0) == 0

@@ -173,6 +173,9 @@ def _answer(event: ChannelEvent, delivered: int) -> bytes:
 _scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 
 
+_TOO_DEEP = "the body's JSON is nested too deeply"
+
+
 def _object(text: str) -> Any:
     """``json.loads`` of a text that starts with ``{``, without its three Python-level calls
     (loads, decode, raw_decode) and two regex matches: only white space may follow."""
@@ -191,13 +194,18 @@ def _parse_publish(body: bytes) -> tuple[str, str | None] | str:
         doc: Any = _object(body.decode()) if utf8 else json.loads(body or b"null")
     except (ValueError, StopIteration):
         return "the body is not JSON: send {\"data\": ..., \"event\": optional name}"
+    except RecursionError:  # (json's scanner recurses per level: depth is bounded by the stack)
+        return _TOO_DEEP
     if not isinstance(doc, dict) or "data" not in doc:
         return "the body must be a JSON object with \"data\" (and an optional \"event\")"
     event = doc.get("event")
     if event is not None and (not isinstance(event, str) or not event
                               or any(c in event for c in "\r\n\0")):
         return "\"event\" must be a non-empty string without line ends"
-    data = data_text(doc["data"])
+    try:
+        data = data_text(doc["data"])
+    except RecursionError:
+        return _TOO_DEEP
     try:  # (JSON's \u escapes can make a lone surrogate, which no UTF-8 byte sequence is)
         size = len(data.encode())
         if event is not None:

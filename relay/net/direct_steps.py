@@ -2,7 +2,8 @@
 
 A mixin of :class:`relay.net.client.ClientConnection`. When a head it knows (parsed before,
 byte for byte) comes whole with its whole body in one read and nothing after, and the
-connection is idle (no answer in flight, none unread, no shutdown), the handler's ``direct``
+connection is idle (no answer in flight, none unread, no shutdown) and its body fits in what
+``--max-body-memory`` has left (held for the call, as any body is), the handler's ``direct``
 (:class:`~relay.net.exchange.DirectAnswers`) may answer it at once: its bytes are written and
 the connection awaits its next head, as after any answer, with no request, body or exchange
 object made for it. Anything else, or a ``direct`` that returns None, goes the usual way.
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from ..config import Timeouts
 from ..http1.known_heads import ParsedHead
 from ..http1.request_head import Rejection
+from .budget import Hold
 from .deadlines import Timer
 from .exchange import Exchange, peer_of
 from .flow import WriteFlow
@@ -31,6 +33,7 @@ class DirectSteps:
     flow: WriteFlow
     _direct: Callable[[ParsedHead, bytes, Callable[[], str]], bytes | None] | None
     _exchange: Exchange | None
+    _hold: Hold
     _overloaded: bool
     _closing: bool
     _head_started: bool
@@ -49,12 +52,16 @@ class DirectSteps:
                 or head.expect_continue or self._overloaded or self._closing or self.flow.paused
                 or self._exchange is not None):
             return False
+        if not self._hold.take(head.length):  # (no room in --max-body-memory: the usual 503)
+            return False
         try:
             response = self._direct(head, data[at:], self._peer)
-        except Exception:
+        except Exception:  # (a bug in the direct answer itself: handlers' own are answered)
             log.exception("direct answer failed")
             self._reject(Rejection(500, "internal error in the relay"))
             return True
+        finally:
+            self._hold.release()
         if response is None:
             return False
         self.transport.write(response)

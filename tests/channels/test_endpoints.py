@@ -105,6 +105,7 @@ def test_bad_names_bodies_and_methods(make_relay: RelayFactory) -> None:
     for body, status in ((b"not json", 400), (b"[1]", 400), (b'{"event": "x"}', 400),
                          (b'{"data": 1, "event": "a\\nb"}', 400), (b'{"data": "x"} x', 400),
                          (b'{"data": "\\ud800"}', 400), (b'{"data": 1, "event": "\\udfff"}', 400),
+                         (b'{"data": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", 400),
                          (json.dumps({"data": "x" * (65 * KIB)}).encode(), 413)):
         client.send(b"POST", b"/events/ok", body)
         reply = client.read_reply()
