@@ -83,8 +83,7 @@ class Router:
         relay.net.exchange's ``answer``): logged, recorded as a 500, answered with one."""
         log.exception("handler failed for %s %s", head.method.decode("latin-1"),
                       head.path.decode("latin-1"))
-        record.status = 500
-        self._obs.finish(record, "internal_error")
+        self._escaped(record)
         body = error_body("internal error in the relay", "server_error", None)
         head_bytes, _ = start_response(head.method, head.http_version, 500, reason_phrase(500),
                                        [(b"content-type", b"application/json"), *plan.extra],
@@ -203,15 +202,23 @@ def _cors_headers(origin: bytes | None, cors: Cors) -> Headers | None:
     return cors.response_headers(origin)
 
 
+_RID = b"\0"  # (a stand-in for the request id: no header value can hold a NUL)
+_NO_LENGTH = b"0\r\n\r\n"
+
+
 class _Plan:
     """A known head's route, when it is a direct one (``channel``: the channel its requests
     publish to), and the bytes of its answer's head around the request id and the length:
-    what :meth:`relay.net.exchange.Exchange.respond` writes for a publish's 200."""
+    what :meth:`relay.net.exchange.Exchange.respond` writes for a publish's 200, made once
+    by the same :func:`~relay.http1.writers.start_response`."""
 
     __slots__ = ("channel", "extra", "head_end", "head_start", "router")
 
     def __init__(self, router: Router, channel: str | None, extra: Headers) -> None:
         self.router, self.channel, self.extra = router, channel, extra
-        self.head_start = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-request-id: "
-        self.head_end = b"".join([b"\r\n", *[b"%s: %s\r\n" % h for h in extra],
-                                  b"content-length: "])
+        head, _ = start_response(b"POST", b"1.1", 200, reason_phrase(200),
+                                 [(b"content-type", b"application/json"), (b"x-request-id", _RID),
+                                  *extra], 0, True)
+        self.head_start, rest = head.split(_RID)
+        assert rest.endswith(b"content-length: " + _NO_LENGTH)
+        self.head_end = rest[:-len(_NO_LENGTH)]

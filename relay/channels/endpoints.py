@@ -179,7 +179,10 @@ _TOO_DEEP = "the body's JSON is nested too deeply"
 def _object(text: str) -> Any:
     """``json.loads`` of a text that starts with ``{``, without its three Python-level calls
     (loads, decode, raw_decode) and two regex matches: only white space may follow."""
-    doc, end = _scan(text, 0)
+    try:
+        doc, end = _scan(text, 0)
+    except StopIteration:  # (the scanner's way of saying "no JSON value here")
+        raise ValueError("not a JSON value") from None
     if end != len(text) and text[end:].strip(" \t\n\r"):
         raise ValueError("extra data after the JSON object")
     return doc
@@ -192,7 +195,7 @@ def _parse_publish(body: bytes) -> tuple[str, str | None] | str:
         # and -32 (a NUL in the first bytes) costs a Python call per publish.
         utf8 = body[:1] == b"{" and body[1:2] != b"\0"
         doc: Any = _object(body.decode()) if utf8 else json.loads(body or b"null")
-    except (ValueError, StopIteration):
+    except ValueError:
         return "the body is not JSON: send {\"data\": ..., \"event\": optional name}"
     except RecursionError:  # (json's scanner recurses per level: depth is bounded by the stack)
         return _TOO_DEEP
