@@ -108,7 +108,7 @@ MUTATIONS = [
             replay = await self.broker.replay(
                 channel, None if given is None else parse_id(given), given is not None)
             self.broker.hub.add(sub)""",
-             ("channels/test_redis_broker.py",)),
+             ("channels/test_endpoints.py", "channels/test_redis_broker.py")),
     Mutation("deliver a whole fan-out in one turn of the loop", "channels/hub.py",
              "budget, jobs, clock = self._limits.slice, self._jobs, self._clock",
              "budget, jobs, clock = 1 << 30, self._jobs, self._clock",

@@ -10,6 +10,9 @@ import threading
 
 import pytest
 
+from relay.channels.broker import MemoryBroker
+from relay.channels.events import EventKey
+from relay.channels.history import Replay
 from relay.config import KIB, ChannelLimits, Limits
 
 from ..conftest import RelayFactory
@@ -95,6 +98,28 @@ def test_replay_while_publishing_loses_and_repeats_nothing(make_relay: RelayFact
     for stream in joiners:
         stream.read(199)
         assert [int(e.data) for e in stream.events] == list(range(1, 200))
+
+
+def test_an_event_published_while_the_replay_is_read_is_not_lost(
+        make_relay: RelayFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The subscriber is live before its replay is read: an event published in between (as
+    while a Redis answer is on its way) comes after the replay, once. Made to happen every
+    time, not left to a race."""
+    usual = MemoryBroker.replay
+
+    async def publish_during(self: MemoryBroker, channel: str, after: EventKey | None,
+                             given: bool) -> Replay:
+        replay = await usual(self, channel, after, given)  # what the store held
+        self.publish_now(channel, "during", None)  # then, before the answer arrives
+        return replay
+
+    monkeypatch.setattr(MemoryBroker, "replay", publish_during)
+    relay = make_relay()
+    first = json.loads(publish(relay.port, "news", "before").body)["id"]
+    stream = _subscribe(relay.port, headers=[(b"last-event-id", first.encode())])
+    publish(relay.port, "news", "after")
+    stream.read(2)
+    assert [e.data for e in stream.events] == ["during", "after"]
 
 
 def test_bad_names_bodies_and_methods(make_relay: RelayFactory) -> None:
