@@ -11,9 +11,15 @@ stream it keeps one timer:
 * once the stream ended, the *expiry* timer (``ttl``, 10 minutes): then it is forgotten, and a
   resume gets 404.
 
-Memory is bounded twice: a stream over ``max_bytes`` is stopped (``too_large``), and when all
-streams together pass ``memory`` the oldest ended ones are forgotten first; if that is not
-enough, a new resumable request is refused with 503 before anything goes upstream.
+Memory is bounded twice, counting every byte a stream holds (``ResumableStream.size``: its
+events, its tail, and what the numberer holds back of an event not ended yet; ``held`` is their
+sum, and the gauge): a stream over ``max_bytes`` is stopped (``too_large``); when all streams
+together pass ``memory``, the oldest ended ones are forgotten first, and if that is not enough,
+the live stream that grew is stopped (``too_large``) and a new resumable request is refused with
+503 before anything goes upstream. A forgotten stream's readers still behind are cut, with an
+error event (``expired`` or ``evicted``) and a clean end: nothing keeps its events once they
+are no longer counted. (A reader's write buffer holds at most its high-water mark and one
+catch-up slice, see :class:`~relay.streams.stream.Follower`: every connection's own bound.)
 
 This class keeps everything in this process. :class:`relay.streams.redis_store.RedisStreams`
 adds a copy in Redis, so any instance can resume or cancel a stream (its methods here are the
@@ -29,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config import ResumeLimits
-from .stream import Follower, ResumableStream
+from .stream import Follower, ResumableStream, error_event
 
 
 @dataclass
@@ -79,7 +85,8 @@ class Streams:
         the memory bound is met; False if live streams alone fill it."""
         if self.held >= self.limits.memory:
             for old in [s for s in self._streams.values() if not s.live]:
-                self._forget(old.id)
+                self._forget(old.id, "the stream was forgotten to make room for others "
+                             "(--resume-memory) before this reader had all of it", "evicted")
                 if self.held < self.limits.memory:
                     break
         return self.held < self.limits.memory
@@ -134,8 +141,7 @@ class Streams:
         """A stream began (its first reader is added next)."""
 
     def appended(self, stream: ResumableStream, start: int) -> None:
-        """Events from ``start`` on were added to ``stream``."""
-        self.held += sum(len(e) for e in stream.events[start:])
+        """Events from ``start`` on were added to ``stream`` (which counted them in ``held``)."""
 
     def finished(self, stream: ResumableStream) -> None:
         if stream.id not in self._streams:
@@ -180,12 +186,20 @@ class Streams:
         self._timers.pop(stream_id, None)
         if stream_id in self._streams:
             self.stats.expired += 1
-            self._forget(stream_id)
+            self._forget(stream_id, "the stream expired (--resume-ttl) before this reader had "
+                         "all of it", "expired")
 
-    def _forget(self, stream_id: str) -> None:
+    def _forget(self, stream_id: str, message: str, code: str) -> None:
+        """Drop an ended stream. Its readers still behind are cut (``message``, ``code``: an
+        error event, and a clean end), so that nothing keeps its events once it is no longer
+        counted."""
         stream = self._streams.pop(stream_id)
         self._disarm(stream_id)
-        self.held -= sum(len(e) for e in stream.events)
+        self.held -= stream.size
+        if stream.followers:
+            gone = error_event(message, code)
+            for follower in list(stream.followers):
+                follower.evict(gone, code)
 
     def _arm(self, stream_id: str, delay: float, fire: Callable[[str], None]) -> None:
         self._disarm(stream_id)

@@ -30,12 +30,24 @@ from .numbering import EventNumberer
 if TYPE_CHECKING:
     from .registry import Streams
 
-_SLICE = 64  # events per write while catching up (one chunk), then see whether it paused
+# Bytes per write while catching up (one chunk, or one event if bigger), then see whether the
+# client's write buffer passed its high-water mark (64 KiB by default) and paused: a reader
+# that does not read holds at most that mark and one slice, whatever the events' sizes.
+_SLICE = 64 * 1024
 
 
 def numbered(event: bytes, seq: int) -> bytes:
     """``event`` (ending in ``\\n\\n``, the relay's own) with its ``id:`` line."""
     return event[:-1] + b"id: %d\n\n" % seq
+
+
+def slice_end(events: list[bytes], pos: int) -> int:
+    """Where a catch-up write from ``pos`` ends: at most ``_SLICE`` bytes, or one event."""
+    end, size = pos + 1, len(events[pos])
+    while end < len(events) and size + len(events[end]) <= _SLICE:
+        size += len(events[end])
+        end += 1
+    return end
 
 
 def error_event(message: str, code: str, type_: str = "relay_error") -> bytes:
@@ -53,7 +65,7 @@ class ResumableStream:
         self.id, self.owner = stream_id, owner
         self._registry = registry
         self.events: list[bytes] = []
-        self.size = 0  # bytes held in events
+        self.size = 0  # bytes held: events, tail, and held back by the numberer
         self.tail = b""  # bytes after the last event that never got their blank line
         self.status: str | None = None  # None while live; then how it ended
         self.produced = 0  # events the upstream produced (the relay's own final one aside)
@@ -71,8 +83,9 @@ class ResumableStream:
         """Body pieces of the upstream's event stream (the proxy's sink)."""
         if self.status is not None:
             return
-        start, size = len(self.events), self.size
+        start = len(self.events)
         numberer = self._numberer
+        size = self.size - numberer.held  # (what was held back comes out as events, or stays)
         for piece in pieces:
             for seq, block in numberer.feed(piece):
                 if seq:
@@ -83,28 +96,39 @@ class ResumableStream:
                     for f in self.followers:
                         f.live_only(block, len(self.events))
         self.produced = numberer.seq
+        size += numberer.held  # (an event that never ends counts too)
+        grown, self.size = size - self.size, size
+        self._registry.held += grown
         if len(self.events) > start:
-            self.size = size
             self._registry.appended(self, start)
             self._pump()
         limit = self._registry.limits.max_bytes
-        if self.size + numberer.held > limit:  # (an event that never ends counts too)
+        if self.size > limit:
             self.end(f"the stream outgrew the relay's limit for a resumable stream ({limit} "
                      "bytes); the generation was stopped", "too_large", later=True)
-        elif len(self.events) > start and not self._registry.has_room():
+        elif grown > 0 and not self._registry.has_room():
             self.end("resumable streams hold all the memory the relay gives them "
                      "(--resume-memory); the generation was stopped", "too_large", later=True)
+
+    def _hold(self, size: int) -> None:
+        """This stream now holds ``size`` bytes (events, tail, held back by the numberer):
+        the registry's count follows (``feed`` does the same inline)."""
+        self._registry.held += size - self.size
+        self.size = size
 
     def complete(self) -> None:
         """The upstream ended its body cleanly."""
         if self.status is None:
             start = len(self.events)
+            size = self.size - self._numberer.held
             for seq, block in self._numberer.finish():
                 if seq:
                     self.events.append(block)
                 else:
                     self.tail += block
+                size += len(block)
             self.produced = self._numberer.seq
+            self._hold(size)
             if len(self.events) > start:
                 self._registry.appended(self, start)
             self.finish("completed")
@@ -127,12 +151,17 @@ class ResumableStream:
 
     def add_final(self, event: bytes) -> None:
         """A last event of the relay's own (``event``: ending in a blank line), numbered."""
-        start = len(self.events)
-        if self._numberer.held:  # end the torn event first: ours must be its own event
-            self.events.extend(block for seq, block in self._numberer.feed(b"\n\n") if seq)
-        seq = self._numberer.seq + 1
-        self._numberer.seq = seq
+        start, numberer = len(self.events), self._numberer
+        size = self.size - numberer.held
+        if numberer.held:  # end the torn event first: ours must be its own event
+            for seq, block in numberer.feed(b"\n\n"):
+                if seq:
+                    self.events.append(block)
+                    size += len(block)
+        seq = numberer.seq + 1
+        numberer.seq = seq
         self.events.append(numbered(event, seq))
+        self._hold(size + len(self.events[-1]) + numberer.held)
         self._registry.appended(self, start)
 
     def finish(self, status: str) -> None:
@@ -190,10 +219,11 @@ class Follower:
         once it has everything of an ended stream."""
         ex, events = self._ex, self.stream.events
         while not self._paused and self.pos < len(events) and ex.open:
-            end = min(len(events), self.pos + _SLICE)
+            pos = self.pos
+            end = pos + 1 if pos + 1 == len(events) else slice_end(events, pos)
             # One chunk for what is new (one event live, a slice when catching up): chunk
             # boundaries need not be event boundaries, and one chunk is one join.
-            ex.write(events[self.pos] if end - self.pos == 1 else b"".join(events[self.pos:end]))
+            ex.write(events[pos] if end - pos == 1 else b"".join(events[pos:end]))
             self.pos = end
         if self.pos >= len(events) and self.stream.status is not None and ex.open \
                 and not self._paused:
@@ -215,6 +245,16 @@ class Follower:
             self._ex.write(event)
             self._leave("drain")
             self._ex.end()
+
+    def evict(self, event: bytes, how: str) -> None:
+        """The stream was forgotten before this reader had all of it: the events it lacks
+        are gone, so it gets ``event`` (an error, not numbered) and a clean end."""
+        if self._ex.open:
+            self._ex.write(event)
+            self._leave(how)
+            self._ex.end()
+        else:
+            self._leave(how)
 
     def cut(self) -> None:
         """End the response as a broken one (the relay stops now and cannot say more)."""
