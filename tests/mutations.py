@@ -188,6 +188,15 @@ MUTATIONS = [
     Mutation("answer directly a body that has no room in --max-body-memory", "net/direct_steps.py",
              "        if not self._hold.take(head.length):", "        if not True:",
              ("test_router.py",)),
+    Mutation("write a resume's catch-up by a count of events, not by bytes", "streams/stream.py",
+             "            end = pos + 1 if pos + 1 == len(events) else slice_end(events, pos)",
+             "            end = min(len(events), pos + 64)", ("streams/test_memory.py",)),
+    Mutation("leave a forgotten stream's readers holding its events", "streams/registry.py",
+             "                follower.evict(gone, code)", "                pass",
+             ("streams/test_memory.py",)),
+    Mutation("leave what the numberer holds back out of --resume-memory", "streams/stream.py",
+             "        size += numberer.held  # (an event that never ends counts too)",
+             "        pass", ("streams/test_memory.py",)),
 ]
 
 
