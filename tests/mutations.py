@@ -191,6 +191,15 @@ MUTATIONS = [
     Mutation("redact each read of the trace alone (a credential split across reads)",
              "ops/trace.py", "self._tracer.show(self._id, self._in, data, self._seen)",
              "self._tracer.show(self._id, self._in, data, Redactor())", ("ops/test_trace.py",)),
+    Mutation("let a known head's publish skip the Sec-Fetch-Site check (Router._plan)",
+             "router.py", 'fields.get(b"origin"), fields.get(b"sec-fetch-site"),',
+             'fields.get(b"origin"), None,', ("test_guard.py",)),
+    Mutation("let a no-Origin cross-site request (an <img>) spend the key", "guard.py",
+             "if (origin is None and fetch_site is not None",
+             "if (False and fetch_site is not None", ("test_guard.py",)),
+    Mutation("read an Origin's userinfo as nothing (evil@app.example is app.example)", "cors.py",
+             "if match is None or match[2] is not None:", "if match is None:",
+             ("test_guard.py", "test_cors.py")),
 ]
 
 
