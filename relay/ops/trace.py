@@ -79,86 +79,97 @@ class Redactor:
     def feed(self, data: bytes) -> bytes:
         """``data`` as the trace may show it."""
         out: list[bytes] = []
+        steps = (self._start, self._plain, self._param, self._value, self._value, self._blank,
+                 self._secret)  # (by state)
         i, n = 0, len(data)
         while i < n:
-            state = self._state
-            if state == _START:
-                if not self._kept and self._fold and data[i] in b" \t":
-                    self._state = _BLANK
-                    continue
-                end = _end(_NAME, data, i, min(n, i + _CAP - len(self._kept)))
-                out.append(data[i:end])
-                if end == n and len(self._kept) + end - i < _CAP:
-                    self._kept += data[i:end]  # undecided: the next read says
-                    break
-                name = (self._kept + data[i:end]).strip(b" \t").lower()
-                secret = data[end:end + 1] == b":" and name in SECRET_HEADERS
-                self._kept, self._fold = b"", False
-                if secret:
-                    out.append(b":")
-                    end += 1
-                self._state = _BLANK if secret else _PLAIN
-                i = end
-            elif state == _PLAIN:
-                match = _PLAIN_STOP.search(data, i)
-                if match is None:
-                    out.append(data[i:])
-                    break
-                end = match.end()
-                out.append(data[i:end])
-                self._state = _START if data[end - 1] == 10 else _PARAM  # (10: LF)
-                i = end
-            elif state == _PARAM:
-                match = _PARAM_STOP.search(data, i)
-                end = n if match is None else match.start()
-                out.append(data[i:end])
-                if len(self._kept) <= _CAP:
-                    self._kept += data[i:end][:_CAP + 1]
-                if match is None:
-                    break
-                stop = data[end]
-                if stop == 61:  # "=": the parameter's value follows
-                    param = unquote_plus(self._kept.decode("latin-1")).lower()
-                    self._state = _SECRET_VALUE if param in SECRET_PARAMS else _VALUE
-                    out.append(b"=")
-                    end += 1
-                elif stop in b"&;":  # another parameter
-                    out.append(data[end:end + 1])
-                    end += 1
-                else:  # the query's end
-                    self._state = _PLAIN
-                self._kept = b""
-                i = end
-            elif state in (_VALUE, _SECRET_VALUE):
-                match = _VALUE_STOP.search(data, i)
-                end = n if match is None else match.start()
-                out.append(_hidden(data[i:end]) if state == _SECRET_VALUE else data[i:end])
-                if match is None:
-                    break
-                if data[end] in b"&;":  # another parameter
-                    out.append(data[end:end + 1])
-                    self._state = _PARAM
-                    end += 1
-                else:
-                    self._state = _PLAIN
-                i = end
-            elif state == _BLANK:
-                end = _end(_BLANKS, data, i, n)
-                out.append(data[i:end])
-                if end < n:
-                    self._state = _SECRET
-                i = end
-            else:  # _SECRET
-                match = _LINE_END.search(data, i)
-                end = n if match is None else match.start()
-                out.append(_hidden(data[i:end]))
-                if match is None:
-                    break
-                out.append(data[end:end + 1])
-                if data[end] == 10:
-                    self._state, self._fold = _START, True
-                i = end + 1
+            i = steps[self._state](data, i, out)
         return b"".join(out)
+
+    # Each step reads from ``data[i]`` in its state, appends what may be shown to ``out`` and
+    # returns where the next step goes on (``len(data)``: the next read says).
+
+    def _start(self, data: bytes, i: int, out: list[bytes]) -> int:
+        n = len(data)
+        if not self._kept and self._fold and data[i] in b" \t":
+            self._state = _BLANK
+            return i
+        end = _end(_NAME, data, i, min(n, i + _CAP - len(self._kept)))
+        out.append(data[i:end])
+        if end == n and len(self._kept) + end - i < _CAP:
+            self._kept += data[i:end]  # undecided: the next read says
+            return n
+        name = (self._kept + data[i:end]).strip(b" \t").lower()
+        secret = data[end:end + 1] == b":" and name in SECRET_HEADERS
+        self._kept, self._fold = b"", False
+        if secret:
+            out.append(b":")
+            end += 1
+        self._state = _BLANK if secret else _PLAIN
+        return end
+
+    def _plain(self, data: bytes, i: int, out: list[bytes]) -> int:
+        match = _PLAIN_STOP.search(data, i)
+        if match is None:
+            out.append(data[i:])
+            return len(data)
+        end = match.end()
+        out.append(data[i:end])
+        self._state = _START if data[end - 1] == 10 else _PARAM  # (10: LF)
+        return end
+
+    def _param(self, data: bytes, i: int, out: list[bytes]) -> int:
+        match = _PARAM_STOP.search(data, i)
+        end = len(data) if match is None else match.start()
+        out.append(data[i:end])
+        if len(self._kept) <= _CAP:
+            self._kept += data[i:end][:_CAP + 1]
+        if match is None:
+            return end
+        stop = data[end]
+        if stop == 61:  # "=": the parameter's value follows
+            param = unquote_plus(self._kept.decode("latin-1")).lower()
+            self._state = _SECRET_VALUE if param in SECRET_PARAMS else _VALUE
+            out.append(b"=")
+            end += 1
+        elif stop in b"&;":  # another parameter
+            out.append(data[end:end + 1])
+            end += 1
+        else:  # the query's end
+            self._state = _PLAIN
+        self._kept = b""
+        return end
+
+    def _value(self, data: bytes, i: int, out: list[bytes]) -> int:
+        match = _VALUE_STOP.search(data, i)
+        end = len(data) if match is None else match.start()
+        out.append(_hidden(data[i:end]) if self._state == _SECRET_VALUE else data[i:end])
+        if match is None:
+            return end
+        if data[end] in b"&;":  # another parameter
+            out.append(data[end:end + 1])
+            self._state = _PARAM
+            return end + 1
+        self._state = _PLAIN
+        return end
+
+    def _blank(self, data: bytes, i: int, out: list[bytes]) -> int:
+        end = _end(_BLANKS, data, i, len(data))
+        out.append(data[i:end])
+        if end < len(data):
+            self._state = _SECRET
+        return end
+
+    def _secret(self, data: bytes, i: int, out: list[bytes]) -> int:
+        match = _LINE_END.search(data, i)
+        end = len(data) if match is None else match.start()
+        out.append(_hidden(data[i:end]))
+        if match is None:
+            return end
+        out.append(data[end:end + 1])
+        if data[end] == 10:
+            self._state, self._fold = _START, True
+        return end + 1
 
 
 def _end(pattern: re.Pattern[bytes], data: bytes, start: int, stop: int) -> int:
