@@ -24,7 +24,7 @@ from .channels.endpoints import ChannelEndpoints
 from .config import Config, Limits, Origin, Timeouts
 from .cors import Cors
 from .errors import StartupError, listen_error
-from .guard import Guard
+from .guard import Guard, host_check_on
 from .mock import MockUpstream
 from .net.budget import BodyBudget
 from .net.listener import Connections, Listener, listen
@@ -179,10 +179,15 @@ def banner(relay: Relay) -> str:
     # The mock answers any model name; a real upstream needs one it serves.
     model = "mock-gpt" if relay.mock_listener is not None else "gpt-4o-mini"
     body = f'{{"model":"{model}","stream":true,"messages":[{{"role":"user","content":"hi"}}]}}'
+    host_check = [] if host_check_on(relay.config.host, relay.config.allowed_hosts) else [
+        f"Host check off: on {relay.config.host} (not loopback) any Host is answered, so a "
+        "DNS-rebinding page can use the relay; give the names clients use with --allowed-host "
+        "NAME (or RELAY_ALLOWED_HOSTS)"]
     return "\n".join([
         f"relay {__version__} listening on {url} (loop: {relay.config.loop})",
         up,
         key,
+        *host_check,
         "",
         "try it:",
         f"  curl -N {url}/v1/chat/completions -H 'content-type: application/json' -d '{body}'",

@@ -13,14 +13,15 @@ A page on another origin may call the relay only if the relay says so (``--cors-
 
 An exact origin in the list is echoed with ``Access-Control-Allow-Credentials: true`` (a page may
 send cookies or HTTP auth); ``*`` allows any origin, but then never with credentials, as the
-Fetch standard requires. Origins not allowed are refused before anything else by
-:mod:`relay.guard` (403).
+Fetch standard requires. Origins not allowed, and ``Origin`` values no browser would send
+(:func:`parse_origin`), are refused before anything else by :mod:`relay.guard` (403).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterable
-from urllib.parse import urlsplit
 
 from .http1.messages import Headers
 
@@ -39,19 +40,37 @@ ALLOWED_PREFIXES = (b"x-stainless-",)
 EXPOSED = b"x-request-id, x-upstream-request-id, x-relay-stream-id, retry-after"
 
 
+# An origin as browsers serialize it: scheme "://" host [":" port], the host a name or IPv4
+# address, or an IPv6 one in brackets. Userinfo is matched only to be refused: a parser that
+# skips it (urllib's hostname) reads "https://evil.example@app.example" (or
+# "...\\@app.example") as app.example.
+_ORIGIN = re.compile(r"(https?)://(?:([^/?#]*)@)?([a-z0-9_.-]+|\[[0-9a-f:.]+\])"
+                     r"(?::([0-9]{1,5}))?", re.ASCII | re.IGNORECASE)
+
+
+def parse_origin(value: str) -> str:
+    """The origin an ``Origin`` header names, as browsers serialize it (``scheme://host[:port]``,
+    lower case, no default port, an IPv6 address compressed), or "" (refused). Only what a URL
+    parser would turn into that form passes: userinfo, a path (even ``/``), a query, a
+    fragment, a backslash, a blank or a non-ASCII host never came from a browser."""
+    match = _ORIGIN.fullmatch(value)
+    if match is None or match[2] is not None:
+        return ""
+    scheme, host, port = match[1].lower(), match[3].lower(), match[4]
+    if host.startswith("["):
+        try:
+            host = f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
+        except ValueError:
+            return ""
+    if port is None or int(port) == DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{int(port)}" if int(port) <= 65535 else ""
+
+
 def normalize_origin(origin: str) -> str:
-    """``scheme://host[:port]``, lower-case, default port left out; "" if not an origin."""
-    try:
-        parts = urlsplit(origin.strip())
-        port = parts.port
-    except ValueError:
-        return ""
-    if parts.scheme not in DEFAULT_PORTS or not parts.hostname or parts.path not in ("", "/"):
-        return ""
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    if port is None or port == DEFAULT_PORTS[parts.scheme]:
-        return f"{parts.scheme}://{host}"
-    return f"{parts.scheme}://{host}:{port}"
+    """An origin as configured (``--cors-origin``), in the form :func:`parse_origin` gives;
+    "" if it is not one. Blanks around it and a final ``/`` are forgiven: a person wrote it."""
+    return parse_origin(origin.strip().removesuffix("/"))
 
 
 class Cors:
@@ -70,11 +89,15 @@ class Cors:
         return self.any or bool(self.origins)
 
     def allows(self, origin: str) -> bool:
-        return self.any or normalize_origin(origin) in self.origins
+        """Whether a request's ``Origin`` (as it came: see :func:`parse_origin`) is listed."""
+        normal = parse_origin(origin)
+        return bool(normal) and (self.any or normal in self.origins)
 
     def _origin_headers(self, origin: bytes) -> Headers:
-        if normalize_origin(origin.decode("latin-1")) in self.origins:
-            return [(b"access-control-allow-origin", origin),
+        # The parsed form is echoed, not the header: it is what the browser compares.
+        normal = parse_origin(origin.decode("latin-1"))
+        if normal in self.origins:
+            return [(b"access-control-allow-origin", normal.encode()),
                     (b"access-control-allow-credentials", b"true"), (b"vary", b"Origin")]
         return [(b"access-control-allow-origin", b"*"), (b"vary", b"Origin")]
 

@@ -1,7 +1,8 @@
 """Routing: which endpoint answers a request.
 
 First the guard (:mod:`relay.guard`): a ``Host`` the relay does not serve gets 421, a foreign
-web ``Origin`` gets 403, before anything else. Then ``/v1/*`` goes upstream (after the
+web ``Origin`` (or none, from a ``Sec-Fetch-Site: cross-site`` request where the key is spent)
+gets 403, before anything else. Then ``/v1/*`` goes upstream (after the
 client-token check, when tokens are set); ``/healthz`` and ``/metrics`` (unless an admin port
 serves it) are answered locally, never upstream; ``/events/*`` are the pub/sub channels
 (:mod:`relay.channels`); anything else is a 404. Routes match the
@@ -93,8 +94,9 @@ class Router:
     def _plan(self, head: ParsedHead) -> _Plan:
         """What :meth:`_route` decides for requests of ``head``, when it is a direct one."""
         fields, channels = head.fields, self._channels
-        if (channels is None or self._guard.check(fields.get(b"host"), fields.get(b"origin"))
-                is not None or head.path.startswith(b"/v1/")):
+        if (channels is None or head.path.startswith(b"/v1/") or self._guard.check(
+                fields.get(b"host"), fields.get(b"origin"), fields.get(b"sec-fetch-site"),
+                head.method, head.path) is not None):
             return _Plan(self, None, [])
         extra = _cors_headers(fields.get(b"origin"), self._guard.cors) or []
         return _Plan(self, channels.direct_channel(head), extra)
@@ -127,7 +129,8 @@ class Router:
     def _route(self, ex: Exchange, record: Record) -> Awaitable[None] | None:
         """Answer now, or return what finishes the answer (see relay.net.exchange.Handler)."""
         req, local = ex.request, self._local
-        refused = self._guard.check(req.header(b"host"), req.header(b"origin"))
+        refused = self._guard.check(req.header(b"host"), req.header(b"origin"),
+                                    req.header(b"sec-fetch-site"), req.method, req.path)
         if refused is not None:
             local.error(ex, record, refused.status, refused.message, _code(refused.status))
         elif _cross_origin(ex, self._guard.cors):
@@ -170,7 +173,8 @@ def admin_router(pool: Pool, observer: Observer, guard: Guard) -> Handler:
     def handle(ex: Exchange) -> None:
         req = ex.request
         record = Record(req.method, req.path, "", request_id(None), 0, observer.clock())
-        refused = guard.check(req.header(b"host"), req.header(b"origin"))
+        refused = guard.check(req.header(b"host"), req.header(b"origin"),
+                              req.header(b"sec-fetch-site"), req.method, req.path)
         if refused is not None:
             local.error(ex, record, refused.status, refused.message, _code(refused.status))
         elif not local.serve(ex, record, True):

@@ -82,6 +82,22 @@ def test_banner_has_curl_and_sdk_snippets() -> None:
         assert f'OpenAI(base_url="http://127.0.0.1:{port}/v1"' in text
 
 
+@pytest.mark.parametrize(("args", "warned"), [
+    (("--host", "0.0.0.0"), True), (("--host", "0.0.0.0", "--allowed-host", "relay.example"),
+                                    False), ((), False),
+])
+def test_the_banner_says_when_the_host_check_is_off(args: tuple[str, ...], warned: bool) -> None:
+    """Off a loopback address without --allowed-host, any Host is answered (a DNS-rebinding
+    page's request reaches the upstream with the key): one line of the banner says so, and
+    how to turn the check on."""
+    with spawn("serve", "--port", "0", *args) as (_proc, _port, lines):
+        assert wait_until(lambda: "try it:" in lines)
+        said = [line for line in lines if "Host check" in line]
+        assert len(said) == (1 if warned else 0), lines
+        if warned:
+            assert "off" in said[0] and "--allowed-host" in said[0] and "0.0.0.0" in said[0]
+
+
 def test_key_from_environment_is_injected_and_never_printed(scripted: ScriptedFactory) -> None:
     async def script(c: UpstreamConn) -> None:
         await c.read_request()

@@ -11,9 +11,10 @@ with CR and LF shown as ``\\r`` and ``\\n``:
 
 It works by wrapping a protocol (incoming bytes) and handing it a wrapped transport (outgoing
 bytes). Without ``--trace`` nothing is wrapped, so it costs nothing. Credentials never reach
-the trace: the values of ``Authorization``, ``Proxy-Authorization``, ``Api-Key``,
-``X-Api-Key``, ``Cookie`` and ``Set-Cookie`` lines, on either side, are shown as
-``[redacted, N bytes]``.
+the trace (:class:`Redactor`): the values of ``Authorization``, ``Proxy-Authorization``,
+``Api-Key``, ``X-Api-Key``, ``Cookie`` and ``Set-Cookie`` lines, and of query parameters that
+carry tokens (``access_token``, ``token``, ``api_key``, ``key``...), on either side, are shown
+as ``[redacted, N bytes]``, however the bytes are split into reads.
 """
 
 from __future__ import annotations
@@ -25,20 +26,165 @@ import sys
 import time
 from collections.abc import Iterable
 from typing import Any, TextIO, cast
+from urllib.parse import unquote_plus
 
 _LINE = re.compile(rb".*?\r\n|.+", re.DOTALL)  # one HTTP line (or chunk) per printed line
 _MAX_LINE = 150  # longer lines keep their start and end, with their full length shown
-_SECRET = re.compile(rb"((?:proxy-)?authorization|x-api-key|api-key|cookie|set-cookie)"
-                     rb"([ \t]*:[ \t]*)([^\r\n]*)", re.IGNORECASE)
+
+SECRET_HEADERS = frozenset({b"authorization", b"proxy-authorization", b"x-api-key", b"api-key",
+                            b"cookie", b"set-cookie"})
+# Query parameters a token may be given in: the relay's own (``access_token``, read by
+# relay.auth.ClientAuth.presented for channels and resumable streams) and the names other
+# services use, since ``/v1/*`` queries go upstream as they came. Compared decoded (as
+# urllib's parse_qs reads them, so ``access%5Ftoken`` is ``access_token``) and in any case.
+SECRET_PARAMS = frozenset({"access_token", "token", "api_key", "apikey", "api-key", "key",
+                           "auth", "authorization", "password", "secret", "client_secret",
+                           "refresh_token", "id_token", "code", "sig", "signature"})
+_CAP = 64  # bytes of a line's start (or a parameter's name) kept to decide: longer is no secret
+
+# Where each state looks next (see Redactor).
+_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z \t]*")  # a header name and blanks (RFC 9110)
+_BLANKS = re.compile(rb"[ \t]*")
+_PLAIN_STOP = re.compile(rb"[\n?]")
+_PARAM_STOP = re.compile(rb"[=&; \t\r\n#]")  # (";": a separator for some servers)
+_VALUE_STOP = re.compile(rb"[&; \t\r\n#]")
+_LINE_END = re.compile(rb"[\r\n]")
+# The states.
+_START, _PLAIN, _PARAM, _VALUE, _SECRET_VALUE, _BLANK, _SECRET = range(7)
 
 
-def redact(line: bytes) -> bytes:
-    """A header line with its credential value replaced (its name and length kept)."""
-    match = _SECRET.match(line)
-    if match is None:
-        return line
-    return b"%s%s[redacted, %d bytes]%s" % (match[1], match[2], len(match[3]),
-                                            line[match.end():])
+class Redactor:
+    """One direction of one connection, redacted as a stream: the state at the end of a read
+    is where the next read goes on, so a credential split between reads, anywhere (inside the
+    header name, the value or the CRLF), is found all the same.
+
+    It reads bytes as a small state machine, never holding more than ``_CAP`` bytes: a line's
+    start (``_START``) until it is known to be a credential header (``name:``, then its blanks,
+    ``_BLANK``, then its value, ``_SECRET``, up to the line's end) or anything else
+    (``_PLAIN``); a continuation line (leading blank, obs-fold) of a credential is one too. In
+    any plain line, a ``?`` starts a query: parameter names (``_PARAM``) and their values,
+    hidden (``_SECRET_VALUE``) for the names in ``SECRET_PARAMS``, shown otherwise
+    (``_VALUE``), until a blank or the line's end. Lines end at LF (h11 takes a bare LF as
+    one, and the trace shows bytes before any check refuses them). Hidden bytes become
+    ``[redacted, N bytes]``, one per run in a read.
+    """
+
+    __slots__ = ("_fold", "_kept", "_state")
+
+    def __init__(self) -> None:
+        self._state = _START
+        self._kept = b""  # the line's start (_START) or the parameter's name (_PARAM)
+        self._fold = False  # the line before was a credential's (its continuation is too)
+
+    def feed(self, data: bytes) -> bytes:
+        """``data`` as the trace may show it."""
+        out: list[bytes] = []
+        steps = (self._start, self._plain, self._param, self._value, self._value, self._blank,
+                 self._secret)  # (by state)
+        i, n = 0, len(data)
+        while i < n:
+            i = steps[self._state](data, i, out)
+        return b"".join(out)
+
+    # Each step reads from ``data[i]`` in its state, appends what may be shown to ``out`` and
+    # returns where the next step goes on (``len(data)``: the next read says).
+
+    def _start(self, data: bytes, i: int, out: list[bytes]) -> int:
+        n = len(data)
+        if not self._kept and self._fold and data[i] in b" \t":
+            self._state = _BLANK
+            return i
+        end = _end(_NAME, data, i, min(n, i + _CAP - len(self._kept)))
+        out.append(data[i:end])
+        if end == n and len(self._kept) + end - i < _CAP:
+            self._kept += data[i:end]  # undecided: the next read says
+            return n
+        name = (self._kept + data[i:end]).strip(b" \t").lower()
+        secret = data[end:end + 1] == b":" and name in SECRET_HEADERS
+        self._kept, self._fold = b"", False
+        if secret:
+            out.append(b":")
+            end += 1
+        self._state = _BLANK if secret else _PLAIN
+        return end
+
+    def _plain(self, data: bytes, i: int, out: list[bytes]) -> int:
+        match = _PLAIN_STOP.search(data, i)
+        if match is None:
+            out.append(data[i:])
+            return len(data)
+        end = match.end()
+        out.append(data[i:end])
+        self._state = _START if data[end - 1] == 10 else _PARAM  # (10: LF)
+        return end
+
+    def _param(self, data: bytes, i: int, out: list[bytes]) -> int:
+        match = _PARAM_STOP.search(data, i)
+        end = len(data) if match is None else match.start()
+        out.append(data[i:end])
+        if len(self._kept) <= _CAP:
+            self._kept += data[i:end][:_CAP + 1]
+        if match is None:
+            return end
+        stop = data[end]
+        if stop == 61:  # "=": the parameter's value follows
+            param = unquote_plus(self._kept.decode("latin-1")).lower()
+            self._state = _SECRET_VALUE if param in SECRET_PARAMS else _VALUE
+            out.append(b"=")
+            end += 1
+        elif stop in b"&;":  # another parameter
+            out.append(data[end:end + 1])
+            end += 1
+        else:  # the query's end
+            self._state = _PLAIN
+        self._kept = b""
+        return end
+
+    def _value(self, data: bytes, i: int, out: list[bytes]) -> int:
+        match = _VALUE_STOP.search(data, i)
+        end = len(data) if match is None else match.start()
+        out.append(_hidden(data[i:end]) if self._state == _SECRET_VALUE else data[i:end])
+        if match is None:
+            return end
+        if data[end] in b"&;":  # another parameter
+            out.append(data[end:end + 1])
+            self._state = _PARAM
+            return end + 1
+        self._state = _PLAIN
+        return end
+
+    def _blank(self, data: bytes, i: int, out: list[bytes]) -> int:
+        end = _end(_BLANKS, data, i, len(data))
+        out.append(data[i:end])
+        if end < len(data):
+            self._state = _SECRET
+        return end
+
+    def _secret(self, data: bytes, i: int, out: list[bytes]) -> int:
+        match = _LINE_END.search(data, i)
+        end = len(data) if match is None else match.start()
+        out.append(_hidden(data[i:end]))
+        if match is None:
+            return end
+        out.append(data[end:end + 1])
+        if data[end] == 10:
+            self._state, self._fold = _START, True
+        return end + 1
+
+
+def _end(pattern: re.Pattern[bytes], data: bytes, start: int, stop: int) -> int:
+    """Where a run of ``pattern`` (which may match nothing) from ``start`` ends."""
+    match = pattern.match(data, start, stop)
+    return start if match is None else match.end()
+
+
+def _hidden(value: bytes) -> bytes:
+    return b"[redacted, %d bytes]" % len(value) if value else b""
+
+
+def redact(data: bytes) -> bytes:
+    """Bytes seen alone (a whole line, say), with their credentials hidden."""
+    return Redactor().feed(data)
 
 
 class Tracer:
@@ -51,13 +197,14 @@ class Tracer:
     def new_id(self, kind: str) -> str:
         return f"{kind}{next(self._ids[kind])}"
 
-    def show(self, conn_id: str, direction: str, data: bytes) -> None:
+    def show(self, conn_id: str, direction: str, data: bytes, seen: Redactor) -> None:
+        """Print one read or write of a connection's direction (``seen``: its redactor)."""
         now = time.time()
         stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
         prefix = f"{stamp} {conn_id:<3} {direction:<15}"
         lines = []
-        for piece in _LINE.findall(data):
-            text = redact(piece).decode("utf-8", "backslashreplace")
+        for piece in _LINE.findall(seen.feed(data)):
+            text = piece.decode("utf-8", "backslashreplace")
             text = text.replace("\r", "\\r").replace("\n", "\\n")
             if len(text) > _MAX_LINE:
                 text = f"{text[:_MAX_LINE - 40]} ...({len(piece)} bytes)... {text[-24:]}"
@@ -78,14 +225,15 @@ class TracingTransport:
     def __init__(self, inner: asyncio.Transport, tracer: Tracer, conn_id: str,
                  direction: str) -> None:
         self._inner, self._tracer, self._id, self._dir = inner, tracer, conn_id, direction
+        self._sent = Redactor()
 
     def write(self, data: bytes) -> None:
-        self._tracer.show(self._id, self._dir, bytes(data))
+        self._tracer.show(self._id, self._dir, bytes(data), self._sent)
         self._inner.write(data)
 
     def writelines(self, parts: Iterable[bytes]) -> None:
         parts = list(parts)
-        self._tracer.show(self._id, self._dir, b"".join(parts))
+        self._tracer.show(self._id, self._dir, b"".join(parts), self._sent)
         self._inner.writelines(parts)
 
     def __getattr__(self, name: str) -> Any:
@@ -99,6 +247,7 @@ class TracingProtocol(asyncio.Protocol):
                  outgoing: str) -> None:
         self.inner, self._tracer, self._id = inner, tracer, conn_id
         self._in, self._out = incoming, outgoing
+        self._seen = Redactor()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._tracer.out.write(f"--- {self._id} connected\n")
@@ -107,11 +256,11 @@ class TracingProtocol(asyncio.Protocol):
         self.inner.connection_made(cast(asyncio.Transport, wrapped))
 
     def data_received(self, data: bytes) -> None:
-        self._tracer.show(self._id, self._in, data)
+        self._tracer.show(self._id, self._in, data, self._seen)
         self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
-        self._tracer.show(self._id, self._in, b"")
+        self._tracer.show(self._id, self._in, b"", self._seen)
         return self.inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:

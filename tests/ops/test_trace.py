@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
+import itertools
 import re
 
-from relay.ops.trace import TracingTransport, redact
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from relay.ops.trace import Tracer, TracingTransport, redact
 
 from ..conftest import MockServer, RelayFactory, ScriptedFactory
 from ..support import (
     H11Client,
     LoopThread,
+    Received,
     UpstreamConn,
+    answering,
     chat_body,
     connect,
     sse_data,
@@ -86,3 +94,97 @@ def test_redact_keeps_everything_but_the_value() -> None:
     assert redact(b"Authorization: Bearer x\r\n") == b"Authorization: [redacted, 8 bytes]\r\n"
     assert redact(b"x-request-id: abc\r\n") == b"x-request-id: abc\r\n"
     assert redact(b"data: authorization: in a body\n\n") == b"data: authorization: in a body\n\n"
+    assert redact(b"GET /x?a=1&token=t&b=2 HTTP/1.1\r\n") == (
+        b"GET /x?a=1&token=[redacted, 1 bytes]&b=2 HTTP/1.1\r\n")
+
+
+# A request and an answer whose every credential is made of "Q" (nowhere else in them): in a
+# header value (with a continuation line), in the relay's access_token, in a percent-encoded
+# parameter name, after a ";", and a set-cookie on the way back.
+_SECRETS = (b"Bearer QQQQ-QQQQ", b"QQQQQQQQQQQQQ", b"c=QQQ; d=QQ", b"QQ-folded QQ", b"QQQ",
+            b"QQQQQ", b"QQQQQQQQ", b"QQQ=QQ")
+_TRAFFIC = (b"GET /events/news?last_event_id=7&access_token=%s&x=1 HTTP/1.1\r\n"
+            b"Host: 127.0.0.1\r\nAuthorization: %s\r\nx-request-id: kept\r\n"
+            b"Cookie: %s\r\n\t%s\r\n\r\n"
+            b"POST /v1/x?access%%5Ftoken=%s;api_key=%s HTTP/1.1\r\nProxy-Authorization:%s\r\n"
+            b"content-length: 2\r\n\r\n{}HTTP/1.1 200 OK\r\nSet-Cookie:  %s\r\n\r\n") % (
+    _SECRETS[1], _SECRETS[0], _SECRETS[2], _SECRETS[3], _SECRETS[4], _SECRETS[5], _SECRETS[6],
+    _SECRETS[7])
+_MARK = re.compile(r"\[redacted, (\d+) bytes\]")
+
+
+class _Sink(asyncio.Protocol):
+    def data_received(self, data: bytes) -> None:
+        pass
+
+
+def _traced(cuts: list[int]) -> str:
+    """What --trace prints of _TRAFFIC read in pieces cut at ``cuts``."""
+    out = io.StringIO()
+    protocol = Tracer(out).wrap(_Sink(), "c")
+    bounds = [0, *sorted(set(cuts)), len(_TRAFFIC)]
+    for start, end in itertools.pairwise(bounds):
+        if end > start:
+            protocol.data_received(_TRAFFIC[start:end])
+    return out.getvalue()
+
+
+def _check_trace(cuts: list[int]) -> None:
+    text = _traced(cuts)
+    assert "Q" not in text, (cuts, text)
+    # Exactly the credentials' bytes are hidden: however it was cut, the counts add up.
+    assert sum(int(n) for n in _MARK.findall(text)) == sum(len(s) for s in _SECRETS), text
+
+
+def test_a_credential_cut_anywhere_between_two_reads_is_never_printed() -> None:
+    """Cut once at every offset: inside a header name, its value, the CRLF, a parameter's name
+    or value."""
+    for cut in range(1, len(_TRAFFIC)):
+        _check_trace([cut])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(1, len(_TRAFFIC) - 1), max_size=12))
+def test_a_credential_cut_into_any_reads_is_never_printed(cuts: list[int]) -> None:
+    _check_trace(cuts)
+
+
+def test_a_token_split_over_two_reads_of_a_real_connection_stays_hidden(
+        scripted: ScriptedFactory) -> None:
+    """The finding: `Authorization: Bearer AAAA` in one read and `BBBB` in the next showed
+    BBBB in clear. The second half is sent only once the trace has shown the first read."""
+    received: list[Received] = []
+    up = scripted(answering(received))
+    with spawn("serve", "--port", "0", "--trace", "--access-log", "off", "--upstream",
+               up.url) as (_p, port, lines), connect(port) as sock:
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+                     b"authorization: Bearer AAAA")
+        assert wait_until(lambda: any("client>relay    authorization: [redacted" in line
+                                      for line in lines))
+        sock.sendall(b"BBBB\r\n\r\n")
+        assert wait_until(lambda: len(received) == 1)
+    text = "\n".join(lines)
+    assert "AAAA" not in text and "BBBB" not in text
+    assert "client>relay    [redacted, 4 bytes]\\r\\n" in text
+
+
+def test_query_credentials_never_reach_the_trace(scripted: ScriptedFactory) -> None:
+    """The finding: a relay token given as ?access_token= was printed in clear (a channel's
+    EventSource gives it so); a /v1/* query goes upstream as it came, so its key is hidden on
+    that side too."""
+    received: list[Received] = []
+    up = scripted(answering(received))
+    with spawn("serve", "--port", "0", "--trace", "--access-log", "off", "--upstream", up.url,
+               "--client-token", "tok-QQQQ") as (_p, port, lines):
+        events = H11Client(connect(port))
+        events.send(b"GET", b"/events/news?access_token=tok-QQQQ&last_event_id=x")
+        assert wait_until(lambda: any("relay>client    HTTP/1.1 200" in line for line in lines))
+        client = H11Client(connect(port))
+        client.send(b"GET", b"/v1/models?api_key=sk-QQQQ&limit=2",
+                    headers=[(b"authorization", b"Bearer tok-QQQQ")])
+        assert client.read_reply().status == 200
+        assert received[0].request_line == b"GET /v1/models?api_key=sk-QQQQ&limit=2 HTTP/1.1"
+    text = "\n".join(lines)
+    assert "QQQQ" not in text
+    assert "GET /events/news?access_token=[redacted, 8 bytes]&last_event_id=x HTTP" in text
+    assert "relay>upstream  GET /v1/models?api_key=[redacted, 7 bytes]&limit=2 HTTP" in text

@@ -149,6 +149,27 @@ def test_another_origin_not_allowed_gets_nothing_and_nothing_goes_upstream(
     assert mock_server.mock.requests == 0  # ...none of them reached the upstream
 
 
+def test_an_img_on_another_page_never_reaches_the_upstream(
+        browser: Any, other_origin: tuple[str, Path], mock_server: MockServer,
+        make_relay: RelayFactory) -> None:
+    """<img src=".../v1/models"> on another origin: a no-cors GET with no Origin, which
+    Chromium marks Sec-Fetch-Site (same-site here: another port of 127.0.0.1). Refused, three
+    times; the relay saw each one and none reached the upstream."""
+    origin, root = other_origin
+    relay = make_relay(mock_server.url)
+    (root / "img.html").write_text("<!doctype html><html><body></body></html>")
+    page = browser.new_page()
+    page.goto(f"{origin}/img.html")
+    for n in range(3):
+        page.evaluate(f"""new Promise(done => {{ const img = new Image();
+            img.onload = img.onerror = done;
+            img.src = 'http://127.0.0.1:{relay.port}/v1/models?n={n}'; }})""")
+    refused = {k: v for k, v in scrape(relay.port).items()
+               if k.startswith("relay_requests_total") and 'status="403"' in k}
+    assert sum(refused.values()) == 3, refused
+    assert mock_server.mock.requests == 0
+
+
 def test_an_event_source_outlives_a_restart_of_the_relay(browser: Any,
                                                          redis_server: RedisServer) -> None:
     """The page's EventSource is on relay A. A is stopped (it ends the stream cleanly, so the
