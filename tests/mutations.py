@@ -188,6 +188,11 @@ MUTATIONS = [
     Mutation("answer directly a body that has no room in --max-body-memory", "net/direct_steps.py",
              "        if not self._hold.take(head.length):", "        if not True:",
              ("test_router.py",)),
+    Mutation("count received bytes -> declared (reserve a body's declared Content-Length)",
+             "net/client.py",
+             "if body is not None and not self._reserve(min(len(data), body.left)):",
+             "if body is not None and not self._reserve(body.left):",
+             ("net/test_budget.py",)),
 ]
 
 

@@ -109,6 +109,11 @@ class RequestBody:
         self._left = length
         self.check = ChunkedRequestCheck(limit) if chunked else None
 
+    @property
+    def left(self) -> int:
+        """Bytes of a ``Content-Length`` body still to come."""
+        return self._left
+
     def take(self, data: bytes) -> bytes | None:
         """Raw bytes of a ``Content-Length`` body: None while more is to come, else the bytes
         past its end (a next request's)."""

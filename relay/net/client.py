@@ -38,7 +38,7 @@ from ..http1.messages import Request
 from ..http1.request_body import AfterHead, RequestBody, start_body
 from ..http1.request_head import HeadReader, Rejection, check_head
 from ..http1.writers import error_response
-from .budget import BodyBudget, Hold
+from .budget import OVER_BUDGET, BodyBudget, Hold
 from .deadline_steps import DeadlineSteps
 from .deadlines import Timer
 from .direct_steps import DirectSteps
@@ -245,11 +245,9 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
         return self._start_request(parsed, *self._h11.trailing_data)
 
     def _start_request(self, head: ParsedHead, after_head: bytes, eof: bool) -> bool:
-        """A request head: its body's room reserved, its body's framing checked."""
+        """A request head: its body's framing checked, its bytes counted as they arrive."""
         if self._overloaded:
             return self._reject(_OVERLOADED)
-        if head.length and not self._reserve(head.length):
-            return False
         request = head.request()
         body = start_body(head.chunked, self._limits.max_body_size, after_head, head.length)
         if isinstance(body, Rejection):
@@ -264,8 +262,9 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
         self._after = AfterHead(None if whole else body, eof)  # Content-Length: h11 is done
         if not self._h11_unused:  # the next cycle's, now: the old one holds a body copy
             self._h11, self._h11_unused = self._new_h11(), True
-        if whole:  # nothing to count or collect: the read's rest is the body
-            self._dispatch(after_head)
+        if whole:  # nothing to collect: the read's rest is the body
+            if self._reserve(head.length):
+                self._dispatch(after_head)
         else:
             self._take(after_head)
         return False
@@ -275,6 +274,9 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
         kept with reading paused (as h11's PAUSED) for the next cycle's h11."""
         after = self._after
         assert after is not None
+        body = after.body  # (its received bytes are held: counted, never what it declared)
+        if body is not None and not self._reserve(min(len(data), body.left)):
+            return
         if after.feed(data) and self._body is not None:
             self._dispatch(self._body.join())
         elif after.body is not None:  # more body to come: the deadline is the silence between reads
@@ -287,15 +289,13 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
             self._pause_reading()  # (after a "close" the bytes are never parsed: read on)
 
     def _reserve(self, n: int) -> bool:
-        return self._hold.take(n) or self._reject(Rejection(
-            503, "the relay holds as many request bodies as it may (--max-body-memory); "
-            "retry shortly", _RETRY))
+        return self._hold.take(n) or self._reject(OVER_BUDGET)
 
     def _on_body(self, data: bytes) -> None:
         body = self._body
         assert body is not None
         if body.check is not None and not self._reserve(len(data)):
-            return  # (a Content-Length body reserved all of itself with the head)
+            return  # (a Content-Length body is counted as its raw bytes come: _take)
         if not body.add(data):
             self._reject(Rejection(413, "request body too large"))
 

@@ -22,6 +22,7 @@ from .metrics import Registry
 
 if TYPE_CHECKING:
     from ..channels.endpoints import ChannelEndpoints
+    from ..net.budget import BodyBudget
     from ..net.pool import Pool
     from ..streams.registry import Streams
 
@@ -144,6 +145,12 @@ class Observer:
                        "Requests sent on a reused keep-alive upstream connection.",
                        lambda: pool.reused)
         pool.connect_seconds = self.connect_seconds
+
+    def watch_bodies(self, budget: BodyBudget) -> None:
+        """The request bodies held now (``--max-body-memory`` counts these), at scrape time."""
+        self.registry.gauge("relay_request_body_bytes_held", "Request body bytes received and "
+                            "held now, all connections (--max-body-memory).",
+                            lambda: budget.used)
 
     def watch_channels(self, channels: ChannelEndpoints) -> None:
         """Channel figures, read at scrape time."""
