@@ -190,9 +190,13 @@ MUTATIONS = [
              ("test_router.py",)),
     Mutation("count received bytes -> declared (reserve a body's declared Content-Length)",
              "net/client.py",
-             "if body is not None and not self._reserve(min(len(data), body.left)):",
-             "if body is not None and not self._reserve(body.left):",
+             "if after.body is not None and not self._reserve(min(len(data), after.body.left)):",
+             "if after.body is not None and not self._reserve(after.body.left):",
              ("net/test_budget.py",)),
+    Mutation("no total deadline for a trickled request body (only the silence)",
+             "net/deadline_steps.py",
+             "body.deadline = now + (self._timeouts.request_body_deadline or math.inf)",
+             "body.deadline = math.inf", ("net/test_client.py",)),
 ]
 
 

@@ -22,7 +22,8 @@ and never reads the answers costs one write buffer, not one answer per request.
 
 Deadlines, one :class:`~relay.net.deadlines.Timer` re-armed as the request advances: keep-alive
 idle, then the head from its first byte (slowloris: 408), then the body's silence between reads
-(408). A second timer runs while the client takes nothing (the send timeout).
+or its total time, whichever comes first (408). A second timer runs while the client takes
+nothing (the send timeout).
 """
 
 from __future__ import annotations
@@ -216,8 +217,8 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
     def _on_event(self, event: object) -> bool:
         """Take one h11 event; False when nothing more can be taken now."""
         if event is h11.NEED_DATA:
-            if self._request is not None:  # inside a body: its silence deadline, per read
-                self._timer.arm(self._timeouts.request_body, self._request_timeout)
+            if self._request is not None:  # inside a body: its deadlines, re-armed per read
+                self._body_timer()
             return False
         if event is h11.PAUSED:
             # h11 pauses only once bytes of a next (pipelined) request are buffered; until
@@ -262,20 +263,19 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
         self._after = AfterHead(None if whole else body, eof)  # Content-Length: h11 is done
         if not self._h11_unused:  # the next cycle's, now: the old one holds a body copy
             self._h11, self._h11_unused = self._new_h11(), True
-        if whole:  # nothing to collect: the read's rest is the body
-            if self._reserve(head.length):
-                self._dispatch(after_head)
-        else:
+        if not whole:
             self._take(after_head)
+        elif self._reserve(head.length):  # nothing to collect: the read's rest is the body
+            self._dispatch(after_head)
         return False
 
     def _take(self, data: bytes) -> None:
-        """Bytes after a head h11 parsed: the rest of its body, then those of a next request,
-        kept with reading paused (as h11's PAUSED) for the next cycle's h11."""
+        """Bytes after a head h11 parsed: the rest of its body (counted in the budget as they
+        come), then those of a next request, kept with reading paused (as h11's PAUSED) for the
+        next cycle's h11."""
         after = self._after
         assert after is not None
-        body = after.body  # (its received bytes are held: counted, never what it declared)
-        if body is not None and not self._reserve(min(len(data), body.left)):
+        if after.body is not None and not self._reserve(min(len(data), after.body.left)):
             return
         if after.feed(data) and self._body is not None:
             self._dispatch(self._body.join())
@@ -283,7 +283,7 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
             if after.eof:  # (it will not: the client closed, as h11 would say)
                 self._reject(Rejection(400, "connection closed inside the request body"))
             else:
-                self._timer.arm(self._timeouts.request_body, self._request_timeout)
+                self._body_timer()
             return
         if after.kept and self._exchange is not None and not self._discarding:
             self._pause_reading()  # (after a "close" the bytes are never parsed: read on)
