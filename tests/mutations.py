@@ -197,6 +197,11 @@ MUTATIONS = [
              "net/deadline_steps.py",
              "body.deadline = now + (self._timeouts.request_body_deadline or math.inf)",
              "body.deadline = math.inf", ("net/test_client.py",)),
+    Mutation("refuse a request before routing without its access-log line", "net/exchange.py",
+             "        refusals.refused(request, rejection, peer)", "        pass",
+             ("test_router.py",)),
+    Mutation("log h11's words for a refusal (they quote the header line)", "http1/request_head.py",
+             'reason="malformed request (h11)")', 'reason="")', ("test_router.py",)),
 ]
 
 

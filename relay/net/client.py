@@ -37,18 +37,18 @@ from ..config import Limits, Timeouts
 from ..http1.known_heads import KnownHeads, ParsedHead
 from ..http1.messages import Request
 from ..http1.request_body import AfterHead, RequestBody, start_body
-from ..http1.request_head import HeadReader, Rejection, check_head
-from ..http1.writers import error_response
+from ..http1.request_head import HeadReader, Rejection, check_head, parse_error
 from .budget import OVER_BUDGET, BodyBudget, Hold
 from .deadline_steps import DeadlineSteps
 from .deadlines import Timer
 from .direct_steps import DirectSteps
-from .exchange import RECEIVED, DirectAnswers, Exchange, Handler, answer, cancel_answer
+from .exchange import RECEIVED, Exchange, Handler, answer, cancel_answer, refuse
 from .flow import WriteFlow
 from .shutdown import ShutdownSteps
 from .sockets import tune_transport
 
 if TYPE_CHECKING:
+    from .exchange import DirectAnswers, Refusals
     from .listener import Registry
 
 _RETRY = ((b"retry-after", b"1"),)
@@ -63,6 +63,7 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
                  budget: BodyBudget | None = None, known: KnownHeads | None = None) -> None:
         self._handler = handler
         self._direct = cast("DirectAnswers", handler).direct if hasattr(handler, "direct") else None
+        self._refusals = cast("Refusals", handler) if hasattr(handler, "refused") else None
         self._known = KnownHeads(limits.known_heads) if known is None else known
         self._registry, self._limits, self._timeouts = registry, limits, timeouts
         self._loop = loop or asyncio.get_running_loop()  # a fake one in tests: exact timers
@@ -209,7 +210,7 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as exc:
-                self._reject(Rejection(exc.error_status_hint, str(exc) or "bad request"))
+                self._reject(parse_error(exc.error_status_hint, str(exc)))
                 return
             if not self._on_event(event):
                 return
@@ -247,13 +248,13 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
 
     def _start_request(self, head: ParsedHead, after_head: bytes, eof: bool) -> bool:
         """A request head: its body's framing checked, its bytes counted as they arrive."""
+        self._request = head.request()  # (also what a refusal of it is logged with)
         if self._overloaded:
             return self._reject(_OVERLOADED)
-        request = head.request()
         body = start_body(head.chunked, self._limits.max_body_size, after_head, head.length)
         if isinstance(body, Rejection):
             return self._reject(body)
-        self._request, self._body = request, body
+        self._body = body
         if head.expect_continue:
             # The relay always reads the body, so say so at once instead of making curl wait 1 s.
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -388,10 +389,9 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
         if not self._closed:
             self._timer.cancel()
             self._hold.release()
-            self._request = self._body = None
             self._closed = True
-            self.transport.write(error_response(rejection))
-            self.transport.close()
+            refuse(self.transport, rejection, self._request, self._refusals, self._peer)
+            self._request = self._body = None
         return False
 
     def _pause_reading(self) -> None:

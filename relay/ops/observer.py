@@ -60,7 +60,7 @@ class Record:
     the log off never decodes them, and answers carry ``rid`` as it is."""
 
     __slots__ = ("_method", "_path", "bytes_in", "bytes_out", "client", "ended", "events",
-                 "replayed", "rid", "route", "started", "status", "stream_id", "ttfb",
+                 "reason", "replayed", "rid", "route", "started", "status", "stream_id", "ttfb",
                  "upstream_status", "wall_started")
 
     def __init__(self, method: bytes, path: bytes, client: str, request_id: bytes,
@@ -80,6 +80,7 @@ class Record:
         self.ended: str | None = None
         self.stream_id: str | None = None  # a resumable stream this request started or read
         self.replayed: int | None = None  # events a resume replayed
+        self.reason: str | None = None  # why a request refused before routing was refused
 
     @property
     def method(self) -> str:
