@@ -112,6 +112,7 @@ async def start_relay(config: Config) -> Relay:
     access_log = AccessLog(*open_access_log(config.access_log), asyncio.get_running_loop())
     observer = Observer(access_log, asyncio.get_running_loop().time, connections)
     observer.watch_pool(pool)
+    observer.watch_bodies(budget)
     loop_lag = observer.watch_loop(asyncio.get_running_loop())
     guard = Guard(config.host, config.allowed_hosts, Cors(config.cors_origins))
     auth = ClientAuth(config.client_tokens)

@@ -41,6 +41,14 @@ def _add(p: argparse.ArgumentParser, flag: str, default: Any, help: str, **kw: A
     p.add_argument(flag, default=_env(flag, default), help=text, **kw)
 
 
+def _not_negative(text: str) -> float:
+    """A duration flag's value: a number of seconds, never negative."""
+    value = float(text)
+    if not value >= 0:  # (also refuses nan)
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a number of seconds >= 0")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="relay", description="SSE relay for OpenAI-style APIs")
     ap.add_argument("--version", action="version", version=f"relay {__version__}")
@@ -85,6 +93,9 @@ def _timeout_flags(s: argparse.ArgumentParser) -> None:
          "from its first byte (408)", type=float)
     _add(s, "--request-body-timeout", _T.request_body, "longest silence inside a request body "
          "(408)", type=float)
+    _add(s, "--request-body-deadline", _T.request_body_deadline, "seconds to receive a whole "
+         "request body, from its first read, however it trickles (408; 0: none)",
+         type=_not_negative)
     _add(s, "--send-timeout", _T.send, "seconds a client may take nothing before it is cut",
          type=float)
     _add(s, "--queue-timeout", _T.queue, "seconds to wait for an upstream connection at "
@@ -235,6 +246,7 @@ def _timeouts(args: argparse.Namespace) -> Timeouts:
         keepalive=float(args.keepalive_timeout),
         request_head=float(args.request_head_timeout),
         request_body=float(args.request_body_timeout),
+        request_body_deadline=float(args.request_body_deadline),
         send=float(args.send_timeout),
         queue=float(args.queue_timeout),
         heartbeat=float(args.heartbeat),

@@ -67,6 +67,7 @@ class Timeouts:
     keepalive: float = 75.0  # idle client connection between requests (nginx's default)
     request_head: float = 60.0  # the whole request head, from its first byte (slowloris; 408)
     request_body: float = 60.0  # longest silence between two reads of a request body (408)
+    request_body_deadline: float = 60.0  # a whole request body, from its first read (0: none)
     send: float = 60.0  # a client that takes nothing for this long is cut (nginx send_timeout)
     queue: float = 30.0  # wait for a free upstream connection at max_upstream, then 503
     heartbeat: float = 15.0  # SSE silence before a heartbeat comment goes out (0: never)

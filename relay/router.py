@@ -10,7 +10,8 @@ normalized path (:mod:`relay.http1.target`: no dot segment can leave ``/v1/``);
 ``/v1/streams/*`` are the relay's own (resumable streams, :mod:`relay.streams`), never
 forwarded. Every request
 gets a :class:`~relay.ops.observer.Record`, finished exactly once by whichever endpoint answers
-it, or here if a bug escapes the endpoint (so the access log has one line per request).
+it, or here if a bug escapes the endpoint (so the access log has one line per request); a
+request its client connection refused before routing gets one too (:meth:`Router.refused`).
 
 Direct answers (:class:`~relay.net.exchange.DirectAnswers`): what routing decides depends only
 on a request's head (Host, Origin, path, method, tokens fixed at startup), so for a head the
@@ -31,7 +32,8 @@ from .cors import Cors
 from .errors import error_body
 from .guard import Guard
 from .http1.known_heads import ParsedHead
-from .http1.messages import Headers
+from .http1.messages import Headers, Request
+from .http1.request_head import Rejection
 from .http1.writers import reason_phrase, start_response
 from .local import LocalEndpoints
 from .net.exchange import Exchange, Handler
@@ -78,6 +80,20 @@ class Router:
         obs.finish(record, "complete")
         return b"".join((plan.head_start, rid, plan.head_end, b"%d\r\n\r\n" % len(answer),
                          answer))
+
+    def refused(self, request: Request | None, rejection: Rejection,
+                peer: Callable[[], str]) -> None:
+        """A request its connection refused before routing (relay.net.exchange.Refusals):
+        recorded as any other, ended ``refused``, its line with the status and the reason;
+        with no method or path when its head was never parsed."""
+        obs = self._obs
+        method, path, given = (b"", b"", None) if request is None else (
+            request.method, request.path, request.header(b"x-request-id"))
+        record = Record(method, path, peer() if obs.log.enabled else "", request_id(given), 0,
+                        obs.clock())
+        record.status, record.reason = rejection.status, rejection.logged
+        obs.start(record)
+        obs.finish(record, "refused")
 
     def _failed(self, head: ParsedHead, record: Record, plan: _Plan) -> bytes:
         """What the usual way makes of a handler that raised (``_escaped``, then

@@ -209,6 +209,20 @@ MUTATIONS = [
     Mutation("read an Origin's userinfo as nothing (evil@app.example is app.example)", "cors.py",
              "if match is None or match[2] is not None:", "if match is None:",
              ("test_guard.py", "test_cors.py")),
+    Mutation("count received bytes -> declared (reserve a body's declared Content-Length)",
+             "net/client.py",
+             "if after.body is not None and not self._reserve(min(len(data), after.body.left)):",
+             "if after.body is not None and not self._reserve(after.body.left):",
+             ("net/test_budget.py",)),
+    Mutation("no total deadline for a trickled request body (only the silence)",
+             "net/deadline_steps.py",
+             "body.deadline = now + (self._timeouts.request_body_deadline or math.inf)",
+             "body.deadline = math.inf", ("net/test_client.py",)),
+    Mutation("refuse a request before routing without its access-log line", "net/exchange.py",
+             "        refusals.refused(request, rejection, peer)", "        pass",
+             ("test_router.py",)),
+    Mutation("log h11's words for a refusal (they quote the header line)", "http1/request_head.py",
+             'reason="malformed request (h11)")', 'reason="")', ("test_router.py",)),
 ]
 
 

@@ -64,6 +64,22 @@ def test_env_variables_configure_every_flag(monkeypatch: pytest.MonkeyPatch) -> 
     assert cfg.port == 1234  # the flag wins over the environment
 
 
+def test_request_body_deadline_flag_and_env(monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert config_from_args(parser().parse_args(["serve"])).timeouts.request_body_deadline == 60
+    cfg = config_from_args(parser().parse_args(["serve", "--request-body-deadline", "2.5"]))
+    assert cfg.timeouts.request_body_deadline == 2.5
+    monkeypatch.setenv("RELAY_REQUEST_BODY_DEADLINE", "0")
+    assert config_from_args(parser().parse_args(["serve"])).timeouts.request_body_deadline == 0
+    for bad in ("-1", "nan", "soon"):
+        with pytest.raises(SystemExit):
+            parser().parse_args(["serve", "--request-body-deadline", bad])
+        assert "--request-body-deadline" in capsys.readouterr().err
+    monkeypatch.setenv("RELAY_REQUEST_BODY_DEADLINE", "-5")
+    with pytest.raises(SystemExit):
+        parser().parse_args(["serve"])
+
+
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
 def test_serve_with_embedded_mock(loop: str) -> None:
     with spawn("serve", "--port", "0", "--loop", loop, env={"RELAY_UPSTREAM": ""}) as (

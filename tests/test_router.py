@@ -12,7 +12,7 @@ import pytest
 
 from relay.channels.broker import MemoryBroker
 from relay.channels.endpoints import ChannelEndpoints
-from relay.config import Limits
+from relay.config import Limits, Timeouts
 
 from .conftest import MockServer, RelayFactory, ScriptedFactory
 from .support import (
@@ -23,6 +23,7 @@ from .support import (
     chat_body,
     connect,
     free_port,
+    read_until_close,
     recv_until,
     scrape,
     wait_until,
@@ -215,3 +216,56 @@ def test_a_known_publish_head_still_waits_for_room_in_the_body_budget(
             reply = read_reply_bytes(sock)
             assert reply.startswith(b"HTTP/1.1 503 ") and b"--max-body-memory" in reply
     assert scrape(relay.port).get("relay_channel_publishes_total", 0) == 0
+
+
+_REFUSALS: list[tuple[bytes, int, str, str, str]] = [
+    # (bytes sent, status, method, path, reason's start): refused before any routing
+    (b"POST /v1/chat/completions?key=qs-secret HTTP/1.1\r\nhost: localhost\r\n"
+     b"content-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n", 400, "", "",
+     "both Content-Length and Transfer-Encoding"),  # smuggling: judged on the raw head
+    (b"POST /events/x HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n"
+     b"zz\r\n", 400, "POST", "/events/x", "invalid chunked request body"),
+    (b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nauthorization : Bearer sk-h11-secret\r\n\r\n",
+     400, "", "", "malformed request (h11)"),  # h11's words quote the line: not logged
+    (b"POST /v1/x?access_token=qs-secret HTTP/1.1\r\nhost: localhost\r\ncontent-length: 9\r\n"
+     b"\r\n{", 408, "POST", "/v1/x", "request body not received in time"),
+    (b"POST /v1/x HTTP/1.1\r\nhost: localhost\r\ncontent-length: 5000\r\n\r\n", 413, "", "",
+     "request body too large"),
+    (b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nx-big: " + b"b" * 3000 + b"\r\n\r\n", 431,
+     "", "", "request head too large"),
+    (b"POST /events/x HTTP/1.1\r\nhost: localhost\r\ncontent-length: 1200\r\n\r\n"
+     + b"y" * 1100, 503, "POST", "/events/x", "the relay holds as many request bodies"),
+]
+
+
+def test_every_request_refused_before_routing_gets_one_access_log_line(
+        make_relay: RelayFactory, tmp_path: Path) -> None:
+    """400 (smuggling, framing, h11), 408, 413, 431 and the body budget's 503: each refusal
+    answered by the client connection itself has exactly one line, with its status, a reason,
+    ended "refused" and the method and path once its head was parsed; never a query string
+    or a quoted header line (a credential)."""
+    log = tmp_path / "access.log"
+    relay = make_relay(access_log=str(log), timeouts=Timeouts(request_body=0.3),
+                       limits=Limits(max_head_size=2048, max_body_size=1500,
+                                     max_body_memory=1000))  # (1,100 bytes received: a 503)
+    for n, (sent, status, method, path, reason) in enumerate(_REFUSALS, 1):
+        with connect(relay.port) as sock:
+            sock.sendall(sent)
+            assert read_until_close(sock).startswith(b"HTTP/1.1 %d " % status)
+        assert wait_until(lambda n=n: log.read_text().count("\n") == n), (status, reason)
+        line = json.loads(log.read_text().splitlines()[-1])
+        assert (line["status"], line["method"], line["path"], line["ended"]) == (
+            status, method, path, "refused")
+        assert line["reason"].startswith(reason) and line["request_id"]
+    text = log.read_text()
+    assert "secret" not in text and "reason" not in json.loads(_healthz_line(relay, log))
+    assert scrape(relay.port)['relay_requests_ended_total{ended="refused"}'] == len(_REFUSALS)
+
+
+def _healthz_line(relay: Any, log: Path) -> str:
+    """The line of a request served as usual (it has no reason)."""
+    client = H11Client(connect(relay.port))
+    client.send(b"GET", b"/healthz")
+    assert client.read_reply().status == 200
+    assert wait_until(lambda: log.read_text().count("\n") == len(_REFUSALS) + 1)
+    return log.read_text().splitlines()[-1]

@@ -100,7 +100,7 @@ class RequestBody:
     (or none) is taken from the raw bytes after its head (``take``): h11 has said all there is
     to say once it parsed the head, and counting bytes here spares its body events."""
 
-    __slots__ = ("_left", "_limit", "_pieces", "check", "size")
+    __slots__ = ("_left", "_limit", "_pieces", "check", "deadline", "size")
 
     def __init__(self, limit: int, chunked: bool, length: int = 0) -> None:
         self._limit = limit
@@ -108,6 +108,12 @@ class RequestBody:
         self.size = 0
         self._left = length
         self.check = ChunkedRequestCheck(limit) if chunked else None
+        self.deadline = 0.0  # when it must be whole (its reader's clock; 0: not started)
+
+    @property
+    def left(self) -> int:
+        """Bytes of a ``Content-Length`` body still to come."""
+        return self._left
 
     def take(self, data: bytes) -> bytes | None:
         """Raw bytes of a ``Content-Length`` body: None while more is to come, else the bytes

@@ -39,11 +39,24 @@ _END = b"\r\n\r\n"
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """Why a request is refused: the status to answer (then the connection closes), the
-    message for the OpenAI-style error body, and any headers to add (``Retry-After``...)."""
+    message for the OpenAI-style error body, any headers to add (``Retry-After``...), and the
+    ``reason`` its access-log line gives when that is not the message (a message that may quote
+    the client's bytes, which could hold a credential, is never logged)."""
 
     status: int
     message: str
     headers: tuple[tuple[bytes, bytes], ...] = ()
+    reason: str = ""
+
+    @property
+    def logged(self) -> str:
+        return self.reason or self.message
+
+
+def parse_error(status: int, detail: str) -> Rejection:
+    """h11's refusal of a request: its words for the client (they may quote a header line),
+    not for the log."""
+    return Rejection(status, detail or "bad request", reason="malformed request (h11)")
 
 
 class HeadReader:

@@ -4,16 +4,25 @@ The relay reads a request body whole before it sends it upstream (so a body that
 limits never goes half-sent). Each body is capped (``--max-body-size``), but without a shared cap
 the worst case would be every connection at once holding a full body: ``--max-connections`` x
 ``--max-body-size``, about 160 GiB at the defaults. So bodies take their bytes from one
-:class:`BodyBudget` (``--max-body-memory``), a declared ``Content-Length`` all at once before
-any of it is read, a chunked body as it arrives; a request that finds no room is answered 503
-with ``Retry-After`` and nothing of it goes upstream. The bytes go back when the exchange ends.
+:class:`BodyBudget` (``--max-body-memory``) as they arrive: what counts is what is received and
+held, never what a ``Content-Length`` declares (a client that declares 16 MiB and sends one byte
+holds one byte, and cannot lock others out by declaring). A read whose body bytes do not fit is
+answered 503 with ``Retry-After`` (:data:`OVER_BUDGET`), the connection closes and nothing of
+the request goes upstream. The bytes go back when the exchange ends (its body is held until
+then), or when the connection is refused or lost.
 """
 
 from __future__ import annotations
 
+from ..http1.request_head import Rejection
+
+OVER_BUDGET = Rejection(
+    503, "the relay holds as many request bodies as it may (--max-body-memory); retry shortly",
+    ((b"retry-after", b"1"),))
+
 
 class BodyBudget:
-    """Bytes of request bodies held now, against ``limit``."""
+    """Bytes of request bodies held now, against ``limit`` (``used`` is the gauge's count)."""
 
     __slots__ = ("limit", "used")
 
@@ -22,7 +31,7 @@ class BodyBudget:
         self.used = 0
 
     def take(self, n: int) -> bool:
-        """Reserve ``n`` bytes; False (and nothing reserved) if they do not fit."""
+        """Count ``n`` more bytes held; False (and nothing counted) if they do not fit."""
         if self.used + n > self.limit:
             return False
         self.used += n
@@ -33,7 +42,7 @@ class BodyBudget:
 
 
 class Hold:
-    """What one request holds of a budget: taken as it grows, given back all at once."""
+    """What one request holds of a budget: taken as its bytes arrive, given back all at once."""
 
     __slots__ = ("_budget", "held")
 

@@ -22,7 +22,8 @@ and never reads the answers costs one write buffer, not one answer per request.
 
 Deadlines, one :class:`~relay.net.deadlines.Timer` re-armed as the request advances: keep-alive
 idle, then the head from its first byte (slowloris: 408), then the body's silence between reads
-(408). A second timer runs while the client takes nothing (the send timeout).
+or its total time, whichever comes first (408). A second timer runs while the client takes
+nothing (the send timeout).
 """
 
 from __future__ import annotations
@@ -36,18 +37,18 @@ from ..config import Limits, Timeouts
 from ..http1.known_heads import KnownHeads, ParsedHead
 from ..http1.messages import Request
 from ..http1.request_body import AfterHead, RequestBody, start_body
-from ..http1.request_head import HeadReader, Rejection, check_head
-from ..http1.writers import error_response
-from .budget import BodyBudget, Hold
+from ..http1.request_head import HeadReader, Rejection, check_head, parse_error
+from .budget import OVER_BUDGET, BodyBudget, Hold
 from .deadline_steps import DeadlineSteps
 from .deadlines import Timer
 from .direct_steps import DirectSteps
-from .exchange import RECEIVED, DirectAnswers, Exchange, Handler, answer, cancel_answer
+from .exchange import RECEIVED, Exchange, Handler, answer, cancel_answer, refuse
 from .flow import WriteFlow
 from .shutdown import ShutdownSteps
 from .sockets import tune_transport
 
 if TYPE_CHECKING:
+    from .exchange import DirectAnswers, Refusals
     from .listener import Registry
 
 _RETRY = ((b"retry-after", b"1"),)
@@ -62,6 +63,7 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
                  budget: BodyBudget | None = None, known: KnownHeads | None = None) -> None:
         self._handler = handler
         self._direct = cast("DirectAnswers", handler).direct if hasattr(handler, "direct") else None
+        self._refusals = cast("Refusals", handler) if hasattr(handler, "refused") else None
         self._known = KnownHeads(limits.known_heads) if known is None else known
         self._registry, self._limits, self._timeouts = registry, limits, timeouts
         self._loop = loop or asyncio.get_running_loop()  # a fake one in tests: exact timers
@@ -208,7 +210,7 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as exc:
-                self._reject(Rejection(exc.error_status_hint, str(exc) or "bad request"))
+                self._reject(parse_error(exc.error_status_hint, str(exc)))
                 return
             if not self._on_event(event):
                 return
@@ -216,8 +218,8 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
     def _on_event(self, event: object) -> bool:
         """Take one h11 event; False when nothing more can be taken now."""
         if event is h11.NEED_DATA:
-            if self._request is not None:  # inside a body: its silence deadline, per read
-                self._timer.arm(self._timeouts.request_body, self._request_timeout)
+            if self._request is not None:  # inside a body: its deadlines, re-armed per read
+                self._body_timer()
             return False
         if event is h11.PAUSED:
             # h11 pauses only once bytes of a next (pipelined) request are buffered; until
@@ -245,16 +247,14 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
         return self._start_request(parsed, *self._h11.trailing_data)
 
     def _start_request(self, head: ParsedHead, after_head: bytes, eof: bool) -> bool:
-        """A request head: its body's room reserved, its body's framing checked."""
+        """A request head: its body's framing checked, its bytes counted as they arrive."""
+        self._request = head.request()  # (also what a refusal of it is logged with)
         if self._overloaded:
             return self._reject(_OVERLOADED)
-        if head.length and not self._reserve(head.length):
-            return False
-        request = head.request()
         body = start_body(head.chunked, self._limits.max_body_size, after_head, head.length)
         if isinstance(body, Rejection):
             return self._reject(body)
-        self._request, self._body = request, body
+        self._body = body
         if head.expect_continue:
             # The relay always reads the body, so say so at once instead of making curl wait 1 s.
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -264,38 +264,39 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
         self._after = AfterHead(None if whole else body, eof)  # Content-Length: h11 is done
         if not self._h11_unused:  # the next cycle's, now: the old one holds a body copy
             self._h11, self._h11_unused = self._new_h11(), True
-        if whole:  # nothing to count or collect: the read's rest is the body
-            self._dispatch(after_head)
-        else:
+        if not whole:
             self._take(after_head)
+        elif self._reserve(head.length):  # nothing to collect: the read's rest is the body
+            self._dispatch(after_head)
         return False
 
     def _take(self, data: bytes) -> None:
-        """Bytes after a head h11 parsed: the rest of its body, then those of a next request,
-        kept with reading paused (as h11's PAUSED) for the next cycle's h11."""
+        """Bytes after a head h11 parsed: the rest of its body (counted in the budget as they
+        come), then those of a next request, kept with reading paused (as h11's PAUSED) for the
+        next cycle's h11."""
         after = self._after
         assert after is not None
+        if after.body is not None and not self._reserve(min(len(data), after.body.left)):
+            return
         if after.feed(data) and self._body is not None:
             self._dispatch(self._body.join())
         elif after.body is not None:  # more body to come: the deadline is the silence between reads
             if after.eof:  # (it will not: the client closed, as h11 would say)
                 self._reject(Rejection(400, "connection closed inside the request body"))
             else:
-                self._timer.arm(self._timeouts.request_body, self._request_timeout)
+                self._body_timer()
             return
         if after.kept and self._exchange is not None and not self._discarding:
             self._pause_reading()  # (after a "close" the bytes are never parsed: read on)
 
     def _reserve(self, n: int) -> bool:
-        return self._hold.take(n) or self._reject(Rejection(
-            503, "the relay holds as many request bodies as it may (--max-body-memory); "
-            "retry shortly", _RETRY))
+        return self._hold.take(n) or self._reject(OVER_BUDGET)
 
     def _on_body(self, data: bytes) -> None:
         body = self._body
         assert body is not None
         if body.check is not None and not self._reserve(len(data)):
-            return  # (a Content-Length body reserved all of itself with the head)
+            return  # (a Content-Length body is counted as its raw bytes come: _take)
         if not body.add(data):
             self._reject(Rejection(413, "request body too large"))
 
@@ -388,10 +389,9 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
         if not self._closed:
             self._timer.cancel()
             self._hold.release()
-            self._request = self._body = None
             self._closed = True
-            self.transport.write(error_response(rejection))
-            self.transport.close()
+            refuse(self.transport, rejection, self._request, self._refusals, self._peer)
+            self._request = self._body = None
         return False
 
     def _pause_reading(self) -> None:

@@ -1,5 +1,8 @@
 """What a client connection does when one of its deadlines passes: the keep-alive idle time, the
-head or body deadline (slowloris: 408), the send timeout (a client that takes nothing is cut).
+head or body deadline (slowloris: 408), the send timeout (a client that takes nothing is cut);
+and how a body's deadline is armed: the silence between reads, or the body's total time
+(``--request-body-deadline``, from its first read) when that comes first, so a body trickled a
+byte at a time, never silent for long, still ends.
 
 A mixin of :class:`relay.net.client.ClientConnection`; its
 :class:`~relay.net.deadlines.Timer` objects call these, and the client module says when each is
@@ -10,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
 
 from ..config import Timeouts
 from ..http1.messages import Request
+from ..http1.request_body import RequestBody
 from ..http1.request_head import HeadReader, Rejection
+from .deadlines import Timer
 from .exchange import Exchange
 
 log = logging.getLogger("relay.client")
@@ -29,6 +35,9 @@ class DeadlineSteps:
     _head: HeadReader | None  # (awaiting a head)
     _head_started: bool
     _request: Request | None  # (a request whose body is being read)
+    _body: RequestBody | None
+    _loop: asyncio.AbstractEventLoop
+    _timer: Timer
     _closed: bool
     _reject: Callable[[Rejection], bool]  # (answer a refusal and close)
 
@@ -37,9 +46,28 @@ class DeadlineSteps:
         if self._exchange is None and not self._head_started:
             self.transport.close()
 
+    def _body_timer(self) -> None:
+        """A read inside a body, more to come: the timer is armed to the silence deadline from
+        now or the body's total one, whichever comes first (the total one set at its first
+        read; 0: none)."""
+        body, now = self._body, self._loop.time()
+        assert body is not None
+        if not body.deadline:
+            body.deadline = now + (self._timeouts.request_body_deadline or math.inf)
+        self._timer.arm(min(self._timeouts.request_body, body.deadline - now),
+                        self._request_timeout)
+
     def _request_timeout(self) -> None:
-        """Slowloris: the head did not arrive whole in time, or the body fell silent."""
-        if not self._closed and (self._head is not None or self._request is not None):
+        """Slowloris: the head did not arrive whole in time, or the body fell silent or was
+        not whole within its total deadline."""
+        if self._closed or (self._head is None and self._request is None):
+            return
+        body = self._body
+        if (self._head is None and body is not None and body.deadline
+                and self._loop.time() >= body.deadline):
+            self._reject(Rejection(408, "request body not received whole within "
+                                   f"{self._timeouts.request_body_deadline:g} s"))
+        else:
             part = "head" if self._head is not None else "body"
             self._reject(Rejection(408, f"request {part} not received in time"))
 

@@ -28,7 +28,8 @@ from typing import Any, Protocol
 from ..errors import ClientGone, error_body
 from ..http1.known_heads import ParsedHead
 from ..http1.messages import Headers, Request
-from ..http1.writers import BodyWriter, NoBody, reason_phrase, start_response
+from ..http1.request_head import Rejection
+from ..http1.writers import BodyWriter, NoBody, error_response, reason_phrase, start_response
 from .flow import WriteFlow
 
 
@@ -267,6 +268,28 @@ class DirectAnswers(Protocol):
 
     def direct(self, head: ParsedHead, body: bytes, peer: Callable[[], str]) -> bytes | None:
         ...
+
+
+class Refusals(Protocol):
+    """A handler that records the requests its client connection refuses before routing.
+
+    Bad framing or smuggling (400), a body too slow (408) or too large (413), a head too large
+    (414, 431), no room in ``--max-connections`` or ``--max-body-memory`` (503): the connection
+    answers these itself, so no handler sees them. :func:`refuse` tells ``refused`` first, with
+    the request when its head was parsed (else None), so each gets its access-log line."""
+
+    def refused(self, request: Request | None, rejection: Rejection,
+                peer: Callable[[], str]) -> None: ...
+
+
+def refuse(transport: asyncio.Transport, rejection: Rejection, request: Request | None,
+           refusals: Refusals | None, peer: Callable[[], str]) -> None:
+    """Answer a refused request (an OpenAI-style error body, ``Connection: close``), close,
+    and have it recorded (:class:`Refusals`)."""
+    if refusals is not None:
+        refusals.refused(request, rejection, peer)
+    transport.write(error_response(rejection))
+    transport.close()
 
 
 Handler = Callable[["Exchange"], Awaitable[None] | None]

@@ -76,6 +76,8 @@ class AccessLog:
             text += ',"stream_id":' + _q(record.stream_id)
             if record.replayed is not None:
                 text += f',"replayed":{record.replayed}'
+        if record.reason is not None:  # (only for requests refused before routing)
+            text += ',"reason":' + _q(record.reason)
         line = (text + "}\n").encode()
         if self._failing and self._size + len(line) > KEEP:
             self.lost += 1  # (counted, and said when writing works again)

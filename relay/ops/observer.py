@@ -22,6 +22,7 @@ from .metrics import Registry
 
 if TYPE_CHECKING:
     from ..channels.endpoints import ChannelEndpoints
+    from ..net.budget import BodyBudget
     from ..net.pool import Pool
     from ..streams.registry import Streams
 
@@ -59,7 +60,7 @@ class Record:
     the log off never decodes them, and answers carry ``rid`` as it is."""
 
     __slots__ = ("_method", "_path", "bytes_in", "bytes_out", "client", "ended", "events",
-                 "replayed", "rid", "route", "started", "status", "stream_id", "ttfb",
+                 "reason", "replayed", "rid", "route", "started", "status", "stream_id", "ttfb",
                  "upstream_status", "wall_started")
 
     def __init__(self, method: bytes, path: bytes, client: str, request_id: bytes,
@@ -79,6 +80,7 @@ class Record:
         self.ended: str | None = None
         self.stream_id: str | None = None  # a resumable stream this request started or read
         self.replayed: int | None = None  # events a resume replayed
+        self.reason: str | None = None  # why a request refused before routing was refused
 
     @property
     def method(self) -> str:
@@ -144,6 +146,12 @@ class Observer:
                        "Requests sent on a reused keep-alive upstream connection.",
                        lambda: pool.reused)
         pool.connect_seconds = self.connect_seconds
+
+    def watch_bodies(self, budget: BodyBudget) -> None:
+        """The request bodies held now (``--max-body-memory`` counts these), at scrape time."""
+        self.registry.gauge("relay_request_body_bytes_held", "Request body bytes received and "
+                            "held now, all connections (--max-body-memory).",
+                            lambda: budget.used)
 
     def watch_channels(self, channels: ChannelEndpoints) -> None:
         """Channel figures, read at scrape time."""

@@ -10,6 +10,7 @@ import json
 import socket
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 import h11
@@ -297,6 +298,57 @@ def test_the_body_deadline_is_the_longest_silence_between_reads() -> None:
         assert h.transport.take().startswith(b"HTTP/1.1 408 ") and h.requests == []
 
     _run(scenario)
+
+
+@pytest.mark.parametrize("framing", [b"content-length: 100\r\n\r\na",
+                                     b"transfer-encoding: chunked\r\n\r\n1\r\na\r\n"])
+def test_a_trickled_body_gets_408_at_its_total_deadline(framing: bytes) -> None:
+    """A byte every 20 s is never 30 s silent, but the whole body has 60 s from its first read
+    (the default --request-body-deadline): then 408, the usual error body, and the close."""
+    trickle = b"b" if framing.startswith(b"content-length") else b"1\r\nb\r\n"
+
+    async def scenario() -> None:
+        h = Harness()
+        await h.feed(b"POST /v1/x HTTP/1.1\r\nhost: localhost\r\n" + framing)
+        for _ in range(2):
+            h.clock.advance(20)
+            await h.feed(trickle)
+        h.clock.advance(19.999)
+        await h.feed(trickle)  # 59.999 s in: still taken, a silence deadline 30 s on
+        assert not h.transport.closed and h.transport.take() == b""
+        h.clock.advance(0.001)
+        out = h.transport.take()
+        assert out.startswith(b"HTTP/1.1 408 ") and h.transport.closed and h.requests == []
+        assert b'"message":"request body not received whole within 60 s"' in out
+        h = Harness(timeouts=replace(T, request_body_deadline=0))  # 0: no total deadline
+        await h.feed(b"POST /v1/x HTTP/1.1\r\nhost: localhost\r\n" + framing)
+        for _ in range(10):
+            h.clock.advance(20)
+            await h.feed(trickle)
+        assert not h.transport.closed
+
+    _run(scenario)
+
+
+def test_a_trickled_body_gets_408_at_its_deadline_over_a_socket(
+        mock_server: MockServer, make_relay: RelayFactory) -> None:
+    relay = make_relay(mock_server.url, timeouts=Timeouts(request_body=10,
+                                                          request_body_deadline=0.5))
+    sock = connect(relay.port)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\n"
+                 b"content-length: 1000\r\n\r\n{")
+    started, reply = time.monotonic(), b""
+    sock.settimeout(0.05)
+    while not reply and time.monotonic() < started + 5:  # a byte each 50 ms until answered
+        try:
+            reply = sock.recv(65536)
+        except TimeoutError:
+            sock.sendall(b" ")
+    sock.settimeout(5)
+    reply += read_until_close(sock)
+    assert reply.startswith(b"HTTP/1.1 408 ") and b"connection: close\r\n" in reply.lower()
+    assert b'"type":"invalid_request_error"' in reply and b"whole within 0.5 s" in reply
+    assert time.monotonic() - started >= 0.5
 
 
 def test_the_send_timeout_runs_only_while_the_client_takes_nothing() -> None:
