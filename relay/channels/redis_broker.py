@@ -217,6 +217,10 @@ class RedisBroker:
         self._last[channel] = event.key
         self.hub.deliver(channel, event)
 
+    @property
+    def held(self) -> int:
+        return 0  # (Redis holds the histories)
+
     async def close(self) -> None:
         self.hub.close()
         if self._own_link:
