@@ -54,12 +54,16 @@ class History:
 
     def append(self, event: ChannelEvent, size: int, now: float, limits: ChannelLimits) -> int:
         """Keep ``event`` (``size`` bytes); the bytes of the events this dropped."""
-        self._events.append(event)
+        events = self._events
+        events.append(event)
         self._times.append(now)
         self.bytes += size
         freed = 0
-        while len(self._events) > limits.history or self.bytes > limits.history_bytes:
-            freed += self.drop_oldest()
+        while len(events) > limits.history or self.bytes > limits.history_bytes:
+            dropped = len(events.popleft().framed) + OVERHEAD  # (drop_oldest inline: per publish)
+            self._times.popleft()
+            self.bytes -= dropped
+            freed += dropped
         if self._times and now - self._times[0] > limits.ttl:  # (usually nothing expired)
             freed += self.expire(now, limits.ttl)
         return freed
