@@ -11,7 +11,7 @@ Bounds, each counting what it says:
 
 An event's bytes are its chunk plus a fixed allowance for its objects
 (:data:`relay.channels.events.OVERHEAD`), counted once when it is kept and once when it goes:
-one add and one subtract, never a re-sum.
+one add and one subtract, never a re-sum. Its age is read from its id (the publish time).
 
 Ids come from one counter for all channels (:func:`relay.channels.events.next_key` on the last
 id given to any channel), so an evicted channel published to again, even in the same
@@ -42,43 +42,35 @@ class Replay:
 
 
 class History:
-    """One channel's recent events, oldest first, with the times they were published and the
-    bytes they hold (``bytes``)."""
+    """One channel's recent events, oldest first, and the bytes they hold (``bytes``). An
+    event's age is read from its id (its publish time in ms; later when the clock went back)."""
 
-    __slots__ = ("_events", "_times", "bytes")
+    __slots__ = ("_events", "bytes")
 
     def __init__(self) -> None:
         self._events: deque[ChannelEvent] = deque()
-        self._times: deque[float] = deque()
         self.bytes = 0
 
-    def append(self, event: ChannelEvent, size: int, now: float, limits: ChannelLimits) -> int:
-        """Keep ``event`` (``size`` bytes); the bytes of the events this dropped."""
+    def append(self, event: ChannelEvent, size: int, now: float, limits: ChannelLimits) -> None:
+        """Keep ``event`` (``size`` bytes), dropping the oldest past the bounds."""
         events = self._events
         events.append(event)
-        self._times.append(now)
         self.bytes += size
-        freed = 0
         while len(events) > limits.history or self.bytes > limits.history_bytes:
-            dropped = len(events.popleft().framed) + OVERHEAD  # (drop_oldest inline: per publish)
-            self._times.popleft()
-            self.bytes -= dropped
-            freed += dropped
-        if self._times and now - self._times[0] > limits.ttl:  # (usually nothing expired)
-            freed += self.expire(now, limits.ttl)
-        return freed
+            self.bytes -= len(events.popleft().framed) + OVERHEAD  # (drop_oldest: inline)
+        if events and now - events[0].key[0] / 1000 > limits.ttl:  # (usually none expired)
+            self.expire(now, limits.ttl)
 
     def drop_oldest(self) -> int:
         """Drop the oldest event; its bytes."""
         size = len(self._events.popleft().framed) + OVERHEAD
-        self._times.popleft()
         self.bytes -= size
         return size
 
     def expire(self, now: float, ttl: float) -> int:
         """Drop the events older than ``ttl``; their bytes."""
-        freed = 0
-        while self._times and now - self._times[0] > ttl:
+        events, freed = self._events, 0
+        while events and now - events[0].key[0] / 1000 > ttl:
             freed += self.drop_oldest()
         return freed
 
@@ -116,8 +108,9 @@ class Histories:
             self._channels.move_to_end(channel)
         key = self._last = next_key(self._last, now)
         published = ChannelEvent(key, data, event)
-        size = len(published.framed) + OVERHEAD
-        self.bytes += size - history.append(published, size, now, self._limits)
+        before = history.bytes
+        history.append(published, len(published.framed) + OVERHEAD, now, self._limits)
+        self.bytes += history.bytes - before
         if self.bytes > self._limits.memory:
             self._shed()
         return published
