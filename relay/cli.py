@@ -157,6 +157,10 @@ def _channel_flags(s: argparse.ArgumentParser) -> None:
          "redis://host:port/db (needs the relay[redis] extra)")
     _add(s, "--channel-history", _C.history, "events each channel keeps for replay by "
          "Last-Event-ID", type=int)
+    _add(s, "--channel-history-bytes", _C.history_bytes, "bytes of events each channel keeps "
+         "(the oldest go first)", type=int)
+    _add(s, "--channels-memory", _C.memory, "bytes of events all channels keep together (the "
+         "oldest, of the channel published to least recently, go first)", type=int)
     _add(s, "--channel-ttl", _C.ttl, "seconds an event stays in a channel's history",
          type=float)
     _add(s, "--max-channels", _C.max_channels, "channels with a history (the least recently "
@@ -232,6 +236,7 @@ def _cors_origins(given: list[str] | None) -> tuple[str, ...]:
 def _channel_limits(args: argparse.Namespace) -> ChannelLimits:
     return ChannelLimits(
         history=int(args.channel_history), ttl=float(args.channel_ttl),
+        history_bytes=int(args.channel_history_bytes), memory=int(args.channels_memory),
         max_channels=int(args.max_channels), retry_ms=int(args.channel_retry),
         slow_buffer=int(args.subscriber_buffer), stall=float(args.subscriber_stall),
         heartbeat=float(args.heartbeat) or ChannelLimits().heartbeat,

@@ -102,6 +102,8 @@ class ChannelLimits:
     are paced and when a slow one is dropped."""
 
     history: int = 1000  # events kept per channel for replay by Last-Event-ID
+    history_bytes: int = 4 * MIB  # and bytes of them (the oldest go first)
+    memory: int = 64 * MIB  # bytes of all channels' histories (the oldest events go first)
     ttl: float = 600.0  # seconds an event stays in the history
     max_channels: int = 10_000  # channels with a history; the least recently used goes first
     retry_ms: int = 3000  # the EventSource reconnection time, jittered by +-50% per subscriber
@@ -110,6 +112,14 @@ class ChannelLimits:
     heartbeat: float = 15.0  # an idle channel's subscribers get a comment this often
     slice: int = 256  # deliveries per event-loop turn, so a big fan-out never stalls the loop
     slice_time: float = 0.002  # and seconds of them per turn (a write's cost varies by host)
+
+    def __post_init__(self) -> None:
+        for flag, value in (("--channel-history", self.history), ("--channel-ttl", self.ttl),
+                            ("--channel-history-bytes", self.history_bytes),
+                            ("--channels-memory", self.memory),
+                            ("--max-channels", self.max_channels)):
+            if value < 0:
+                raise ValueError(f"{flag} must not be negative, got {value}")
 
 
 @dataclass(frozen=True, slots=True)

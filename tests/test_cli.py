@@ -266,3 +266,8 @@ def test_an_api_key_that_would_split_a_header_is_refused_at_startup() -> None:
                           text=True, timeout=30)
     assert proc.returncode == 2 and "API key holds characters" in proc.stderr
     assert "sk-a b" not in proc.stderr + proc.stdout  # (never the key itself)
+
+
+def test_channel_byte_caps_refuse_negative_values() -> None:
+    for flag in ("--channel-history-bytes", "--channels-memory"):
+        assert f"{flag} must not be negative" in _one_line_exit_2("serve", flag, "-1")

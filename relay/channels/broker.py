@@ -39,6 +39,11 @@ class Broker(Protocol):
     async def replay(self, channel: str, after: EventKey | None, given: bool) -> Replay: ...
     async def close(self) -> None: ...
 
+    @property
+    def held(self) -> int:
+        """Bytes of channel history this process holds (the gauge)."""
+        ...
+
 
 class MemoryBroker:
     """One instance's channels, in memory (see the module docstring)."""
@@ -63,3 +68,7 @@ class MemoryBroker:
 
     async def close(self) -> None:
         self.hub.close()
+
+    @property
+    def held(self) -> int:
+        return self._histories.bytes

@@ -32,12 +32,13 @@ from ..local import respond, respond_error
 from ..net.exchange import Exchange
 from ..ops.observer import Observer, Record
 from .broker import Broker, BrokerUnavailable
-from .events import ChannelEvent, data_text, parse_id
+from .events import MAX_ID, RESERVED, ChannelEvent, data_text, parse_id
 from .subscriber import Subscriber
 
 PREFIX = b"/events/"
 _NAME = re.compile(rb"[A-Za-z0-9._-]{1,128}")
-MAX_EVENT = 64 * 1024  # bytes of data in one published event
+MAX_EVENT = 64 * 1024  # bytes of one published event: data, name and id
+_MAX_TEXT = MAX_EVENT - MAX_ID  # (of data and name: room left for the longest id)
 
 
 class ChannelStats:
@@ -212,9 +213,12 @@ def _parse_publish(body: bytes) -> tuple[str, str | None] | str:
     try:  # (JSON's \u escapes can make a lone surrogate, which no UTF-8 byte sequence is)
         size = len(data.encode())
         if event is not None:
-            event.encode()
+            size += len(event.encode())
     except UnicodeEncodeError:
         return "\"data\" and \"event\" must be Unicode text (a lone surrogate is not)"
-    if size > MAX_EVENT:
-        return f"too large: an event's data is at most {MAX_EVENT} bytes"
+    if size > _MAX_TEXT:
+        return (f"too large: an event's data, name and id together are at most {MAX_EVENT} "
+                f"bytes")
+    if event is not None and event.startswith(RESERVED):
+        return f"\"event\" names starting with {RESERVED!r} are the relay's own"
     return data, event

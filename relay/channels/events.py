@@ -5,9 +5,15 @@ in the same millisecond. That is the shape of a Redis Stream id, so the memory a
 brokers give the same ids, and it keeps growing across restarts (a relay that restarts does
 not reuse the ids its clients already saw). Ids are compared as ``(ms, seq)`` pairs.
 
-Each event is encoded once, when published: its event-stream bytes (``raw``, for HTTP/1.0
-subscribers) and the same bytes framed as one chunk (``framed``, for everyone else). Fan-out
-then hands the very same bytes object to every subscriber's transport.
+Ids never repeat on a channel: a broker numbers all its channels from one counter (the memory
+broker in this process, the Redis broker in one Redis key), so a channel whose history was
+evicted and that is published to again in the same millisecond still gets ids past all it had.
+
+Each event is encoded once, when published, as one chunk (``framed``): fan-out hands the very
+same bytes object to every subscriber's transport. Only those bytes are kept (``raw``, the
+event-stream bytes without the chunk framing, for HTTP/1.0 subscribers and replays, is cut
+from them when asked for), so an event holds ``len(framed)`` bytes plus its few objects
+(``OVERHEAD``): what the history's byte caps count.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from ..http1.sse import encode_event
 EventKey = tuple[int, int]
 _ID = re.compile(r"(\d{1,15})-(\d{1,9})")
 RESET_TYPE = "relay.reset"
+RESERVED = "relay."  # event names the relay's own signals use: refused to publishers
+MAX_ID = 25  # bytes of the longest id (15 digits, a dash, 9 digits)
+OVERHEAD = 320  # bytes of the objects around an event's chunk (the event, its id and key)
 
 
 def parse_id(text: str) -> EventKey | None:
@@ -49,14 +58,19 @@ def data_text(data: Any) -> str:
 class ChannelEvent:
     """One published event (see the module docstring)."""
 
-    __slots__ = ("data", "event", "framed", "id", "key", "raw")
+    __slots__ = ("framed", "id", "key")
 
     def __init__(self, key: EventKey, data: str, event: str | None = None) -> None:
         self.key = key
         self.id = format_id(key)
-        self.data, self.event = data, event
-        self.raw = encode_event(data, event=event, id=self.id)
-        self.framed = b"%x\r\n%s\r\n" % (len(self.raw), self.raw)
+        raw = encode_event(data, event=event, id=self.id)
+        self.framed = b"%x\r\n%s\r\n" % (len(raw), raw)
+
+    @property
+    def raw(self) -> bytes:
+        """The event-stream bytes, without the chunk framing (the slow path only)."""
+        framed = self.framed
+        return framed[framed.index(b"\r\n") + 2:-2]
 
 
 def reset_event(oldest: str | None) -> bytes:

@@ -1,9 +1,26 @@
-"""Channel histories in memory: bounded in events, in age, and in the number of channels.
+"""Channel histories in memory: bounded in events, in bytes, in age, and in the number of channels.
+
+Bounds, each counting what it says:
+
+* per channel, at most ``limits.history`` events and ``limits.history_bytes`` bytes, the oldest
+  going first;
+* all channels together, at most ``limits.memory`` bytes: beyond, the oldest events of the
+  channel published to least recently go first (and the channel when it has none left);
+* at most ``limits.max_channels`` channels (the one published to least recently goes first);
+* an event older than ``limits.ttl`` seconds is dropped.
+
+An event's bytes are its chunk plus a fixed allowance for its objects
+(:data:`relay.channels.events.OVERHEAD`), counted once when it is kept and once when it goes:
+one add and one subtract, never a re-sum. Its age is read from its id (the publish time).
+
+Ids come from one counter for all channels (:func:`relay.channels.events.next_key` on the last
+id given to any channel), so an evicted channel published to again, even in the same
+millisecond, never repeats an id a subscriber may hold.
 
 Replay follows one rule, all or nothing (as Centrifugo's recovery): a Last-Event-ID the
-history holds gives exactly the events after it; one it does not hold (too old, from before a
-restart, malformed) gives a reset, then everything held, so the client knows it lost events
-instead of getting a silent partial replay.
+history holds gives exactly the events after it; one it does not hold (too old, evicted, from
+before a restart, from another channel, from the future, malformed) gives a reset, then
+everything held, so the client knows it lost events instead of getting a silent partial replay.
 """
 
 from __future__ import annotations
@@ -11,7 +28,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 
 from ..config import ChannelLimits
-from .events import ChannelEvent, EventKey, next_key
+from .events import OVERHEAD, ChannelEvent, EventKey, next_key
 
 
 class Replay:
@@ -25,29 +42,37 @@ class Replay:
 
 
 class History:
-    """One channel's recent events, oldest first, with the times they were published."""
+    """One channel's recent events, oldest first, and the bytes they hold (``bytes``). An
+    event's age is read from its id (its publish time in ms; later when the clock went back)."""
 
-    __slots__ = ("_events", "_times", "last")
+    __slots__ = ("_events", "bytes")
 
     def __init__(self) -> None:
         self._events: deque[ChannelEvent] = deque()
-        self._times: deque[float] = deque()
-        self.last: EventKey | None = None
+        self.bytes = 0
 
-    def append(self, event: ChannelEvent, now: float, limits: ChannelLimits) -> None:
-        self._events.append(event)
-        self._times.append(now)
-        self.last = event.key
-        while len(self._events) > limits.history:
-            self._events.popleft()
-            self._times.popleft()
-        if now - self._times[0] > limits.ttl:  # (the usual case, nothing expired: no call)
+    def append(self, event: ChannelEvent, size: int, now: float, limits: ChannelLimits) -> None:
+        """Keep ``event`` (``size`` bytes), dropping the oldest past the bounds."""
+        events = self._events
+        events.append(event)
+        self.bytes += size
+        while len(events) > limits.history or self.bytes > limits.history_bytes:
+            self.bytes -= len(events.popleft().framed) + OVERHEAD  # (drop_oldest: inline)
+        if events and now - events[0].key[0] / 1000 > limits.ttl:  # (usually none expired)
             self.expire(now, limits.ttl)
 
-    def expire(self, now: float, ttl: float) -> None:
-        while self._times and now - self._times[0] > ttl:
-            self._events.popleft()
-            self._times.popleft()
+    def drop_oldest(self) -> int:
+        """Drop the oldest event; its bytes."""
+        size = len(self._events.popleft().framed) + OVERHEAD
+        self.bytes -= size
+        return size
+
+    def expire(self, now: float, ttl: float) -> int:
+        """Drop the events older than ``ttl``; their bytes."""
+        events, freed = self._events, 0
+        while events and now - events[0].key[0] / 1000 > ttl:
+            freed += self.drop_oldest()
+        return freed
 
     def __len__(self) -> int:
         return len(self._events)
@@ -65,30 +90,47 @@ class History:
 
 
 class Histories:
-    """The histories of all channels, at most ``limits.max_channels`` of them (the one
-    published to least recently is dropped first)."""
+    """The histories of all channels (see the module docstring); ``bytes``: what they hold."""
 
     def __init__(self, limits: ChannelLimits) -> None:
         self._limits = limits
         self._channels: OrderedDict[str, History] = OrderedDict()
+        self._last: EventKey | None = None  # the last id given, to any channel
+        self.bytes = 0
 
     def publish(self, channel: str, data: str, event: str | None, now: float) -> ChannelEvent:
         history = self._channels.get(channel)
         if history is None:
             history = self._channels[channel] = History()
             while len(self._channels) > self._limits.max_channels:
-                self._channels.popitem(last=False)
+                self.bytes -= self._channels.popitem(last=False)[1].bytes
         else:
             self._channels.move_to_end(channel)
-        published = ChannelEvent(next_key(history.last, now), data, event)
-        history.append(published, now, self._limits)
+        key = self._last = next_key(self._last, now)
+        published = ChannelEvent(key, data, event)
+        before = history.bytes
+        history.append(published, len(published.framed) + OVERHEAD, now, self._limits)
+        self.bytes += history.bytes - before
+        if self.bytes > self._limits.memory:
+            self._shed()
         return published
+
+    def _shed(self) -> None:
+        """Over ``limits.memory``: the oldest events of the least recently published channels
+        go, and each channel left with none."""
+        channels = self._channels
+        while self.bytes > self._limits.memory and channels:
+            name, oldest = next(iter(channels.items()))
+            if oldest:
+                self.bytes -= oldest.drop_oldest()
+            if not oldest:
+                del channels[name]
 
     def replay(self, channel: str, after: EventKey | None, given: bool, now: float) -> Replay:
         history = self._channels.get(channel)
-        if history is None:  # unknown or expired: just empty (and nothing is created)
+        if history is None:  # unknown or evicted: just empty (and nothing is created)
             return Replay([], given, None)
-        history.expire(now, self._limits.ttl)
+        self.bytes -= history.expire(now, self._limits.ttl)
         return history.replay(after, given)
 
     def __len__(self) -> int:

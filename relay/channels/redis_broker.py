@@ -4,15 +4,24 @@ It uses the instance's two Redis connections (:class:`relay.redis_link.RedisLink
 with resumable streams), whatever its number of subscribers:
 
 * the **command** connection: a publish is one Lua script that appends the event to the
-  channel's Stream (``XADD ... MAXLEN ~ history``, trimmed to the time-to-live, the key expiring
-  when the channel goes quiet) and ``PUBLISH``-es it with its id, atomically; replays are
-  ``XRANGE``;
+  channel's Stream and ``PUBLISH``-es it with its id, atomically; replays are ``XRANGE``;
 * the **pub/sub** connection, subscribed to the channels that have subscribers on this instance
   (one ``SUBSCRIBE`` per channel, however many local subscribers; ``UNSUBSCRIBE`` when the last
   leaves).
 
-The Stream's ids are the events' ids, the same on every instance, so a client can replay on any
-of them. A new subscriber is registered, its channel subscribed (confirmed), and only then
+The script keeps Redis within the same bounds as memory (:mod:`.history`), counting an entry as
+its id, name and data: it drops a channel's oldest entries past ``--channel-history`` events,
+``--channel-history-bytes`` or the time-to-live (exactly: one ``XRANGE ... COUNT 1`` and
+``XDEL`` per entry dropped, amortised one per publish); it keeps the channels in a sorted set
+by last publish (``relay:channels``) and their bytes in a hash (``relay:channels:bytes``, ``*``
+for all), drops the least recently published past ``--max-channels`` and the oldest entries of
+the least recent past ``--channels-memory``; every key but the last id expires after the ttl of
+quiet. Ids are given from one key for all channels (``relay:channels:last-id``), so none
+repeats, even on a channel evicted and published to again in one millisecond. The Stream's ids
+are the events' ids, the same on every instance, so a client can replay on any of them; a
+position the Stream does not hold gives a reset, then everything it holds.
+
+A new subscriber is registered, its channel subscribed (confirmed), and only then
 replayed: no event falls between the replay and the live stream.
 
 When Redis goes away, publishes get 503 (:class:`BrokerUnavailable`), never a silent loss;
@@ -37,14 +46,85 @@ from .history import Replay
 from .hub import Hub
 
 STREAM, TOPIC = "relay:stream:", "relay:ch:"
-# KEYS: the Stream, the pub/sub topic; ARGV: history length, ttl in ms, event name, data.
+CHANNELS = "relay:channels"  # sorted set: channel -> its last publish (ms), least recent first
+HELD = "relay:channels:bytes"  # hash: channel -> bytes its Stream holds; "*" -> all of them
+IDS = "relay:channels:last-id"  # the last id given to any channel (never expires)
+# KEYS: the Stream, the pub/sub topic, CHANNELS, HELD, IDS. ARGV: history length, history
+# bytes, all channels' bytes, max channels, ttl in ms, the Stream prefix; the channel, the event
+# name, the data. An entry's bytes: its id, name and data (what the caps count).
 _PUBLISH = """
+local stream, channels, held, ids = KEYS[1], KEYS[3], KEYS[4], KEYS[5]
+local history, cap, memory = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local max_channels, ttl, prefix = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local channel, name, data = ARGV[7], ARGV[8], ARGV[9]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[3], 'd', ARGV[4])
-redis.call('XTRIM', KEYS[1], 'MINID', '~', tostring(now - tonumber(ARGV[2])))
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {id, redis.call('PUBLISH', KEYS[2], id .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4])}
+local cutoff = now - ttl
+
+local function first(key)  -- the oldest entry of a Stream, or nil
+  return redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1]
+end
+local function drop_entry(ch, key, entry)
+  local freed = #entry[1] + #entry[2][2] + #entry[2][4]
+  redis.call('XDEL', key, entry[1])
+  redis.call('HINCRBY', held, ch, -freed)
+  redis.call('HINCRBY', held, '*', -freed)
+end
+local function drop_channel(ch)
+  redis.call('HINCRBY', held, '*', -tonumber(redis.call('HGET', held, ch) or '0'))
+  redis.call('HDEL', held, ch)
+  redis.call('ZREM', channels, ch)
+  redis.call('DEL', prefix .. ch)
+end
+
+-- The id: past the last one given to any channel, so none repeats, even on a channel evicted
+-- and published to again in the same millisecond.
+local ms, seq = now, 0
+local last = redis.call('GET', ids)
+if last then
+  local lms, lseq = string.match(last, '^(%d+)-(%d+)$')
+  if lms and ms <= tonumber(lms) then ms, seq = tonumber(lms), tonumber(lseq) + 1 end
+end
+local id = redis.pcall('XADD', stream, string.format('%d-%d', ms, seq), 'e', name, 'd', data)
+if type(id) == 'table' then  -- (a Stream already past it: Redis picks the next id)
+  id = redis.call('XADD', stream, '*', 'e', name, 'd', data)
+end
+redis.call('SET', ids, id)
+local size = #id + #name + #data
+redis.call('HINCRBY', held, channel, size)
+redis.call('HINCRBY', held, '*', size)
+redis.call('ZADD', channels, now, channel)
+
+-- This channel: at most `history` events and `cap` bytes, none older than the ttl.
+while true do
+  local entry = first(stream)
+  if not entry then break end
+  if redis.call('XLEN', stream) <= history and tonumber(redis.call('HGET', held, channel)) <= cap
+     and tonumber(string.match(entry[1], '^%d+')) >= cutoff then break end
+  drop_entry(channel, stream, entry)
+end
+-- Channels idle past the ttl (their Streams expire): their bytes are given back.
+local idle = string.format('(%d', cutoff)
+for _, ch in ipairs(redis.call('ZRANGEBYSCORE', channels, '-inf', idle, 'LIMIT', 0, 16)) do
+  drop_channel(ch)
+end
+-- At most `max_channels` channels: the least recently published to goes first.
+while redis.call('ZCARD', channels) > max_channels do
+  local oldest = redis.call('ZRANGE', channels, 0, 1)
+  drop_channel((oldest[1] == channel and oldest[2]) or oldest[1])
+end
+-- All channels: at most `memory` bytes, the oldest events of the least recent channel first.
+while tonumber(redis.call('HGET', held, '*')) > memory do
+  local ch = redis.call('ZRANGE', channels, 0, 0)[1]
+  if not ch then redis.call('HSET', held, '*', 0) break end
+  local entry = first(prefix .. ch)
+  if entry then drop_entry(ch, prefix .. ch, entry) end
+  if not entry or not first(prefix .. ch) then drop_channel(ch) end
+end
+redis.call('PEXPIRE', stream, ttl)
+redis.call('PEXPIRE', channels, ttl)
+redis.call('PEXPIRE', held, ttl)
+return {id, redis.call('PUBLISH', KEYS[2], id .. '\\n' .. name .. '\\n' .. data)}
 """
 
 
@@ -68,6 +148,9 @@ class RedisBroker:
         self._loop, self._limits = loop, limits
         self._cmd = link.cmd
         self._script = self._cmd.register_script(_PUBLISH)
+        lim = limits
+        self._bounds: list[int | str] = [lim.history, lim.history_bytes, lim.memory,
+                                         lim.max_channels, int(lim.ttl * 1000), STREAM]
         self.hub = Hub(loop, limits, on_first=self._watch, on_last=self._unwatch)
         self._ready: dict[str, asyncio.Future[None]] = {}  # channel -> SUBSCRIBE confirmed
         self._last: dict[str, EventKey] = {}  # the newest event delivered here, per channel
@@ -88,11 +171,10 @@ class RedisBroker:
         return None  # every publish goes through Redis
 
     async def publish(self, channel: str, data: str, event: str | None) -> tuple[ChannelEvent, int]:
-        args: list[int | str] = [self._limits.history, int(self._limits.ttl * 1000), event or "",
-                                 data]
         try:
-            entry_id, _instances = await self._script(keys=[STREAM + channel, TOPIC + channel],
-                                                      args=args)
+            entry_id, _instances = await self._script(
+                keys=[STREAM + channel, TOPIC + channel, CHANNELS, HELD, IDS],
+                args=[*self._bounds, channel, event or "", data])
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(f"the channel store (Redis) is unavailable: {exc}") from None
         key = parse_id(entry_id.decode())
@@ -112,7 +194,7 @@ class RedisBroker:
             async with self._cmd.pipeline(transaction=False) as pipe:
                 pipe.xrange(stream, "-", "+", count=1)
                 pipe.xrevrange(stream, "+", "-", count=1)
-                if given and after is not None:
+                if after is not None:
                     pipe.xrange(stream, format_id(after), format_id(after), count=1)
                     pipe.xrange(stream, "(" + format_id(after), "+")
                 else:
@@ -124,9 +206,18 @@ class RedisBroker:
         newest = parse_id(results[1][0][0].decode()) if results[1] else None
         if newest is not None:  # what this instance has seen: the catch-up after a reconnect
             self._last.setdefault(channel, newest)  # starts past it
-        events = [e for e in (_event(i, f) for i, f in results[-1]) if e is not None]
         found = after is not None and bool(results[2])
+        entries = results[-1]
+        if after is not None and not found:  # a reset: then everything held, as in memory
+            entries = await self._read_all(stream)
+        events = [e for e in (_event(i, f) for i, f in entries) if e is not None]
         return Replay(events, not found, oldest)
+
+    async def _read_all(self, stream: str) -> Any:
+        try:
+            return await self._cmd.xrange(stream, "-", "+")
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"the channel store (Redis) is unavailable: {exc}") from None
 
     async def _where_it_stands(self, channel: str) -> Replay:
         """The channel's newest event, so catch-ups after a reconnect start past it: one read
@@ -216,6 +307,10 @@ class RedisBroker:
             return  # (caught up already)
         self._last[channel] = event.key
         self.hub.deliver(channel, event)
+
+    @property
+    def held(self) -> int:
+        return 0  # (Redis holds the histories)
 
     async def close(self) -> None:
         self.hub.close()

@@ -158,6 +158,10 @@ class Observer:
         r, hub, stats = self.registry, channels.broker.hub, channels.stats
         r.gauge("relay_channel_subscribers", "Channel subscribers connected to this instance.",
                 lambda: hub.subscribers)
+        broker = channels.broker
+        r.gauge("relay_channel_history_bytes", "Bytes of channel history held in this process "
+                "(events' chunks plus their objects; 0 with Redis, which holds them).",
+                lambda: broker.held)
         r.counter_from("relay_channel_publishes_total", "Events published.",
                        lambda: stats.publishes)
         r.counter_from("relay_channel_deliveries_total", "Events handed to subscribers.",

@@ -19,9 +19,9 @@ def test_publish_keeps_and_delivers_and_replay_reads(fake_loop: FakeLoop) -> Non
         first, delivered = await broker.publish("c", "one", None)
         assert delivered == 0 and first.id == "1000000-0"  # nobody here yet
         second, _ = await broker.publish("c", "two", "named")
-        assert second.id == "1000000-1" and second.event == "named"  # same millisecond
+        assert second.id == "1000000-1" and b"event: named\n" in second.raw  # same millisecond
         replay = await broker.replay("c", first.key, True)
-        assert [e.data for e in replay.events] == ["two"] and not replay.reset
+        assert replay.events == [second] and not replay.reset
         await broker.close()
 
     asyncio.run(scenario())

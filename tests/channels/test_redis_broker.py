@@ -3,11 +3,18 @@ going away and coming back under connected subscribers, and two connections per 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+
+import redis
+
+from relay.channels.redis_broker import RedisBroker
+from relay.config import MIB, ChannelLimits
+from relay.redis_link import RedisLink
 
 from ..support import EventStream, publish, wait_until
 from ..support.processes import spawn
@@ -135,3 +142,88 @@ def test_joining_on_another_instance_while_events_flow_loses_and_repeats_nothing
         for stream in joiners:
             stream.read(149)
             assert [int(e.data) for e in stream.events] == list(range(1, 150))
+
+
+def _held_entries(client: redis.Redis) -> dict[str, list[tuple[bytes, dict[bytes, bytes]]]]:
+    return {key.decode(): client.xrange(key) for key in client.keys("relay:stream:*")}
+
+
+def test_redis_holds_at_most_the_channel_caps(redis_server: RedisServer) -> None:
+    """Redis keeps what memory would: one channel's Stream at most --channel-history-bytes
+    (4 MiB: 100 events of ~64 KiB were all kept), at most --max-channels Streams (every
+    channel published to was kept), each key expiring with --channel-ttl."""
+    client = redis_server.client()
+    with _relays(redis_server, 1, "--max-channels", "3", "--channel-ttl", "30") as (port,):
+        for _ in range(100):
+            assert publish(port, "big", "x" * (64 * 1024 - 64)).status == 200
+        [entries] = _held_entries(client).values()
+        held = sum(len(i) + len(f[b"e"]) + len(f[b"d"]) for i, f in entries)
+        assert 4 * MIB - 64 * 1024 < held <= 4 * MIB
+        assert held == int(client.hget("relay:channels:bytes", "big") or 0)
+        for i in range(6):
+            assert publish(port, f"c{i}", f"e{i}").status == 200
+        streams = _held_entries(client)
+        assert sorted(streams) == ["relay:stream:c3", "relay:stream:c4", "relay:stream:c5"]
+        assert client.zcard("relay:channels") == 3
+        assert int(client.hget("relay:channels:bytes", "*") or 0) == sum(
+            len(i) + len(f[b"e"]) + len(f[b"d"]) for e in streams.values() for i, f in e)
+        for key in [*streams, "relay:channels", "relay:channels:bytes"]:
+            assert 0 < client.pttl(key) <= 30_000
+
+
+def test_all_channels_in_redis_hold_at_most_channels_memory(redis_server: RedisServer) -> None:
+    client = redis_server.client()
+    with _relays(redis_server, 1, "--channels-memory", str(MIB)) as (port,):
+        for i in range(40):
+            reply = publish(port, f"m{i % 8}", "x" * (64 * 1024 - 64))
+            assert reply.status == 200
+        total = sum(len(i) + len(f[b"e"]) + len(f[b"d"])
+                    for e in _held_entries(client).values() for i, f in e)
+        assert MIB - 64 * 1024 < total <= MIB
+        assert int(client.hget("relay:channels:bytes", "*") or 0) == total
+        last = json.loads(reply.body)["id"].encode()
+        assert client.xrange("relay:stream:m7")[-1][0] == last  # the newest stays
+
+
+def test_redis_ids_never_repeat_on_a_channel_evicted_in_the_same_millisecond(
+        redis_server: RedisServer) -> None:
+    """--max-channels 1, publishes to A, A, B, A, A inside one millisecond (retried until
+    they are): A's ids after its eviction are past its earlier ones, and a subscriber holding
+    an evicted one gets a reset, then what is held."""
+
+    async def scenario() -> bool:
+        loop = asyncio.get_running_loop()
+        broker = RedisBroker(RedisLink(redis_server.url, loop), loop,
+                             ChannelLimits(max_channels=1), own_link=True)
+        same_ms = False
+        try:
+            for attempt in range(100):
+                a, b = f"a{attempt}", f"b{attempt}"
+                keys = [(await broker.publish(c, c, None))[0].key for c in (a, a, b, a, a)]
+                mine = [keys[i] for i in (0, 1, 3, 4)]  # a's
+                assert mine == sorted(set(mine)), keys  # none repeats
+                replay = await broker.replay(a, keys[1], True)  # evicted with a's history
+                assert replay.reset and [e.key for e in replay.events] == keys[3:]
+                if keys[0][0] == keys[-1][0]:
+                    same_ms = True
+                    break
+        finally:
+            await broker.close()
+        return same_ms
+
+    assert asyncio.run(scenario()), "never five publishes in one millisecond"
+
+
+def test_a_position_redis_does_not_hold_gives_a_reset_then_the_held_events(
+        redis_server: RedisServer) -> None:
+    """A Last-Event-ID from the future or from another channel: a reset, then every event the
+    Stream holds, as the memory broker does (it was the reset and nothing)."""
+    with _relays(redis_server, 1) as (port,):
+        ids = [json.loads(publish(port, "log", f"e{i}").body)["id"] for i in range(3)]
+        other = json.loads(publish(port, "other", "elsewhere").body)["id"]
+        for position in ("9999999999999-0", other):
+            stream = EventStream(port, b"/events/log", [(b"last-event-id", position.encode())])
+            stream.read(4)
+            assert stream.events[0].event == "relay.reset", position
+            assert [e.id for e in stream.events[1:]] == ids
+            assert _ids_of(stream) == ["e0", "e1", "e2"]
