@@ -71,3 +71,33 @@ def test_every_bare_class_member_in_the_walkthrough_exists() -> None:
 
 def test_the_readme_links_the_walkthrough() -> None:
     assert "(docs/walkthrough.md)" in (ROOT / "README.md").read_text()
+
+
+def test_the_readme_is_a_guide_that_links_the_reference_and_the_mock() -> None:
+    """Flag tables, limits, metrics and the mock's headers live in docs/, linked."""
+    readme = (ROOT / "README.md").read_text()
+    assert "(docs/reference.md)" in readme and "(docs/mock.md)" in readme
+    assert len(readme.splitlines()) <= 300
+    assert "| `--" not in readme  # (no flag table here: docs/reference.md has it)
+
+
+def test_every_mock_header_is_in_docs_mock() -> None:
+    import relay.mock.server
+
+    doc = relay.mock.server.__doc__ or ""
+    headers = set(re.findall(r"``(x-mock-[a-z-]+)``", doc))
+    assert len(headers) >= 6
+    mock = (ROOT / "docs" / "mock.md").read_text()
+    for header in headers:
+        assert f"`{header}" in mock, header
+
+
+def test_the_readmes_links_into_docs_name_real_headings() -> None:
+    readme = (ROOT / "README.md").read_text()
+    reference = (ROOT / "docs" / "reference.md").read_text()
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
+               for h in re.findall(r"^#+ (.+)$", reference, flags=re.M)}
+    links = re.findall(r"\(docs/reference\.md#([a-z0-9-]+)\)", readme)
+    assert links
+    for link in links:
+        assert link in anchors, link
