@@ -96,7 +96,7 @@ class Record:
 
 
 class Observer:
-    """The relay's metrics registry plus its access log (see the README's metrics list)."""
+    """The relay's metrics registry plus its access log (see the metrics list in docs/reference.md)."""
 
     def __init__(self, access_log: AccessLog, clock: Callable[[], float],
                  connections: Sized) -> None:
