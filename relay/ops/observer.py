@@ -96,7 +96,7 @@ class Record:
 
 
 class Observer:
-    """The relay's metrics registry plus its access log (see the metrics list in docs/reference.md)."""
+    """The relay's metrics registry plus its access log (docs/reference.md lists the metrics)."""
 
     def __init__(self, access_log: AccessLog, clock: Callable[[], float],
                  connections: Sized) -> None:
