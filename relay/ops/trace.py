@@ -46,8 +46,10 @@ _CAP = 64  # bytes of a line's start (or a parameter's name) kept to decide: lon
 _NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z \t]*")  # a header name and blanks (RFC 9110)
 _BLANKS = re.compile(rb"[ \t]*")
 _PLAIN_STOP = re.compile(rb"[\n?]")
-_PARAM_STOP = re.compile(rb"[=&; \t\r\n#]")  # (";": a separator for some servers)
-_VALUE_STOP = re.compile(rb"[&; \t\r\n#]")
+# Only "&" separates parameters, as for the relay's own reader (parse_qs): "#" and ";" are
+# characters of a name or a value, so a token with them in it is hidden whole.
+_PARAM_STOP = re.compile(rb"[=& \t\r\n]")
+_VALUE_STOP = re.compile(rb"[& \t\r\n]")
 _LINE_END = re.compile(rb"[\r\n]")
 # The states.
 _START, _PLAIN, _PARAM, _VALUE, _SECRET_VALUE, _BLANK, _SECRET = range(7)

@@ -98,15 +98,29 @@ def test_redact_keeps_everything_but_the_value() -> None:
         b"GET /x?a=1&token=[redacted, 1 bytes]&b=2 HTTP/1.1\r\n")
 
 
+def test_a_query_is_split_as_the_relay_reads_it_only_at_ampersands() -> None:
+    """The relay takes parameters with parse_qs, which splits at "&" only: "#" and ";" are
+    part of a name or value, so ?a#=1&access_token=T is a token the relay accepts, and
+    TOP#SECRET is one value. Each was printed (whole or in part) when the redactor also
+    stopped at them."""
+    for target, secret in ((b"/v1/streams/rs_x?a#=1&access_token=QQQQ", b"QQQQ"),
+                           (b"/v1/streams/rs_x?access_token=QQ#QQ", b"QQ#QQ"),
+                           (b"/v1/streams/rs_x?access_token=QQ;QQ", b"QQ;QQ")):
+        line = redact(b"GET " + target + b" HTTP/1.1\r\n")
+        assert b"Q" not in line, line
+        assert b"[redacted, %d bytes]" % len(secret) in line
+
+
 # A request and an answer whose every credential is made of "Q" (nowhere else in them): in a
 # header value (with a continuation line), in the relay's access_token, in a percent-encoded
-# parameter name, after a ";", and a set-cookie on the way back.
+# parameter name, with a ";" inside (a character of the value, as parse_qs reads it), and a
+# set-cookie on the way back.
 _SECRETS = (b"Bearer QQQQ-QQQQ", b"QQQQQQQQQQQQQ", b"c=QQQ; d=QQ", b"QQ-folded QQ", b"QQQ",
-            b"QQQQQ", b"QQQQQQQQ", b"QQQ=QQ")
+            b"QQQQQ", b"QQQ;QQQQ", b"QQQ=QQ")
 _TRAFFIC = (b"GET /events/news?last_event_id=7&access_token=%s&x=1 HTTP/1.1\r\n"
             b"Host: 127.0.0.1\r\nAuthorization: %s\r\nx-request-id: kept\r\n"
             b"Cookie: %s\r\n\t%s\r\n\r\n"
-            b"POST /v1/x?access%%5Ftoken=%s;api_key=%s HTTP/1.1\r\nProxy-Authorization:%s\r\n"
+            b"POST /v1/x?access%%5Ftoken=%s&api_key=%s HTTP/1.1\r\nProxy-Authorization:%s\r\n"
             b"content-length: 2\r\n\r\n{}HTTP/1.1 200 OK\r\nSet-Cookie:  %s\r\n\r\n") % (
     _SECRETS[1], _SECRETS[0], _SECRETS[2], _SECRETS[3], _SECRETS[4], _SECRETS[5], _SECRETS[6],
     _SECRETS[7])
