@@ -255,6 +255,12 @@ MUTATIONS = [
     Mutation("end a trace's query value at a '#' (the relay's parse_qs does not)",
              "ops/trace.py", '_VALUE_STOP = re.compile(rb"[& \\t\\r\\n]")',
              '_VALUE_STOP = re.compile(rb"[&# \\t\\r\\n]")', ("ops/test_trace.py",)),
+    Mutation("write an event bigger than a slice whole (a reader keeps all of it alive)",
+             "streams/stream.py", "if self.off or len(events[pos]) > _SLICE:", "if self.off:",
+             ("streams/test_memory.py",)),
+    Mutation("end a reader cleanly in the middle of an event (the error read as its data)",
+             "streams/stream.py", "        if self._ex.open and self.off:",
+             "        if False:", ("streams/test_memory.py",)),
 ]
 
 

@@ -36,22 +36,27 @@ class EventNumberer:
 
     def __init__(self, seq: int = 0) -> None:
         self.seq = seq
-        self._rest = b""
+        self._rest: bytes | bytearray = b""
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         """The blocks ``data`` completes (with what was held back before it)."""
         if not self._rest:
             return self._cut(data, final=False)
         # Only the new bytes (and the 3 before them, where a blank line may begin) can hold a
-        # blank line not seen yet: a long event is not scanned again on every read.
-        return self._cut(self._rest + data, final=False, since=len(self._rest) - 3)
+        # blank line not seen yet: a long event is not scanned again on every read. What is
+        # held back grows in place (a bytearray): a new bytes object per read would copy a
+        # long event once per read and leave the allocator with every size it passed through.
+        since = len(self._rest) - 3
+        held = self._rest if isinstance(self._rest, bytearray) else bytearray(self._rest)
+        held += data
+        return self._cut(held, final=False, since=since)
 
     def finish(self) -> list[tuple[int, bytes]]:
         """The body ended: the blocks held back, and a last unnumbered piece for bytes that
         never got their blank line (passed on as they are)."""
         out = self._cut(self._rest, final=True)
         if self._rest:
-            out.append((0, self._rest))
+            out.append((0, bytes(self._rest)))
             self._rest = b""
         return out
 
@@ -60,7 +65,8 @@ class EventNumberer:
         """Bytes held back, waiting for their event's end."""
         return len(self._rest)
 
-    def _cut(self, buf: bytes, final: bool, since: int = 0) -> list[tuple[int, bytes]]:
+    def _cut(self, buf: bytes | bytearray, final: bool, since: int = 0
+             ) -> list[tuple[int, bytes]]:
         out: list[tuple[int, bytes]] = []
         pos = 0
         for m in _BLANK.finditer(buf, max(since, 0)):  # (one C loop, not a search per event)
@@ -69,20 +75,20 @@ class EventNumberer:
                 break  # a CR last: perhaps a CRLF's first half; wait for the next byte
             out.append(self._number(buf[pos:m.start()], buf[m.start():end]))
             pos = end
-        self._rest = buf[pos:]
+        self._rest = buf[pos:] if pos else buf  # (nothing taken: kept as it is, not copied)
         return out
 
-    def _number(self, body: bytes, ends: bytes) -> tuple[int, bytes]:
+    def _number(self, body: bytes | bytearray, ends: bytes | bytearray) -> tuple[int, bytes]:
         """``body``: the block's lines less the last line end; ``ends``: that line end and the
-        blank line."""
+        blank line. (A join: one copy of the event, and bytes whatever ``body`` was.)"""
         if not _has_field(body):
-            return 0, body + ends
+            return 0, b"".join((body, ends))
         self.seq += 1
         first = ends[:2] if ends.startswith(b"\r\n") else ends[:1]
-        return self.seq, body + first + b"id: %d" % self.seq + ends
+        return self.seq, b"".join((body, first, b"id: %d" % self.seq, ends))
 
 
-def _has_field(body: bytes) -> bool:
+def _has_field(body: bytes | bytearray) -> bool:
     """Whether a block has a line that is not a comment (so it dispatches, or sets a field)."""
     if body[:1] not in (b":", b""):
         return True  # (the usual case, at once: a first line that is a field)

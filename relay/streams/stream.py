@@ -206,11 +206,12 @@ class Follower:
     docstring). It is the exchange's listener: a slow client stops its writes, a client that
     leaves takes it off the stream (the generation goes on)."""
 
-    __slots__ = ("_ex", "_left", "_on_end", "_paused", "pos", "stream")
+    __slots__ = ("_ex", "_left", "_on_end", "_paused", "off", "pos", "stream")
 
     def __init__(self, ex: Exchange, stream: ResumableStream, pos: int,
                  on_end: Callable[[str], None]) -> None:
         self._ex, self.stream, self.pos, self._on_end = ex, stream, pos, on_end
+        self.off = 0  # bytes of events[pos] written (an event written by slices)
         self._paused, self._left = ex.flow.paused, False
         ex.listen(self)
 
@@ -220,6 +221,16 @@ class Follower:
         ex, events = self._ex, self.stream.events
         while not self._paused and self.pos < len(events) and ex.open:
             pos = self.pos
+            if self.off or len(events[pos]) > _SLICE:
+                # An event bigger than a slice goes by copied slices: a reader that stops
+                # reading then holds one slice of it, not a reference to the whole event
+                # (which would outlive the stream if it is forgotten).
+                piece = events[pos][self.off:self.off + _SLICE]
+                self.off += len(piece)
+                if self.off == len(events[pos]):
+                    self.pos, self.off = pos + 1, 0
+                ex.write(piece)
+                continue
             end = pos + 1 if pos + 1 == len(events) else slice_end(events, pos)
             # One chunk for what is new (one event live, a slice when catching up): chunk
             # boundaries need not be event boundaries, and one chunk is one join.
@@ -242,14 +253,22 @@ class Follower:
     def tell_to_resume(self, event: bytes) -> None:
         """End this response cleanly after ``event`` (the relay drains: resume elsewhere)."""
         if self._ex.open:
+            if self.off:  # (an event half written: its rest first, or the client reads one)
+                self._ex.write(self.stream.events[self.pos][self.off:])
+                self.pos, self.off = self.pos + 1, 0
             self._ex.write(event)
             self._leave("drain")
             self._ex.end()
 
     def evict(self, event: bytes, how: str) -> None:
         """The stream was forgotten before this reader had all of it: the events it lacks
-        are gone, so it gets ``event`` (an error, not numbered) and a clean end."""
-        if self._ex.open:
+        are gone, so it gets ``event`` (an error, not numbered) and a clean end; or, in the
+        middle of an event written by slices, a cut (its rest is gone too, and an error event
+        there would be read as part of it)."""
+        if self._ex.open and self.off:
+            self._leave(how)
+            self._ex.abort()
+        elif self._ex.open:
             self._ex.write(event)
             self._leave(how)
             self._ex.end()
