@@ -68,9 +68,9 @@ class ResumeCapacity(RelayError):
     code = "resume_capacity"
     headers = ((b"retry-after", b"1"),)
 
-    def __init__(self) -> None:
-        super().__init__("resumable streams hold all the memory the relay gives them; retry "
-                         "later, or without X-Relay-Resumable")
+    def __init__(self, message: str = "resumable streams hold all the memory the relay gives "
+                 "them; retry later, or without X-Relay-Resumable") -> None:
+        super().__init__(message)
 
 
 class UpstreamClosed(RelayError):

@@ -38,16 +38,17 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from ..config import ResumeLimits
-from ..errors import RelayError
+from ..errors import RelayError, ResumeCapacity
 from ..redis_link import RedisLink
 from .registry import Streams
-from .stream import Follower, ResumableStream
+from .stream import Follower, ResumableStream, error_event
 
 log = logging.getLogger("relay.redis")
 
 KEY, CONTROL = "relay:rs:", "relay:rs-control"
 CANCEL_WAIT = 2.0  # seconds a cancel on a mirror waits for the owner's final event
 READY_WAIT = 5.0  # seconds to wait for a SUBSCRIBE to be confirmed
+_FULL = "this instance's memory for resumable streams is full (--resume-memory)"
 _ERRORS = (RedisError, OSError, TimeoutError)
 
 
@@ -61,7 +62,8 @@ class StreamStoreUnavailable(RelayError):
 class _Mirror(ResumableStream):
     """This instance's copy of a stream owned elsewhere (see the module docstring)."""
 
-    __slots__ = ("again", "built", "ended", "following", "found", "holds", "ready", "syncing")
+    __slots__ = ("again", "built", "ended", "following", "found", "full", "holds", "ready",
+                 "syncing")
 
     def __init__(self, stream_id: str, registry: RedisStreams) -> None:
         super().__init__(stream_id, None, registry)  # (its owner comes from Redis)
@@ -70,6 +72,7 @@ class _Mirror(ResumableStream):
         self.ended, self.found = asyncio.Event(), False  # (found: Redis has it)
         self.holds, self.following = 0, False  # finds and cancels using it; ``follow`` sent
         self.syncing, self.again = True, False  # reading Redis; a poke came meanwhile
+        self.full = False  # let go: this instance's memory for streams was full
 
     def position_after(self, last_id: int) -> int:
         """A mirror lags its owner, whose readers may have had events it has not read yet:
@@ -220,6 +223,8 @@ class RedisStreams(Streams):
             return self._streams[stream_id]
         mirror = self._mirrors.get(stream_id)
         if mirror is None:
+            if not self.has_room():
+                raise ResumeCapacity(_FULL + "; retry later")
             mirror = self._mirrors[stream_id] = _Mirror(stream_id, self)
             self._spawn(self._build(mirror))  # (a task: every find shares it)
         mirror.holds += 1
@@ -227,6 +232,8 @@ class RedisStreams(Streams):
             error = await asyncio.shield(mirror.built)
         finally:  # (soon: the caller adds its follower first, in this same step)
             self.loop.call_soon(self._release, mirror)
+        if mirror.full:
+            raise ResumeCapacity(_FULL + "; retry later")
         if error is not None:
             raise StreamStoreUnavailable(error)
         return mirror if mirror.found else None
@@ -287,16 +294,36 @@ class RedisStreams(Streams):
             mirror.owner, mirror.found = bytes.fromhex(owner) if owner else None, True
         if not mirror.found or not mirror.live:
             return
+        size = mirror.size
         for entry_id, fields in entries:
             if int(entry_id.partition(b"-")[2]) == len(mirror.events) + 1:
                 mirror.events.append(fields[b"e"])
+                size += len(fields[b"e"])
         mirror.produced = len(mirror.events)
         status = meta.get(b"status", b"expired").decode()
-        if status != "live" and len(mirror.events) >= int(meta.get(b"count", 0)):
+        done = status != "live" and len(mirror.events) >= int(meta.get(b"count", 0))
+        if done:
             mirror.produced, mirror.tail = int(meta.get(b"produced", 0)), meta.get(b"tail", b"")
+            size += len(mirror.tail)
+        mirror._hold(size)  # (a mirror's bytes count against --resume-memory as a stream's)
+        if not self.has_room():  # (ended streams of ours went first)
+            self._evict_mirror(mirror)
+        elif done:
             mirror.finish(status)  # (pumps its followers to the end)
         else:
             mirror._pump()  # (its followers write what is new)
+
+    def _evict_mirror(self, mirror: _Mirror) -> None:
+        """This instance's memory for streams is full: the mirror that grew is let go now (its
+        readers told so; the stream lives on in Redis and can be resumed later)."""
+        mirror.found, mirror.full = False, True  # (not read again; a find makes a new one)
+        gone = error_event(_FULL + "; resume later", "evicted", "server_error")
+        for follower in list(mirror.followers):
+            follower.evict(gone, "evicted")
+        if self._mirrors.get(mirror.id) is mirror:
+            del self._mirrors[mirror.id]
+            self._spawn(self._reconcile(mirror.id))
+        mirror._hold(0)
 
     def _on_notice(self, sid: str) -> None:
         """The stream changed in Redis: read it (or, while reading, read once more)."""
@@ -316,6 +343,7 @@ class RedisStreams(Streams):
             self._mark(mirror.id, 0, b"unfollow")
         if mirror.built.done() and self._mirrors.get(mirror.id) is mirror:  # (else: its build)
             del self._mirrors[mirror.id]
+            mirror._hold(0)
             self._spawn(self._reconcile(mirror.id))
 
     async def _reconcile(self, sid: str) -> None:

@@ -27,6 +27,7 @@ from ..support import (
     wait_until,
 )
 from ..support.processes import rss_bytes, spawn
+from ..support.redis_server import RedisServer
 
 BUDGET = 16 * MIB  # --resume-memory in these tests
 # What RSS may grow by beyond the budget: the relay's own buffers (an upstream read, a write
@@ -234,4 +235,46 @@ def test_what_the_numberer_holds_back_is_counted(scripted: ScriptedFactory) -> N
             sock.close()
     print(f"\nRSS +{growth / MIB:.1f} MiB for 40 endless events, gauge {held / MIB:.1f} MiB")
     assert 0 < held <= BUDGET + 2 * MIB
+    assert growth < BUDGET + ALLOWANCE
+
+
+def _stream_id(sock: socket.socket) -> bytes:
+    """The id in the head of a resumable response (read no further)."""
+    head = recv_until(sock, lambda got: b"\r\n\r\n" in got).split(b"\r\n\r\n")[0]
+    return next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                if line.lower().startswith(b"x-relay-stream-id:"))
+
+
+def test_mirrors_of_streams_held_elsewhere_count_against_the_budget(
+        scripted: ScriptedFactory, redis_server: RedisServer) -> None:
+    """The finding: with --redis, an instance reading streams another one owns (mirrors) held
+    their events uncounted: 8 streams of 6 MiB resumed there by readers that never read grew
+    its RSS by ~50 MiB with the gauge at 0. Now a mirror's bytes count as a stream's: the one
+    that would pass --resume-memory is let go (its reader told so), further resumes get 503
+    until there is room, and RSS grows by at most the budget plus the allowance."""
+    up = scripted(serving(big_events(48, 128 * KIB)))  # 6 MiB a stream
+    redis = ("--redis", redis_server.url)
+    with spawn("serve", "--port", "0", "--upstream", up.url, "--access-log", "off",
+               *redis) as (_p, owner, _lines), relay_for(up.url, *redis) as (pid, port):
+        starts = [never_reading(owner, resumable_post(owner)) for _ in range(8)]
+        ids = [_stream_id(sock) for sock in starts]
+        assert wait_until(lambda: scrape(owner)["relay_resumable_streams_live"] == 0,
+                          timeout=20)
+        before = settled_rss(pid)
+        readers, refused = [], 0
+        for sid in ids:
+            sock = never_reading(port, b"GET /v1/streams/" + sid + b" HTTP/1.1\r\n"
+                                 b"host: 127.0.0.1\r\n\r\n")
+            status = recv_until(sock, lambda got: b"\r\n" in got).split(b" ")[1]
+            refused += status == b"503"
+            readers.append(sock)
+            assert wait_until(lambda: scrape(port)["relay_resumable_bytes"] > 0, timeout=10)
+            assert scrape(port)["relay_resumable_bytes"] <= BUDGET + 6 * MIB
+        growth = settled_rss(pid) - before
+        held = scrape(port)["relay_resumable_bytes"]
+        for sock in [*starts, *readers]:
+            sock.close()
+    print(f"\nRSS +{growth / MIB:.1f} MiB for 8 mirrors of 6 MiB, gauge {held / MIB:.1f} MiB,"
+          f" {refused} refused")
+    assert held <= BUDGET and refused >= 4  # (at most 2 whole streams fit in 16 MiB)
     assert growth < BUDGET + ALLOWANCE

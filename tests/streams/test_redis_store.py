@@ -107,6 +107,7 @@ def test_cancel_from_b_stops_the_upstream_on_a(
         first = _start(a)
         first.read(2)
         sid = _sid(first)
+        assert _stored(redis_server, sid)
         on_b = _resume(b, sid)
         on_b.read(3)
         conn = up.connections[-1]
@@ -132,6 +133,7 @@ def test_a_reader_on_b_keeps_the_stream_on_a_from_being_orphaned(
         first.read(2)
         first.sock.close()
         sid = _sid(first)
+        assert _stored(redis_server, sid)
         on_b = _resume(b, sid, last=2)
         t0 = time.monotonic()
         on_b.read(until=lambda s: time.monotonic() - t0 > 1.8)
@@ -175,6 +177,7 @@ def test_a_finished_stream_on_b_replays_and_ends_then_204_and_unknown_ids_404(
         first = _start(a, delay_ms=0, max_tokens=6)
         first.read(until=_ended)
         sid, n = _sid(first), len(first.events)
+        assert _stored(redis_server, sid)
         again = _resume(b, sid)
         again.read(until=_ended)
         assert again.status == 200 and again.payload == first.payload
@@ -194,6 +197,7 @@ def test_on_b_too_a_stream_is_only_for_the_token_that_started_it(
         as_a, as_b = [(b"authorization", b"Bearer tok-a")], [(b"authorization", b"Bearer tok-b")]
         first = _start(a, delay_ms=0, max_tokens=3, headers=as_a)
         first.read(until=_ended)
+        assert _stored(redis_server, _sid(first))
         assert _resume(b, _sid(first), headers=as_b).status == 404  # never says it exists
         again = _resume(b, _sid(first), last=2, headers=as_a)
         again.read(until=_ended)
