@@ -264,6 +264,9 @@ MUTATIONS = [
     Mutation("hold a mirror's events uncounted (Redis: another instance's streams)",
              "streams/redis_store.py", "        mirror._hold(size)", "        pass",
              ("streams/test_memory.py",)),
+    Mutation("close a refused connection at once (a reset loses the client's 413/503)",
+             "net/exchange.py", "    if not transport.can_write_eof():",
+             "    if True:", ("net/test_client.py", "net/test_budget.py")),
 ]
 
 

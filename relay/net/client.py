@@ -389,9 +389,9 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
         if not self._closed:
             self._timer.cancel()
             self._hold.release()
-            self._closed = True
+            self._closed = self._discarding = True
             refuse(self.transport, rejection, self._request, self._refusals, self._peer)
-            self._request = self._body = None
+            self._request = self._body = self._after = None  # (the close lingers: hold nothing)
         return False
 
     def _pause_reading(self) -> None:

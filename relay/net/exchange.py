@@ -282,14 +282,28 @@ class Refusals(Protocol):
                 peer: Callable[[], str]) -> None: ...
 
 
+LINGER = 2.0  # seconds a refused connection's input is still read (and dropped) before close
+
+
 def refuse(transport: asyncio.Transport, rejection: Rejection, request: Request | None,
            refusals: Refusals | None, peer: Callable[[], str]) -> None:
     """Answer a refused request (an OpenAI-style error body, ``Connection: close``), close,
-    and have it recorded (:class:`Refusals`)."""
+    and have it recorded (:class:`Refusals`).
+
+    The close lingers, as nginx's does: the answer is followed by a FIN (``write_eof``), and
+    what the client still sends (the rest of a body too large) is read and dropped for up to
+    ``LINGER`` seconds or until its own FIN. Closed at once, a socket with unread input sends
+    a reset, and a reset makes the client's kernel drop the answer it had not read yet: the
+    client would see "connection reset" instead of its 413 or 503."""
     if refusals is not None:
         refusals.refused(request, rejection, peer)
     transport.write(error_response(rejection))
-    transport.close()
+    if not transport.can_write_eof():
+        transport.close()
+        return
+    transport.write_eof()
+    transport.resume_reading()  # (the caller drops what comes: see ClientConnection)
+    asyncio.get_running_loop().call_later(LINGER, transport.close)
 
 
 Handler = Callable[["Exchange"], Awaitable[None] | None]

@@ -19,7 +19,7 @@ import pytest
 from relay.config import KIB, MIB, Limits, Timeouts
 from relay.mock import completion_text
 from relay.net.client import ClientConnection
-from relay.net.exchange import Exchange, Handler
+from relay.net.exchange import LINGER, Exchange, Handler
 
 from ..conftest import MockServer, RelayFactory, ScriptedFactory
 from ..support import (
@@ -751,3 +751,37 @@ def test_after_a_direct_answer_the_connection_is_idle_as_after_any_answer() -> N
         assert (await h.feed(PUBLISH)).startswith(b"HTTP/1.1 500 ") and h.transport.closed
 
     _run(scenario)
+
+
+def test_a_refusal_reaches_a_client_that_is_still_sending(
+        mock_server: MockServer, make_relay: RelayFactory) -> None:
+    """The 413 for a body too large is read by the client even while it goes on sending the
+    body: the relay's close lingers (FIN after the answer, the rest read and dropped). Closed
+    at once, the unread bytes made the kernel send a reset, and the client's kernel dropped
+    the 413 it had not read yet."""
+    relay = make_relay(mock_server.url, limits=Limits(max_body_size=64 * KIB))
+    for head in (b"content-length: %d\r\n" % (4 * MIB), b"transfer-encoding: chunked\r\n"):
+        sock = connect(relay.port)
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n" + head
+                     + b"\r\n")
+        piece = b"x" * MIB if head.startswith(b"content") else b"100000\r\n" + b"x" * MIB + b"\r\n"
+        for _ in range(4):
+            sock.sendall(piece)  # (the relay refused at the first: it reads on and drops)
+        reply = read_until_close(sock)  # a reset here raises ConnectionResetError
+        assert reply.startswith(b"HTTP/1.1 413 ") and b'"error"' in reply
+        sock.close()
+
+
+def test_a_lingering_close_ends_by_itself(
+        mock_server: MockServer, make_relay: RelayFactory) -> None:
+    """A refused client that never stops sending is closed after LINGER seconds all the same."""
+    relay = make_relay(mock_server.url, limits=Limits(max_body_size=64 * KIB))
+    sock = connect(relay.port)
+    sock.sendall(b"POST /v1/x HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 9999999999\r\n\r\n")
+    assert recv_until(sock, lambda got: b"\r\n\r\n" in got).startswith(b"HTTP/1.1 413 ")
+    started = time.monotonic()
+    with pytest.raises(OSError):  # (reset or broken pipe, once the relay closed)
+        while time.monotonic() - started < LINGER + 10:
+            sock.sendall(b"x" * (64 * KIB))
+    assert time.monotonic() - started >= LINGER - 0.5
+    sock.close()

@@ -38,6 +38,9 @@ class FakeTransport:
     def is_closing(self) -> bool:
         return self.closed
 
+    def can_write_eof(self) -> bool:
+        return False  # (so a refusal closes at once; its lingering close is tested on sockets)
+
     def pause_reading(self) -> None:
         self.reading = False
         self.reading_calls.append("pause")
