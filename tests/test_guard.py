@@ -34,7 +34,7 @@ def test_host_and_origin_parsing() -> None:
         assert normalize_origin(bad) == "", bad
 
 
-# What a parser that skips userinfo (urllib's hostname, the relay's before) read as
+# What a parser that skips userinfo (urllib's hostname, for one) reads as
 # https://app.example, and the rest of what no browser sends as an Origin.
 ATTACKS = ("https://evil.example@app.example", "https://evil.example\\@app.example",
            "https://@app.example", "https://app.example@app.example", "https://app.example/",

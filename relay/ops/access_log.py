@@ -1,9 +1,8 @@
 """The access log: one JSON object per request, on stderr, in a file, or off.
 
 Never headers: ``Authorization``, keys and cookies cannot leak into it. The path is logged
-without its query string; a target that still has one (a request refused before its target was
-split) has its credentials hidden as ``--trace`` hides them (:data:`relay.ops.trace.SECRET_PARAMS`:
-``access_token``, ``token``, ``api_key``, ``key``...).
+without its query string (``Request.path``, never the target), where a token may be
+(``?access_token=`` from an EventSource).
 
 Lines are not written one by one: they wait in memory until the end of the current turn of the
 event loop (or until 64 KiB wait), then go out in one ``write`` system call, so a busy relay
@@ -22,8 +21,6 @@ import sys
 import time
 from json.encoder import encode_basestring_ascii as _q  # a JSON string, quoted and escaped
 from typing import TYPE_CHECKING
-
-from .trace import redact
 
 if TYPE_CHECKING:
     from .observer import Record
@@ -65,11 +62,8 @@ class AccessLog:
         ttfb = "null" if record.ttfb is None else repr(round(record.ttfb * 1000, 1))
         up = "null" if record.upstream_status is None else str(record.upstream_status)
         ended = "null" if record.ended is None else _q(record.ended)
-        path = record.path
-        if "?" in path:
-            path = redact(path.encode("latin-1")).decode("latin-1")
         text = (_LINE % (self._stamp, int(wall % 1 * 1000), _q(record.client),
-                         _q(record.method), _q(path), record.status, up, record.bytes_in,
+                         _q(record.method), _q(record.path), record.status, up, record.bytes_in,
                          record.bytes_out, record.events, ttfb, repr(round(duration * 1000, 1)),
                          ended, _q(record.request_id)))
         if record.stream_id is not None:  # (only for resumable streams: other lines unchanged)

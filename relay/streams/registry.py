@@ -17,9 +17,11 @@ sum, and the gauge): a stream over ``max_bytes`` is stopped (``too_large``); whe
 together pass ``memory``, the oldest ended ones are forgotten first, and if that is not enough,
 the live stream that grew is stopped (``too_large``) and a new resumable request is refused with
 503 before anything goes upstream. A forgotten stream's readers still behind are cut, with an
-error event (``expired`` or ``evicted``) and a clean end: nothing keeps its events once they
-are no longer counted. (A reader's write buffer holds at most its high-water mark and one
-catch-up slice, see :class:`~relay.streams.stream.Follower`: every connection's own bound.)
+error event (``expired`` or ``evicted``) and a clean end (a cut, in the middle of an event
+written by slices): nothing keeps its events once they are no longer counted. With Redis,
+mirrors of other instances' streams count in ``held`` too (relay.streams.redis_store). (A
+reader's write buffer holds at most its high-water mark and one catch-up slice, see
+:class:`~relay.streams.stream.Follower`: every connection's own bound.)
 
 This class keeps everything in this process. :class:`relay.streams.redis_store.RedisStreams`
 adds a copy in Redis, so any instance can resume or cancel a stream (its methods here are the
@@ -67,7 +69,7 @@ class Streams:
     def __init__(self, loop: asyncio.AbstractEventLoop, limits: ResumeLimits) -> None:
         self.loop, self.limits = loop, limits
         self.stats = StreamStats()
-        self.held = 0  # bytes of events held by every stream here
+        self.held = 0  # bytes held by every stream here (events, tails, held back), mirrors too
         self._streams: dict[str, ResumableStream] = {}  # in creation order
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._live = 0

@@ -177,8 +177,8 @@ def test_a_reader_in_the_middle_of_a_big_event_of_a_forgotten_stream_is_cut(
 def test_a_catch_up_is_written_by_bytes_not_by_a_count_of_events(
         scripted: ScriptedFactory) -> None:
     """The issue's reproduction: 50 readers that never read resume one 6 MB stream of 60 KB
-    events. Before, each got a first write of 64 events (3.7 MiB, kept in its write buffer:
-    +183 MiB); now a catch-up writes slices of at most 64 KiB (or one event) while the
+    events. A first write of 64 events each (3.7 MiB, kept in its write buffer) would grow the
+    RSS by ~180 MiB; a catch-up writes slices of at most 64 KiB (or one event) while the
     client's write buffer is under its high-water mark."""
     up = scripted(serving(big_events(100, 60_000)))
     with relay_for(up.url) as (pid, port):
@@ -201,8 +201,8 @@ def test_a_catch_up_is_written_by_bytes_not_by_a_count_of_events(
 
 def test_what_the_numberer_holds_back_is_counted(scripted: ScriptedFactory) -> None:
     """The issue's reproduction: 40 streams of events that never end (no blank line yet),
-    2 MiB each. Before, none of it was counted (gauge 0, RSS +80 MiB); now it counts against
-    --resume-memory, so a stream growing past it is stopped and RSS stays within the budget
+    2 MiB each. Uncounted, it would grow the RSS by ~80 MiB with the gauge at 0; it counts
+    against --resume-memory, so a stream growing past it is stopped and RSS stays within the budget
     plus the allowance."""
     piece = chunked(b"x" * (64 * KIB))
     done: list[UpstreamConn] = []  # connections that sent all (or were closed by the relay)
