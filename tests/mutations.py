@@ -261,6 +261,16 @@ MUTATIONS = [
     Mutation("end a reader cleanly in the middle of an event (the error read as its data)",
              "streams/stream.py", "        if self._ex.open and self.off:",
              "        if False:", ("streams/test_memory.py",)),
+    Mutation("count no bytes for the fan-out's own writes to a subscriber (its log line)",
+             "channels/hub.py", "sub.sent += size  # (counted per write, for its access-log line)",
+             "pass", ("channels/test_endpoints.py",)),
+    Mutation("count no events for a resumed reader's writes (its log line)", "streams/stream.py",
+             "            self.events += end - pos", "            pass",
+             ("streams/test_endpoints.py",)),
+    Mutation("observe an upstream connect as 0 s (what uvloop's millisecond clock gave)",
+             "net/pool.py", "self.connect_seconds.observe(time.perf_counter() - started)",
+             "self.connect_seconds.observe(self.loop.time() - self.loop.time())",
+             ("ops/test_observer.py",)),
 ]
 
 

@@ -116,9 +116,11 @@ class Observer:
         self.request_bytes = r.counter("relay_request_bytes_total",
                                        "Request body bytes received from clients.")
         self.bytes_out = r.counter("relay_response_bytes_total",
-                                   "Upstream response body bytes read for clients (as read: "
-                                   "with chunk framing when passed through).")
-        self.events = r.counter("relay_events_total", "SSE events relayed to clients.")
+                                   "Response body bytes of /v1 and /events: relayed ones as "
+                                   "read from the upstream (with chunk framing when passed "
+                                   "through), the relay's own streams as written.")
+        self.events = r.counter("relay_events_total", "SSE events sent to clients: relayed, "
+                                "resumed, and to channel subscribers.")
         self.client_disconnects = r.counter(
             "relay_client_disconnects_total", "Clients that left before their response ended.")
         self.upstream_failures = r.counter("relay_upstream_failures_total",
@@ -218,7 +220,7 @@ class Observer:
         self.endings.inc(1, (ended,))
         if record.bytes_in:
             self.request_bytes.inc(record.bytes_in)
-        if record.route == "/v1":  # relayed bytes only (local answers are in the log)
+        if record.route == "/v1" or record.route == "/events":  # (local pages: in the log)
             self.bytes_out.inc(record.bytes_out)
             self.events.inc(record.events)
         if ended == "client_disconnect":
