@@ -271,6 +271,13 @@ MUTATIONS = [
              "net/pool.py", "self.connect_seconds.observe(time.perf_counter() - started)",
              "self.connect_seconds.observe(self.loop.time() - self.loop.time())",
              ("ops/test_observer.py",)),
+    Mutation("forget that a channel's history dropped an event (0-0 replays in part, silently)",
+             "channels/history.py",
+             "+ OVERHEAD  # (drop_oldest: inline)\n            self.lost = True",
+             "+ OVERHEAD  # (drop_oldest: inline)", ("channels/test_broker.py",)),
+    Mutation("Redis: forget that a channel's Stream dropped an entry (0-0 replays in part)",
+             "channels/redis_broker.py", "  redis.call('HSET', lost, ch, 1)\n", "",
+             ("channels/test_redis_broker.py",)),
 ]
 
 

@@ -245,3 +245,21 @@ def test_the_access_log_counts_the_bytes_and_events_a_subscriber_was_sent(
     publishes = sum(d["bytes_out"] for d in map(json.loads, log.read_text().splitlines())
                     if d["method"] == "POST")
     assert m["relay_response_bytes_total"] == live.received + replayed.received + publishes
+
+
+def test_last_event_id_0_0_gets_a_reset_only_when_events_were_lost(
+        make_relay: RelayFactory) -> None:
+    """``?last_event_id=0-0`` (or the header) on a channel that lost nothing: its events, no
+    ``relay.reset``; on one whose history dropped some: the reset, then what is held."""
+    relay = make_relay(channels=ChannelLimits(history=3))
+    kept = [json.loads(publish(relay.port, "kept", f"k{i}").body)["id"] for i in range(3)]
+    for how in ({"query": "?last_event_id=0-0"}, {"headers": [(b"last-event-id", b"0-0")]}):
+        whole = _subscribe(relay.port, "kept", **how)  # type: ignore[arg-type]
+        whole.read(3)
+        assert [e.id for e in whole.events] == kept and whole.events[0].event != "relay.reset"
+    lost = [json.loads(publish(relay.port, "lost", f"l{i}").body)["id"] for i in range(5)]
+    partial = _subscribe(relay.port, "lost", query="?last_event_id=0-0")
+    partial.read(4)
+    assert partial.events[0].event == "relay.reset"
+    assert [e.id for e in partial.events[1:]] == lost[2:]
+    assert scrape(relay.port)["relay_channel_resets_total"] == 1
