@@ -278,6 +278,9 @@ MUTATIONS = [
     Mutation("Redis: forget that a channel's Stream dropped an entry (0-0 replays in part)",
              "channels/redis_broker.py", "  redis.call('HSET', lost, ch, 1)\n", "",
              ("channels/test_redis_broker.py",)),
+    Mutation("demo page: show a Stop the user asked for as an error", "web/demo.js",
+             'const stopped = state.stopped && doc.error.code === "cancelled";',
+             "const stopped = false;", ("web/test_demo.py",)),
 ]
 
 

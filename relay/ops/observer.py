@@ -40,7 +40,7 @@ def request_id(given: bytes | None) -> bytes:
 
 
 _STATUS = {status: str(status) for status in range(100, 600)}  # (labels: no str() per request)
-_LOCAL_ROUTES = frozenset({"/", "/healthz", "/metrics", "/demo.js"})
+_LOCAL_ROUTES = frozenset({"/", "/healthz", "/metrics", "/demo.js", "/favicon.svg"})
 
 
 def route_of(path: bytes) -> str:
