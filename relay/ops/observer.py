@@ -3,8 +3,10 @@
 A :class:`Record` is filled in along one request (route, statuses, times, byte and event counts)
 and finished exactly once, with how it ended: ``complete``, ``client_disconnect``,
 ``upstream_error`` or ``timeout``. :meth:`Observer.finish` then adds it to the metrics and
-writes its access-log line. Nothing here runs per event: byte and event counts are kept on the
-upstream connection and read once at the end.
+writes its access-log line. Nothing here runs per event: byte and event counts are kept where
+the bytes go (the upstream connection for a relayed body, as read; the channel subscriber, the
+resumed reader and their exchange for the relay's own streams, as written) and read once at
+the end.
 """
 
 from __future__ import annotations
