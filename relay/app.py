@@ -13,6 +13,7 @@ import logging
 import signal
 import ssl
 import sys
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -110,7 +111,7 @@ async def start_relay(config: Config) -> Relay:
     pool = Pool(upstream, config.limits, config.timeouts, ctx, tracer)
     connections, budget = Connections(), BodyBudget(config.limits.max_body_memory)
     access_log = AccessLog(*open_access_log(config.access_log), asyncio.get_running_loop())
-    observer = Observer(access_log, asyncio.get_running_loop().time, connections)
+    observer = Observer(access_log, time.perf_counter, connections)
     observer.watch_pool(pool)
     observer.watch_bodies(budget)
     loop_lag = observer.watch_loop(asyncio.get_running_loop())

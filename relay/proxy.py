@@ -149,8 +149,8 @@ class ProxyRequest:
         stream.add(Follower(self._ex, stream, 0, self._finish_record))
         return BodyForm.PAYLOAD, stream.feed
 
-    def _finish_record(self, ended: str) -> None:
-        self._finish(ended)
+    def _finish_record(self, _reader: Follower, ended: str) -> None:
+        self._finish(ended)  # (counted as read from the upstream, as any relayed request)
 
     def on_complete(self) -> None:
         conn = self._conn

@@ -89,7 +89,7 @@ class ChannelEndpoints:
         retry = self._limits.retry_ms
         ex.write(b"retry: %d\n\n" % random.randint(retry // 2, retry * 3 // 2))
         sub = Subscriber(ex, channel, self._limits.slow_buffer,
-                         lambda _sub, how: self._obs.finish(record, how))
+                         lambda sub, how: self._ended(record, sub, how))
         self.broker.hub.add(sub)  # live events first; the replay follows; none is lost
         try:
             replay = await self.broker.replay(
@@ -100,6 +100,10 @@ class ChannelEndpoints:
         self.stats.replayed += len(replay.events)
         self.stats.resets += replay.reset
         sub.catch_up(replay.events, replay.reset, replay.oldest)
+
+    def _ended(self, record: Record, sub: Subscriber, how: str) -> None:
+        record.bytes_out, record.events = sub.counts()
+        self._obs.finish(record, how)
 
     def _publish(self, ex: Exchange, record: Record, channel: str) -> Awaitable[None] | None:
         if not self._publish_open and not self._publish_check.allows(

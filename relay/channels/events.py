@@ -29,6 +29,7 @@ _ID = re.compile(r"(\d{1,15})-(\d{1,9})")
 RESET_TYPE = "relay.reset"
 RESERVED = "relay."  # event names the relay's own signals use: refused to publishers
 MAX_ID = 25  # bytes of the longest id (15 digits, a dash, 9 digits)
+START: EventKey = (0, 0)  # ``0-0``: the position before any event (no event has it)
 OVERHEAD = 320  # bytes of the objects around an event's chunk (the event, its id and key)
 
 

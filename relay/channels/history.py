@@ -21,6 +21,10 @@ Replay follows one rule, all or nothing (as Centrifugo's recovery): a Last-Event
 history holds gives exactly the events after it; one it does not hold (too old, evicted, from
 before a restart, from another channel, from the future, malformed) gives a reset, then
 everything held, so the client knows it lost events instead of getting a silent partial replay.
+``0-0`` (:data:`relay.channels.events.START`, before any id) is held by every history: it gives
+everything held, with a reset only when the channel lost events (some were dropped from its
+history, or the channel itself was: a history made again after an eviction counts as one that
+lost events, as it may be the evicted one).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 
 from ..config import ChannelLimits
-from .events import OVERHEAD, ChannelEvent, EventKey, next_key
+from .events import OVERHEAD, START, ChannelEvent, EventKey, next_key
 
 
 class Replay:
@@ -45,11 +49,12 @@ class History:
     """One channel's recent events, oldest first, and the bytes they hold (``bytes``). An
     event's age is read from its id (its publish time in ms; later when the clock went back)."""
 
-    __slots__ = ("_events", "bytes")
+    __slots__ = ("_events", "bytes", "lost")
 
-    def __init__(self) -> None:
+    def __init__(self, lost: bool = False) -> None:
         self._events: deque[ChannelEvent] = deque()
         self.bytes = 0
+        self.lost = lost  # an event of this channel was dropped: a replay from 0-0 is partial
 
     def append(self, event: ChannelEvent, size: int, now: float, limits: ChannelLimits) -> None:
         """Keep ``event`` (``size`` bytes), dropping the oldest past the bounds."""
@@ -58,6 +63,7 @@ class History:
         self.bytes += size
         while len(events) > limits.history or self.bytes > limits.history_bytes:
             self.bytes -= len(events.popleft().framed) + OVERHEAD  # (drop_oldest: inline)
+            self.lost = True
         if events and now - events[0].key[0] / 1000 > limits.ttl:  # (usually none expired)
             self.expire(now, limits.ttl)
 
@@ -65,6 +71,7 @@ class History:
         """Drop the oldest event; its bytes."""
         size = len(self._events.popleft().framed) + OVERHEAD
         self.bytes -= size
+        self.lost = True
         return size
 
     def expire(self, now: float, ttl: float) -> int:
@@ -83,6 +90,8 @@ class History:
         oldest = events[0].id if events else None
         if not given:
             return Replay([], False, oldest)
+        if after == START:  # from the beginning: all of it, a reset if some was dropped
+            return Replay(events, self.lost, oldest)
         for i, event in enumerate(events):
             if event.key == after:
                 return Replay(events[i + 1:], False, oldest)
@@ -96,14 +105,16 @@ class Histories:
         self._limits = limits
         self._channels: OrderedDict[str, History] = OrderedDict()
         self._last: EventKey | None = None  # the last id given, to any channel
+        self._evicted = False  # a whole channel was dropped (it may be made again)
         self.bytes = 0
 
     def publish(self, channel: str, data: str, event: str | None, now: float) -> ChannelEvent:
         history = self._channels.get(channel)
         if history is None:
-            history = self._channels[channel] = History()
+            history = self._channels[channel] = History(self._evicted)
             while len(self._channels) > self._limits.max_channels:
                 self.bytes -= self._channels.popitem(last=False)[1].bytes
+                self._evicted = True
         else:
             self._channels.move_to_end(channel)
         key = self._last = next_key(self._last, now)
@@ -125,11 +136,12 @@ class Histories:
                 self.bytes -= oldest.drop_oldest()
             if not oldest:
                 del channels[name]
+                self._evicted = True
 
     def replay(self, channel: str, after: EventKey | None, given: bool, now: float) -> Replay:
         history = self._channels.get(channel)
         if history is None:  # unknown or evicted: just empty (and nothing is created)
-            return Replay([], given, None)
+            return Replay([], given and (after != START or self._evicted), None)
         self.bytes -= history.expire(now, self._limits.ttl)
         return history.replay(after, given)
 

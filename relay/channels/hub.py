@@ -151,10 +151,13 @@ class Hub:
 
     def _writes(self, event: ChannelEvent, subs: list[Subscriber], start: int, end: int) -> None:
         framed = event.framed
+        size = len(framed)
         for i in range(start, end):
             sub = subs[i]
             if sub.fast:  # the usual case: one C call, the same bytes for everyone
                 sub.write(framed)
+                sub.sent += size  # (counted per write, for its access-log line)
+                sub.events += 1
             else:
                 sub.deliver(event)
         self.stats.deliveries += end - start

@@ -19,7 +19,8 @@ the least recent past ``--channels-memory``; every key but the last id expires a
 quiet. Ids are given from one key for all channels (``relay:channels:last-id``), so none
 repeats, even on a channel evicted and published to again in one millisecond. The Stream's ids
 are the events' ids, the same on every instance, so a client can replay on any of them; a
-position the Stream does not hold gives a reset, then everything it holds.
+position the Stream does not hold gives a reset, then everything it holds; ``0-0`` gives
+everything it holds, with a reset only when the channel lost entries (``relay:channels:lost``).
 
 A new subscriber is registered, its channel subscribed (confirmed), and only then
 replayed: no event falls between the replay and the live stream.
@@ -41,7 +42,7 @@ from redis.exceptions import RedisError
 from ..config import ChannelLimits
 from ..redis_link import RedisLink
 from .broker import BrokerUnavailable
-from .events import ChannelEvent, EventKey, format_id, parse_id
+from .events import START, ChannelEvent, EventKey, format_id, parse_id
 from .history import Replay
 from .hub import Hub
 
@@ -49,11 +50,14 @@ STREAM, TOPIC = "relay:stream:", "relay:ch:"
 CHANNELS = "relay:channels"  # sorted set: channel -> its last publish (ms), least recent first
 HELD = "relay:channels:bytes"  # hash: channel -> bytes its Stream holds; "*" -> all of them
 IDS = "relay:channels:last-id"  # the last id given to any channel (never expires)
-# KEYS: the Stream, the pub/sub topic, CHANNELS, HELD, IDS. ARGV: history length, history
+# hash: channel -> 1 once an entry of it was dropped (a replay from 0-0 is partial); "*" -> 1
+# once a whole channel was, and a channel made after that is marked too (it may be that one)
+LOST = "relay:channels:lost"
+# KEYS: the Stream, the pub/sub topic, CHANNELS, HELD, IDS, LOST. ARGV: history length, history
 # bytes, all channels' bytes, max channels, ttl in ms, the Stream prefix; the channel, the event
 # name, the data. An entry's bytes: its id, name and data (what the caps count).
 _PUBLISH = """
-local stream, channels, held, ids = KEYS[1], KEYS[3], KEYS[4], KEYS[5]
+local stream, channels, held, ids, lost = KEYS[1], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local history, cap, memory = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_channels, ttl, prefix = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local channel, name, data = ARGV[7], ARGV[8], ARGV[9]
@@ -67,12 +71,15 @@ end
 local function drop_entry(ch, key, entry)
   local freed = #entry[1] + #entry[2][2] + #entry[2][4]
   redis.call('XDEL', key, entry[1])
+  redis.call('HSET', lost, ch, 1)
   redis.call('HINCRBY', held, ch, -freed)
   redis.call('HINCRBY', held, '*', -freed)
 end
 local function drop_channel(ch)
   redis.call('HINCRBY', held, '*', -tonumber(redis.call('HGET', held, ch) or '0'))
   redis.call('HDEL', held, ch)
+  redis.call('HDEL', lost, ch)
+  redis.call('HSET', lost, '*', 1)
   redis.call('ZREM', channels, ch)
   redis.call('DEL', prefix .. ch)
 end
@@ -85,11 +92,13 @@ if last then
   local lms, lseq = string.match(last, '^(%d+)-(%d+)$')
   if lms and ms <= tonumber(lms) then ms, seq = tonumber(lms), tonumber(lseq) + 1 end
 end
+local fresh = redis.call('EXISTS', stream) == 0
 local id = redis.pcall('XADD', stream, string.format('%d-%d', ms, seq), 'e', name, 'd', data)
 if type(id) == 'table' then  -- (a Stream already past it: Redis picks the next id)
   id = redis.call('XADD', stream, '*', 'e', name, 'd', data)
 end
 redis.call('SET', ids, id)
+if fresh and redis.call('HEXISTS', lost, '*') == 1 then redis.call('HSET', lost, channel, 1) end
 local size = #id + #name + #data
 redis.call('HINCRBY', held, channel, size)
 redis.call('HINCRBY', held, '*', size)
@@ -124,6 +133,7 @@ end
 redis.call('PEXPIRE', stream, ttl)
 redis.call('PEXPIRE', channels, ttl)
 redis.call('PEXPIRE', held, ttl)
+redis.call('PEXPIRE', lost, ttl)
 return {id, redis.call('PUBLISH', KEYS[2], id .. '\\n' .. name .. '\\n' .. data)}
 """
 
@@ -173,7 +183,7 @@ class RedisBroker:
     async def publish(self, channel: str, data: str, event: str | None) -> tuple[ChannelEvent, int]:
         try:
             entry_id, _instances = await self._script(
-                keys=[STREAM + channel, TOPIC + channel, CHANNELS, HELD, IDS],
+                keys=[STREAM + channel, TOPIC + channel, CHANNELS, HELD, IDS, LOST],
                 args=[*self._bounds, channel, event or "", data])
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(f"the channel store (Redis) is unavailable: {exc}") from None
@@ -194,7 +204,10 @@ class RedisBroker:
             async with self._cmd.pipeline(transaction=False) as pipe:
                 pipe.xrange(stream, "-", "+", count=1)
                 pipe.xrevrange(stream, "+", "-", count=1)
-                if after is not None:
+                if after == START:  # from the beginning: what was dropped, then all of it
+                    pipe.hmget(LOST, channel, "*")
+                    pipe.xrange(stream, "-", "+")
+                elif after is not None:
                     pipe.xrange(stream, format_id(after), format_id(after), count=1)
                     pipe.xrange(stream, "(" + format_id(after), "+")
                 else:
@@ -206,10 +219,14 @@ class RedisBroker:
         newest = parse_id(results[1][0][0].decode()) if results[1] else None
         if newest is not None:  # what this instance has seen: the catch-up after a reconnect
             self._last.setdefault(channel, newest)  # starts past it
-        found = after is not None and bool(results[2])
         entries = results[-1]
-        if after is not None and not found:  # a reset: then everything held, as in memory
-            entries = await self._read_all(stream)
+        if after == START:  # (a channel with nothing held may be one that was dropped)
+            mine, any_dropped = results[2]
+            found = not (mine or (not entries and any_dropped))
+        else:
+            found = after is not None and bool(results[2])
+            if after is not None and not found:  # a reset: then everything held, as in memory
+                entries = await self._read_all(stream)
         events = [e for e in (_event(i, f) for i, f in entries) if e is not None]
         return Replay(events, not found, oldest)
 

@@ -14,6 +14,11 @@ still be on its way (its Redis pub/sub message behind the replay's answer on the
 connection, or in a fan-out slice queued before the replay), and it comes before any newer one.
 A subscriber stops being fast while its client is slow (then each write checks the buffer
 against the bound), and when it ends.
+
+What a subscriber was sent, for its access-log line: the events (the replay, a ``relay.reset``,
+live ones), counted per write, and the bytes: those the hub writes straight to the transport
+(``sent``) plus those written through the exchange (``Exchange.sent``), chunk framing included.
+A heartbeat or the ``retry:`` line is bytes, not an event.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ class Subscriber:
     """The listener of one subscribing exchange (see the module docstring)."""
 
     __slots__ = ("_bound", "_catching_up", "_ex", "_on_end", "_pending", "_settled", "channel",
-                 "fast", "hub", "last", "paused_since", "write")
+                 "events", "fast", "hub", "last", "paused_since", "sent", "write")
 
     def __init__(self, ex: Exchange, channel: str, bound: int,
                  on_end: Callable[[Subscriber, str], None]) -> None:
@@ -49,6 +54,8 @@ class Subscriber:
         self._pending: list[ChannelEvent] = []
         self.fast = False
         self.write: Callable[[bytes], None] = ex.transport_write()
+        self.sent = 0  # bytes the hub wrote through ``write`` (the exchange counts its own)
+        self.events = 0  # events sent, by either way
         ex.listen(self)
 
     def catch_up(self, replayed: list[ChannelEvent], reset: bool, oldest: str | None) -> None:
@@ -56,6 +63,7 @@ class Subscriber:
         events that came meanwhile and are newer than it; from then on, the fast path."""
         if reset:
             self._send_bytes(reset_event(oldest))
+            self.events += 1
         for event in replayed:
             self._send(event)
         pending, self._pending = self._pending, []
@@ -88,6 +96,7 @@ class Subscriber:
             return False  # already sent (by the replay)
         self.last = event.key
         self._send_bytes(event.raw)
+        self.events += 1
         return True
 
     def _send_bytes(self, raw: bytes) -> None:
@@ -97,8 +106,13 @@ class Subscriber:
         """A comment line (``framed``: as a chunk), never to a client that is behind."""
         if self.fast:
             self.write(framed)
+            self.sent += len(framed)
         elif self._ex.open and not self._catching_up and self.paused_since is None:
             self._ex.write(HEARTBEAT)
+
+    def counts(self) -> tuple[int, int]:
+        """(body bytes, events) sent to this subscriber's client so far."""
+        return self.sent + self._ex.sent, self.events
 
     def stalled(self, now: float, stall: float) -> bool:
         return self.paused_since is not None and now - self.paused_since >= stall
@@ -111,8 +125,8 @@ class Subscriber:
 
     def close(self) -> None:
         """End the stream cleanly (a drain, a cancel): an EventSource reconnects and replays."""
-        self._end("complete")
         self._ex.end()
+        self._end("complete")  # (after the end: its count has the last chunk)
 
     def _end(self, how: str) -> None:
         self.fast = False

@@ -15,16 +15,25 @@ from __future__ import annotations
 import json
 from typing import Any
 
+# The answer's tokens: two whole sentences, as many as a request that names no count gets, so a
+# first stream ends at a sentence's end, not in the middle of one. More tokens repeat them.
 WORDS = (
-    "Hello", " there", "!", " This", " is", " the", " relay", " mock", " streaming", " tokens",
-    " one", " at", " a", " time", ",", " just", " like", " a", " real", " model", ".",
+    "Hello", " there", "!", " This", " is", " the", " relay", " mock", ",", " streaming",
+    " one", " token", " at", " a", " time", ".",
 )
+DEFAULT_TOKENS = len(WORDS)
 DONE = b"data: [DONE]\n\n"
+
+
+def word(i: int) -> str:
+    """Token ``i`` of the answer (a repeat of the sentences starts with a space)."""
+    text = WORDS[i % len(WORDS)]
+    return " " + text if i and not i % len(WORDS) else text
 
 
 def completion_text(max_tokens: int) -> str:
     """The text the mock generates for ``max_tokens`` tokens (tests compare against it)."""
-    return "".join(WORDS[i % len(WORDS)] for i in range(max_tokens))
+    return "".join(word(i) for i in range(max_tokens))
 
 
 def dumps(obj: Any) -> bytes:
@@ -43,10 +52,10 @@ def chat_events(cid: str, created: int, model: str, n: int, usage: bool) -> list
 
     out = [chunk(b'{"role":"assistant","content":""}')]
     for i in range(n):
-        word = WORDS[i % len(WORDS)]
-        if word not in cache:
-            cache[word] = chunk(b'{"content":%s}' % dumps(word))
-        out.append(cache[word])
+        text = word(i)
+        if text not in cache:
+            cache[text] = chunk(b'{"content":%s}' % dumps(text))
+        out.append(cache[text])
     out.append(chunk(b"{}", b'"stop"'))
     if usage:
         out.append(head + b'"choices":[],"usage":%s}\n\n' % dumps(_usage(n)))
@@ -75,7 +84,7 @@ def text_events(cid: str, created: int, model: str, n: int) -> list[bytes]:
         return head + b'"choices":[{"text":%s,"index":0,"logprobs":null,"finish_reason":%s}]}' \
             b"\n\n" % (dumps(text), finish)
 
-    return [chunk(WORDS[i % len(WORDS)]) for i in range(n)] + [chunk("", b'"stop"')]
+    return [chunk(word(i)) for i in range(n)] + [chunk("", b'"stop"')]
 
 
 def text_completion(cid: str, created: int, model: str, n: int) -> bytes:
@@ -120,7 +129,7 @@ def response_events(rid: str, created: int, model: str, n: int) -> list[bytes]:
         {"type": "response.output_item.added", "output_index": 0,
          "item": _message(rid, "", "in_progress")},
         {"type": "response.content_part.added", **where, "part": part},
-        *({"type": "response.output_text.delta", **where, "delta": WORDS[i % len(WORDS)],
+        *({"type": "response.output_text.delta", **where, "delta": word(i),
            "logprobs": []} for i in range(n)),
         {"type": "response.output_text.done", **where, "text": text, "logprobs": []},
         {"type": "response.content_part.done", **where, "part": {**part, "text": text}},

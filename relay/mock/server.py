@@ -31,6 +31,7 @@ from typing import Any
 from ..net.exchange import Exchange
 from .events import serve_back_to_back, serve_paced, start_stream
 from .generate import (
+    DEFAULT_TOKENS,
     DONE,
     chat_completion,
     chat_events,
@@ -85,7 +86,7 @@ class MockUpstream:
                              None)
             return
         n = int(body.get("max_completion_tokens") or body.get("max_tokens")
-                or body.get("max_output_tokens") or 16)
+                or body.get("max_output_tokens") or DEFAULT_TOKENS)
         created = int(hdr.get(b"x-mock-created") or time.time())
         model = str(body.get("model") or "mock-gpt")
         digest = hashlib.sha1(ex.request.body + b"%d" % created).hexdigest()[:24]

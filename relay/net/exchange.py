@@ -73,10 +73,14 @@ class Exchange:
 
     Writes after the client left are dropped (uvloop raises on writes to a closed transport).
     Payloads are never copied: each ``write*`` is one ``writelines`` of the framed pieces.
+    ``sent`` counts the body bytes ``write`` put on the wire (chunk framing included): the
+    relay's own streams (channels, resumes) write through it, and their access-log lines read
+    it; relayed bodies (``write_pieces``, ``write_framed``) are counted by their upstream
+    connection as read, so that hot path adds nothing here.
     """
 
     __slots__ = ("_owner", "_transport", "_writelines", "_writer", "extra", "flow", "listener",
-                 "request", "state")
+                 "request", "sent", "state")
 
     def __init__(self, owner: ExchangeOwner, request: Request, transport: asyncio.Transport,
                  flow: WriteFlow) -> None:
@@ -89,6 +93,7 @@ class Exchange:
         self.listener: ExchangeListener | None = None
         self.state = RECEIVED
         self.extra: Headers = []  # added to whatever response head goes out (CORS headers)
+        self.sent = 0  # body bytes written by write(), framing included
 
     @property
     def started(self) -> bool:
@@ -145,7 +150,9 @@ class Exchange:
         """Send one piece of the body (an empty one is ignored)."""
         if self.state is SENDING:
             if data:
-                self._writelines(self._writer.frame([data]))
+                pieces = self._writer.frame([data])
+                self._writelines(pieces)
+                self.sent += sum(map(len, pieces))
         elif self.state is RECEIVED:
             raise RuntimeError("write() before start()")
 
@@ -175,6 +182,7 @@ class Exchange:
         tail = self._writer.end()
         if tail:
             self._transport.write(tail)
+            self.sent += len(tail)
         self._ended()
 
     def _ended(self) -> None:

@@ -1,9 +1,9 @@
 """Prometheus text exposition (format 0.0.4), written by hand: counters, gauges, histograms.
 
 Nothing here runs per event. The hot path keeps plain integer attributes on its own objects
-(bytes and events per upstream connection); a stream adds them here once, when it ends. Gauges
-that mirror live state (open connections, pool size) are read at scrape time through
-callables, so they cost nothing between scrapes.
+(bytes and events per upstream connection, channel subscriber, resumed reader); a stream adds
+them here once, when it ends. Gauges that mirror live state (open connections, pool size) are
+read at scrape time through callables, so they cost nothing between scrapes.
 
     relay_requests_total{route="/v1",status="200"} 3
     relay_upstream_ttfb_seconds_bucket{le="0.1"} 2

@@ -3,8 +3,10 @@
 A :class:`Record` is filled in along one request (route, statuses, times, byte and event counts)
 and finished exactly once, with how it ended: ``complete``, ``client_disconnect``,
 ``upstream_error`` or ``timeout``. :meth:`Observer.finish` then adds it to the metrics and
-writes its access-log line. Nothing here runs per event: byte and event counts are kept on the
-upstream connection and read once at the end.
+writes its access-log line. Nothing here runs per event: byte and event counts are kept where
+the bytes go (the upstream connection for a relayed body, as read; the channel subscriber, the
+resumed reader and their exchange for the relay's own streams, as written) and read once at
+the end.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def request_id(given: bytes | None) -> bytes:
 
 
 _STATUS = {status: str(status) for status in range(100, 600)}  # (labels: no str() per request)
-_LOCAL_ROUTES = frozenset({"/", "/healthz", "/metrics", "/demo.js"})
+_LOCAL_ROUTES = frozenset({"/", "/healthz", "/metrics", "/demo.js", "/favicon.svg"})
 
 
 def route_of(path: bytes) -> str:
@@ -116,9 +118,11 @@ class Observer:
         self.request_bytes = r.counter("relay_request_bytes_total",
                                        "Request body bytes received from clients.")
         self.bytes_out = r.counter("relay_response_bytes_total",
-                                   "Upstream response body bytes read for clients (as read: "
-                                   "with chunk framing when passed through).")
-        self.events = r.counter("relay_events_total", "SSE events relayed to clients.")
+                                   "Response body bytes of /v1 and /events: relayed ones as "
+                                   "read from the upstream (with chunk framing when passed "
+                                   "through), the relay's own streams as written.")
+        self.events = r.counter("relay_events_total", "SSE events sent to clients: relayed, "
+                                "resumed, and to channel subscribers.")
         self.client_disconnects = r.counter(
             "relay_client_disconnects_total", "Clients that left before their response ended.")
         self.upstream_failures = r.counter("relay_upstream_failures_total",
@@ -218,7 +222,7 @@ class Observer:
         self.endings.inc(1, (ended,))
         if record.bytes_in:
             self.request_bytes.inc(record.bytes_in)
-        if record.route == "/v1":  # relayed bytes only (local answers are in the log)
+        if record.route == "/v1" or record.route == "/events":  # (local pages: in the log)
             self.bytes_out.inc(record.bytes_out)
             self.events.inc(record.events)
         if ended == "client_disconnect":

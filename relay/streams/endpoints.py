@@ -108,7 +108,11 @@ class StreamEndpoints:
             ex.end()
             self._obs.finish(record, "complete")
             return
-        stream.add(Follower(ex, stream, pos, lambda how: self._obs.finish(record, how)))
+        stream.add(Follower(ex, stream, pos, lambda f, how: self._ended(record, f, how)))
+
+    def _ended(self, record: Record, follower: Follower, how: str) -> None:
+        record.bytes_out, record.events = follower.counts()
+        self._obs.finish(record, how)
 
     def _error(self, ex: Exchange, record: Record, status: int, message: str, code: str,
                extra: list[tuple[bytes, bytes]] | None = None) -> None:

@@ -11,7 +11,9 @@ anything but its own position's lag (bounded by the stream's byte cap).
 The stream ends once (:meth:`ResumableStream.finish`): completed by the upstream, or ended by
 the relay with a final numbered error event (``cancelled``, ``orphaned``, ``too_large``,
 ``relay_shutdown``, an upstream failure), so a reader that reconnects later knows how it ended.
-A follower that has everything of an ended stream ends its response cleanly.
+A follower that has everything of an ended stream ends its response cleanly. It counts the
+events it wrote (per write: a catch-up slice knows how many it holds), for its access-log line;
+the bytes are the exchange's count (``Exchange.sent``). A heartbeat or the tail is bytes only.
 
 The registry (:mod:`relay.streams.registry`) decides what happens around it: who may find it,
 the orphan timer, the expiry, and with Redis the copy every instance can read.
@@ -206,12 +208,13 @@ class Follower:
     docstring). It is the exchange's listener: a slow client stops its writes, a client that
     leaves takes it off the stream (the generation goes on)."""
 
-    __slots__ = ("_ex", "_left", "_on_end", "_paused", "off", "pos", "stream")
+    __slots__ = ("_ex", "_left", "_on_end", "_paused", "events", "off", "pos", "stream")
 
     def __init__(self, ex: Exchange, stream: ResumableStream, pos: int,
-                 on_end: Callable[[str], None]) -> None:
+                 on_end: Callable[[Follower, str], None]) -> None:
         self._ex, self.stream, self.pos, self._on_end = ex, stream, pos, on_end
         self.off = 0  # bytes of events[pos] written (an event written by slices)
+        self.events = 0  # events written to this reader (its own error events too)
         self._paused, self._left = ex.flow.paused, False
         ex.listen(self)
 
@@ -229,6 +232,7 @@ class Follower:
                 self.off += len(piece)
                 if self.off == len(events[pos]):
                     self.pos, self.off = pos + 1, 0
+                    self.events += 1
                 ex.write(piece)
                 continue
             end = pos + 1 if pos + 1 == len(events) else slice_end(events, pos)
@@ -236,12 +240,13 @@ class Follower:
             # boundaries need not be event boundaries, and one chunk is one join.
             ex.write(events[pos] if end - pos == 1 else b"".join(events[pos:end]))
             self.pos = end
+            self.events += end - pos
         if self.pos >= len(events) and self.stream.status is not None and ex.open \
                 and not self._paused:
             if self.stream.tail:
                 ex.write(self.stream.tail)
-            self._leave("complete")
             ex.end()
+            self._leave("complete")  # (after the end: its count has the last chunk)
 
     def live_only(self, block: bytes, at: int) -> bool:
         """A block that is not kept (a comment), for a reader that is caught up to ``at``."""
@@ -256,9 +261,11 @@ class Follower:
             if self.off:  # (an event half written: its rest first, or the client reads one)
                 self._ex.write(self.stream.events[self.pos][self.off:])
                 self.pos, self.off = self.pos + 1, 0
+                self.events += 1
             self._ex.write(event)
-            self._leave("drain")
+            self.events += 1
             self._ex.end()
+            self._leave("drain")
 
     def evict(self, event: bytes, how: str) -> None:
         """The stream was forgotten before this reader had all of it: the events it lacks
@@ -270,10 +277,15 @@ class Follower:
             self._ex.abort()
         elif self._ex.open:
             self._ex.write(event)
-            self._leave(how)
+            self.events += 1
             self._ex.end()
+            self._leave(how)
         else:
             self._leave(how)
+
+    def counts(self) -> tuple[int, int]:
+        """(body bytes, events) written to this reader's client so far."""
+        return self._ex.sent, self.events
 
     def cut(self) -> None:
         """End the response as a broken one (the relay stops now and cannot say more)."""
@@ -284,7 +296,7 @@ class Follower:
         if not self._left:
             self._left = True
             self.stream.remove(self)
-            self._on_end(how)
+            self._on_end(self, how)
 
     # -- the exchange's listener -------------------------------------------------------------
 

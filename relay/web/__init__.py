@@ -13,6 +13,8 @@ _HERE = files(__package__)
 PAGES = {
     b"/": (_HERE.joinpath("index.html").read_bytes(), b"text/html; charset=utf-8"),
     b"/demo.js": (_HERE.joinpath("demo.js").read_bytes(), b"text/javascript; charset=utf-8"),
+    # (The page links it: without one, a browser asks for /favicon.ico, a 404 in its console.)
+    b"/favicon.svg": (_HERE.joinpath("favicon.svg").read_bytes(), b"image/svg+xml"),
 }
 # The page's own script and styles only, and requests to the relay only: a demo page that
 # could load scripts from elsewhere would be a way in.

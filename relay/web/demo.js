@@ -8,6 +8,7 @@ const $ = (id) => document.getElementById(id);
 // (id: 1, 2, ...) and keeps them, so when a read fails the page asks GET /v1/streams/{id} with
 // the last id it saw and carries on: no token lost, none repeated.
 let streamId = null;
+let current = null;  // the state of the stream being read (Stop marks it)
 
 async function send() {
   const answer = $("answer");
@@ -16,8 +17,10 @@ async function send() {
   for (const id of ["ttft", "stream-id"]) $(id).textContent = "-";
   for (const id of ["reads", "resumes"]) $(id).textContent = "0";
   $("chat-status").textContent = "streaming";
+  $("raw").textContent = "";
   const state = { started: performance.now(), first: null, reads: 0, lastId: "0", done: false,
-                  failed: false };
+                  failed: false, stopped: false };
+  current = state;
   let response = await fetch("/v1/chat/completions", {
     method: "POST",
     headers: { "content-type": "application/json", "x-relay-resumable": "1" },
@@ -36,6 +39,7 @@ async function send() {
     if (!cut || !streamId || state.done || resumes >= 20) break;
     $("resumes").textContent = String(++resumes);
     $("chat-status").textContent = "resuming";
+    rawNote(`resume: GET /v1/streams/${streamId} with Last-Event-ID: ${state.lastId}`);
     response = await resume(streamId, state.lastId);
   }
   if (state.done && !state.failed) $("chat-status").textContent = "done";
@@ -66,7 +70,9 @@ async function readEvents(response, state) {
     }
     if (chunk.done) return !state.done;
     $("reads").textContent = String(++state.reads);
-    buffer += decoder.decode(chunk.value, { stream: true }).replace(/\r\n?/g, "\n");
+    const text = decoder.decode(chunk.value, { stream: true });
+    if ($("raw-toggle").checked) rawRow(state.reads, chunk.value.length, text);
+    buffer += text.replace(/\r\n?/g, "\n");
     let end;
     while ((end = buffer.indexOf("\n\n")) >= 0) {  // an event ends with a blank line
       if (onEvent(buffer.slice(0, end), state)) return true;
@@ -89,7 +95,10 @@ function onEvent(event, state) {
   const doc = JSON.parse(data);
   if (doc.error) {
     state.done = state.failed = true;
-    $("chat-status").textContent = `error: ${doc.error.message}`;
+    // A cancel the user asked for (Stop) ends the stream with a "cancelled" error event: for
+    // the relay's other readers it is news, for this page it is what was asked.
+    const stopped = state.stopped && doc.error.code === "cancelled";
+    $("chat-status").textContent = stopped ? "stopped" : `error: ${doc.error.message}`;
     return false;
   }
   const delta = doc.choices && doc.choices[0] && doc.choices[0].delta.content;
@@ -104,7 +113,44 @@ function onEvent(event, state) {
 }
 
 async function stop() {
-  if (streamId) await fetch(`/v1/streams/${streamId}/cancel`, { method: "POST" });
+  if (!streamId || !current || current.done) return;
+  current.stopped = true;
+  $("chat-status").textContent = "stopping";
+  await fetch(`/v1/streams/${streamId}/cancel`, { method: "POST" });
+}
+
+// -- raw bytes: each read as it came off the network, \r and \n shown (the toggle) ------------
+// One row per read: an event may come whole in one read, or several in one, or be split over
+// two; heartbeats (": heartbeat") come between events; the relay's "id:" lines are what a
+// resume sends back as Last-Event-ID.
+const MAX_ROWS = 500;
+
+function rawRow(n, bytes, text) {
+  const row = document.createElement("li");
+  const label = document.createElement("span");
+  label.className = "read";
+  label.textContent = `read ${n} · ${bytes} B`;
+  const body = document.createElement("code");
+  body.textContent = text.replace(/\r/g, "\\r").replace(/\n/g, "\\n\n").replace(/\n$/, "");
+  row.append(label, body);
+  addRaw(row);
+}
+
+function rawNote(text) {
+  const row = document.createElement("li");
+  row.className = "note";
+  row.textContent = text;
+  addRaw(row);
+}
+
+function addRaw(row) {
+  const list = $("raw");
+  list.appendChild(row);
+  while (list.children.length > MAX_ROWS) list.firstChild.remove();
+}
+
+function showRaw() {
+  $("raw").hidden = !$("raw-toggle").checked;
 }
 
 // -- channel: EventSource reconnects by itself, with Last-Event-ID ----------------------------
@@ -140,6 +186,8 @@ async function publish() {
 
 $("send").addEventListener("click", send);
 $("stop").addEventListener("click", stop);
+$("raw-toggle").addEventListener("change", showRaw);
+showRaw();
 $("subscribe").addEventListener("click", subscribe);
 $("publish").addEventListener("click", publish);
 subscribe();

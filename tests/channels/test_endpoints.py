@@ -7,6 +7,8 @@ import contextlib
 import json
 import socket
 import threading
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -206,3 +208,58 @@ def test_metrics_count_subscribers_publishes_and_deliveries(make_relay: RelayFac
     assert m["relay_channel_deliveries_total"] == 12
     assert m["relay_channel_replayed_events_total"] == 4
     assert m['relay_requests_total{route="/events",status="200"}'] == 4  # the publishes
+
+
+def _gets(log: Path, path: str) -> list[dict[str, Any]]:
+    """The access-log lines of the GETs of ``path`` so far."""
+    if not log.exists():
+        return []
+    return [d for d in map(json.loads, log.read_text().splitlines())
+            if d["path"] == path and d["method"] == "GET"]
+
+
+def test_the_access_log_counts_the_bytes_and_events_a_subscriber_was_sent(
+        make_relay: RelayFactory, tmp_path: Path) -> None:
+    """Live events (the hub's fast path), a heartbeat (bytes, not an event) and a replay (the
+    exchange's writes): the line says what the client received, counted as it came."""
+    log = tmp_path / "access.log"
+    relay = make_relay(access_log=str(log), channels=ChannelLimits(heartbeat=0.05))
+    live = _subscribe(relay.port, "counted")
+    for i in range(7):
+        publish(relay.port, "counted", {"n": i})
+    live.read(7, until=lambda s: b": heartbeat" in s.payload)
+    first = live.events[0].id
+    live.sock.close()
+    assert wait_until(lambda: len(_gets(log, "/events/counted")) == 1)  # (written per turn)
+    [line] = _gets(log, "/events/counted")
+    assert line["ended"] == "client_disconnect"
+    assert line["events"] == 7 and line["bytes_out"] == live.received
+    replayed = _subscribe(relay.port, "counted", query=f"?last_event_id={first}")
+    replayed.read(6)
+    replayed.sock.close()
+    assert wait_until(lambda: len(_gets(log, "/events/counted")) == 2)
+    second = _gets(log, "/events/counted")[1]
+    assert second["events"] == 6 and second["bytes_out"] == replayed.received
+    m = scrape(relay.port)
+    assert m["relay_events_total"] == 13
+    publishes = sum(d["bytes_out"] for d in map(json.loads, log.read_text().splitlines())
+                    if d["method"] == "POST")
+    assert m["relay_response_bytes_total"] == live.received + replayed.received + publishes
+
+
+def test_last_event_id_0_0_gets_a_reset_only_when_events_were_lost(
+        make_relay: RelayFactory) -> None:
+    """``?last_event_id=0-0`` (or the header) on a channel that lost nothing: its events, no
+    ``relay.reset``; on one whose history dropped some: the reset, then what is held."""
+    relay = make_relay(channels=ChannelLimits(history=3))
+    kept = [json.loads(publish(relay.port, "kept", f"k{i}").body)["id"] for i in range(3)]
+    for how in ({"query": "?last_event_id=0-0"}, {"headers": [(b"last-event-id", b"0-0")]}):
+        whole = _subscribe(relay.port, "kept", **how)  # type: ignore[arg-type]
+        whole.read(3)
+        assert [e.id for e in whole.events] == kept and whole.events[0].event != "relay.reset"
+    lost = [json.loads(publish(relay.port, "lost", f"l{i}").body)["id"] for i in range(5)]
+    partial = _subscribe(relay.port, "lost", query="?last_event_id=0-0")
+    partial.read(4)
+    assert partial.events[0].event == "relay.reset"
+    assert [e.id for e in partial.events[1:]] == lost[2:]
+    assert scrape(relay.port)["relay_channel_resets_total"] == 1

@@ -19,6 +19,7 @@ from relay.redis_link import RedisLink
 from ..support import EventStream, publish, wait_until
 from ..support.processes import spawn
 from ..support.redis_server import RedisServer
+from .test_broker import FROM_THE_START, from_the_start_resets_only_what_lost_events
 
 
 @contextmanager
@@ -227,3 +228,17 @@ def test_a_position_redis_does_not_hold_gives_a_reset_then_the_held_events(
             assert stream.events[0].event == "relay.reset", position
             assert [e.id for e in stream.events[1:]] == ids
             assert _ids_of(stream) == ["e0", "e1", "e2"]
+
+
+def test_redis_from_the_start_a_reset_only_when_events_were_lost(
+        redis_server: RedisServer) -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        broker = RedisBroker(RedisLink(redis_server.url, loop), loop, FROM_THE_START,
+                             own_link=True)
+        try:
+            await from_the_start_resets_only_what_lost_events(broker)
+        finally:
+            await broker.close()
+
+    asyncio.run(scenario())

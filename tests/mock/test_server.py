@@ -142,3 +142,20 @@ def test_the_mock_paces_like_a_model_when_asked(lt: LoopThread) -> None:
         assert time.monotonic() - started < paced / 2  # back to back: no timer at all
     finally:
         lt.call(listener.close)
+
+
+@pytest.mark.parametrize("path", [b"/v1/chat/completions", b"/v1/completions", b"/v1/responses"])
+def test_the_default_answer_is_whole_sentences(mock_server: MockServer, path: bytes) -> None:
+    """A request that names no token count gets two whole sentences, not one cut off in the
+    middle (a first stream that looked broken); more tokens repeat them, spaced."""
+    client = H11Client(connect(mock_server.port))
+    client.send(b"POST", path, json.dumps({"model": "m", "stream": True}).encode())
+    docs = [json.loads(d) for d in sse_data(client.read_reply().body) if d != b"[DONE]"]
+    if path == b"/v1/responses":
+        text = next(d["text"] for d in docs if d["type"] == "response.output_text.done")
+    elif path == b"/v1/completions":
+        text = "".join(d["choices"][0]["text"] for d in docs)
+    else:
+        text = "".join(d["choices"][0]["delta"].get("content", "") for d in docs if d["choices"])
+    assert text == "Hello there! This is the relay mock, streaming one token at a time."
+    assert completion_text(32) == text + " " + text

@@ -68,6 +68,11 @@ def test_metrics_exact_after_known_traffic(mock_server: MockServer,
         "relay_upstream_connections_created_total"] == 5
     assert m["relay_upstream_connect_seconds_count"] == m[
         "relay_upstream_connections_created_total"]
+    # Real durations, in seconds, finer than a millisecond (a loopback connect takes less than
+    # one: uvloop's loop.time() counts whole milliseconds, and made these sums 0).
+    assert m["relay_upstream_connect_seconds_sum"] > 0
+    assert m["relay_upstream_ttfb_seconds_sum"] > 0
+    assert m["relay_client_ttfb_seconds_sum"] > 0
     assert mock_server.mock.requests == 5  # /metrics and the 404 never went upstream
     # The loop-lag sampler runs in the real relay: its histogram fills while it serves.
     first = m["relay_event_loop_lag_seconds_count"]

@@ -8,6 +8,7 @@ import asyncio
 import json
 import re
 import time
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -118,6 +119,37 @@ def test_a_client_leaves_after_5_events_and_resumes_with_nothing_lost_or_repeate
     joined = first.payload[:first.payload.index(b"id: 5\n\n") + 7] + rest.payload
     assert _ID_LINE.sub(b"", joined) == _ID_LINE.sub(b"", whole.payload) == b"".join(_events(20))
     assert not conn.closed.is_set()  # read to its end, then pooled: never closed
+
+
+def test_the_access_log_counts_what_a_resume_delivered(
+        scripted: ScriptedFactory, make_relay: RelayFactory, tmp_path: Path) -> None:
+    """A resume from the middle of a live stream, and one of the ended stream: each line counts
+    the events and body bytes its reader received (replayed and live, [DONE] too), not 0."""
+    up = scripted(_paced(20, delay=0.01))
+    log = tmp_path / "access.log"
+    relay = make_relay(up.url, access_log=str(log))
+    first = start(relay.port)
+    first.read(5)
+    first.sock.close()
+    sid = stream_id(first)
+    rest = resume(relay.port, sid, last=5)
+    rest.read(until=lambda s: s.ended)
+    assert len(rest.events) == 16  # ids 6..21: 15 tokens and [DONE]
+    path = "/v1/streams/" + sid.decode()
+
+    def lines() -> list[dict[str, object]]:
+        return [d for d in map(json.loads, log.read_text().splitlines()) if d["path"] == path]
+
+    assert wait_until(lambda: log.exists() and len(lines()) == 1)  # (written per turn)
+    [line] = lines()
+    assert line["ended"] == "complete" and line["stream_id"] == sid.decode()
+    assert line["events"] == 16 and line["bytes_out"] == rest.received
+    again = resume(relay.port, sid, last=9)  # the stream ended: all of it is a replay
+    again.read(until=lambda s: s.ended)
+    assert wait_until(lambda: len(lines()) == 2)
+    second = lines()[1]
+    assert second["events"] == second["replayed"] == len(again.events) == 12
+    assert second["bytes_out"] == again.received
 
 
 @settings(max_examples=8, deadline=None,

@@ -40,7 +40,7 @@ def _reader(stream: ResumableStream, pos: int = 0, ended: list[str] | None = Non
     ex.start(200, [(b"content-type", b"text/event-stream")])
     transport.take()
     log = ended if ended is not None else []
-    follower = Follower(ex, stream, pos, log.append)
+    follower = Follower(ex, stream, pos, lambda _f, how: log.append(how))
     stream.add(follower)
     return follower, transport, ex
 

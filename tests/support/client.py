@@ -144,6 +144,7 @@ class EventStream:
         self.status = int(self.head.split(b" ", 2)[1])
         self.parser = SSEParser()
         self.payload = b""  # everything received so far, chunk framing removed
+        self.received = len(self._buffer)  # body bytes received so far, as they came
         self.events: list[Any] = []
         self.ended = False  # the last chunk came: a clean end
         self._dechunk()
@@ -172,6 +173,7 @@ class EventStream:
             if not data:
                 raise ConnectionError("the stream was cut")
             self._buffer += data
+            self.received += len(data)
             self._dechunk()
             if self.ended:
                 return

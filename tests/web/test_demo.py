@@ -236,6 +236,55 @@ def test_the_demo_pages_stop_button_cancels_the_generation(
     _wait_text(page, "#answer", lambda t: len(t) > 5)
     page.click("#stop")
     page.wait_for_selector('#answer[data-done="1"]', timeout=20_000)
-    assert "cancelled" in page.inner_text("#chat-status")
+    assert page.inner_text("#chat-status") == "stopped"  # (it said "error: ..." for a Stop)
     assert len(page.inner_text("#answer")) < len(completion_text(16))
     assert scrape(relay.port)["relay_resumable_streams_cancelled_total"] == 1
+
+
+def test_the_demo_page_names_its_icon_so_no_favicon_ico_is_asked_for(
+        browser: Any, make_relay: RelayFactory, tmp_path: Path) -> None:
+    """A browser asks for /favicon.ico unless the page names an icon: a 404 in the console of
+    every newcomer. The page links /favicon.svg (allowed by its CSP: img-src 'self')."""
+    log = tmp_path / "access.log"
+    relay = make_relay(access_log=str(log))
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(f"http://127.0.0.1:{relay.port}/")
+    _wait_status(page, "open")
+
+    def paths() -> list[tuple[str, int]]:
+        text = log.read_text() if log.exists() else ""
+        return [(d["path"], d["status"]) for d in map(json.loads, text.splitlines())]
+
+    deadline = time.monotonic() + 10
+    while ("/favicon.svg", 200) not in paths() and time.monotonic() < deadline:
+        page.wait_for_timeout(20)
+    assert ("/favicon.svg", 200) in paths()
+    assert not [p for p, status in paths() if p == "/favicon.ico" or status >= 400]
+    assert errors == []
+    icon = H11Client(connect(relay.port))
+    icon.send(b"GET", b"/favicon.svg")
+    reply = icon.read_reply()
+    assert reply.headers[b"content-type"] == b"image/svg+xml" and reply.body.startswith(b"<svg")
+
+
+def test_the_raw_bytes_toggle_shows_each_read_as_it_came(
+        browser: Any, make_relay: RelayFactory, tmp_path: Path) -> None:
+    """For learners: with the toggle on, one row per read of the stream, its bytes decoded with
+    \\r and \\n shown, so the events, their id: lines and the reads they came in are visible."""
+    relay = make_relay(mock_delay_ms=40)
+    page = browser.new_page()
+    page.goto(f"http://127.0.0.1:{relay.port}/")
+    assert not page.is_visible("#raw")  # off by default
+    page.check("#raw-toggle")
+    page.click("#send")
+    page.locator("#raw li code").first.wait_for(timeout=10_000)
+    page.wait_for_selector('#answer[data-done="1"]', timeout=20_000)
+    rows = page.eval_on_selector_all("#raw li code", "els => els.map(e => e.textContent)")
+    assert len(rows) == int(page.inner_text("#reads")) >= 10  # one row per read
+    joined = "".join(rows).replace("\\n\n", "\\n")  # (each \\n shown ends a line)
+    assert "data: {" in joined and "id: 1\\n" in joined and "data: [DONE]\\n" in joined
+    assert "\n" not in joined.replace("\\n", "")  # every line end is shown, none hidden
+    assert page.inner_text("#raw li .read").startswith("read 1 · ")
+    page.screenshot(path=str(tmp_path / "demo-raw.png"), full_page=True)  # (kept out of the repo)
