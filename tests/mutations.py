@@ -261,6 +261,15 @@ MUTATIONS = [
     Mutation("end a reader cleanly in the middle of an event (the error read as its data)",
              "streams/stream.py", "        if self._ex.open and self.off:",
              "        if False:", ("streams/test_memory.py",)),
+    Mutation("let the Redis writer loop on after a close (a cancel absorbed: close() hangs)",
+             "streams/redis_store.py", "        while not self._closing:  # (checked too",
+             "        while True:  # (checked too",
+             ("streams/test_redis_store.py::test_close_ends_the_writer_even_when_a_cancel_is_"
+              "absorbed",)),
+    Mutation("let the pub/sub reader read on after a close (a cancel absorbed: it never ends)",
+             "redis_link.py", "                while not self._closing:\n                    self."
+             "_dispatch", "                while True:\n                    self._dispatch",
+             ("test_redis_link.py::test_close_ends_the_reader_even_when_a_cancel_is_absorbed",)),
 ]
 
 
