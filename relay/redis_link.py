@@ -58,6 +58,13 @@ async def settle(*parts: Awaitable[Any], seconds: float = CLOSE_WAIT) -> bool:
     return not pending
 
 
+async def _shut(pubsub: Any) -> None:
+    if pubsub is not None:
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()
+            await pubsub.connection_pool.disconnect()  # (also a connection still opening)
+
+
 def _retrieve(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()  # (retrieved: a close's errors are expected, not to be logged)
@@ -101,6 +108,7 @@ class RedisLink:
         self._lock = asyncio.Lock()  # one (UN)SUBSCRIBE or reconnect at a time
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
+        self.trouble = "not connected yet"  # why the pub/sub connection is down (for /healthz)
 
     def listen(self, listener: TopicListener, *prefixes: str) -> None:
         """Messages on topics starting with ``prefixes`` go to ``listener``; the reader starts
@@ -123,42 +131,44 @@ class RedisLink:
                 await self._pubsub.unsubscribe(*topics)
 
     async def _read_forever(self) -> None:
-        backoff = 0.1
-        while not self._closing:
-            try:
-                pubsub = await self._open()
-                backoff = 0.1
-                for _, listener in list(self._listeners):
-                    await listener.on_connected()
-                while not self._closing:
-                    self._dispatch(await pubsub.get_message(timeout=None))
-            except ERRORS as exc:
-                self.connected.clear()
-                if self._closing:
-                    break
-                for _, listener in list(self._listeners):
-                    listener.on_lost()
-                log.warning("Redis pub/sub lost (%s); reconnecting in %.1f s", exc, backoff)
-                await self._drop()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-        self.connected.clear()  # (closing: a connection opened meanwhile is not kept)
-        await self._drop()
+        backoff, pubsub = 0.1, None
+        try:
+            while not self._closing:
+                pubsub = self._pubsub = one_connection(self.url, "pubsub").pubsub()
+                try:
+                    await self._open(pubsub)
+                    backoff = 0.1
+                    for _, listener in list(self._listeners):
+                        await listener.on_connected()
+                    while not self._closing:
+                        self._dispatch(await pubsub.get_message(timeout=None))
+                except ERRORS as exc:
+                    self.connected.clear()
+                    self.trouble = str(exc) or type(exc).__name__
+                    if self._closing:
+                        break
+                    for _, listener in list(self._listeners):
+                        listener.on_lost()
+                    log.warning("Redis pub/sub lost (%s); reconnecting in %.1f s", exc, backoff)
+                    await self._drop()
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+        finally:  # (closing: also the one redis-py reconnected after the close's drop)
+            self.connected.clear()
+            await _shut(pubsub)
 
     def _topics(self) -> set[str]:
         return {t for _, listener in self._listeners for t in listener.topics()}
 
-    async def _open(self) -> Any:
+    async def _open(self, pubsub: Any) -> None:
         async with self._lock:
-            pubsub = self._pubsub = one_connection(self.url, "pubsub").pubsub()  # (a close or
-            first = self._topics()  # a failure drops it, also half open)
+            first = self._topics()
             await pubsub.subscribe(ALWAYS, *first)
             self.connected.set()
             late = self._topics() - first  # (asked for while this connected)
             if late:
                 await pubsub.subscribe(*late)
         log.info("Redis pub/sub connected (%d topics)", len(first | late) + 1)
-        return pubsub
 
     def _dispatch(self, message: dict[str, Any] | None) -> None:
         if message is None:
@@ -171,10 +181,7 @@ class RedisLink:
 
     async def _drop(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
-                await pubsub.connection_pool.disconnect()
+        await _shut(pubsub)
 
     async def close(self) -> None:
         """Bounded: about ``3 * CLOSE_WAIT`` at most, whatever Redis does (module docstring)."""

@@ -99,6 +99,8 @@ class _Absorbing(_Listener):
         self.entered = asyncio.Event()
 
     async def on_connected(self) -> None:
+        if self.entered.is_set():
+            return  # (one cancel absorbed, as in the hang seen)
         self.entered.set()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(30)
