@@ -270,6 +270,16 @@ MUTATIONS = [
              "redis_link.py", "        self._closing = True\n        self.connected.clear()\n",
              "        self.connected.clear()\n",
              ("test_redis_link.py::test_close_ends_the_reader_even_when_a_cancel_is_absorbed",)),
+    Mutation("answer /healthz ok whatever Redis does (a load balancer keeps sending)",
+             "local.py", 'if path == b"/healthz" and (broken := self.broken()):',
+             'if path == b"/healthz" and (broken := None):',
+             ("channels/test_redis_broker.py::test_healthz_says_503_while_redis_is_unreachable_"
+              "and_ok_once_it_is_back",)),
+    Mutation("type the relay's own 503s invalid_request_error (a client's mistake)",
+             "errors.py",
+             'return "server_error" if status >= 500 and status not in _ASKED_WRONG else (',
+             'return "invalid_request_error" if status else (',
+             ("net/test_client.py::test_over_the_connection_cap_gets_503_with_retry_after",)),
 ]
 
 

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from typing import Any
 
 import redis
 
@@ -16,7 +17,7 @@ from relay.channels.redis_broker import RedisBroker
 from relay.config import MIB, ChannelLimits
 from relay.redis_link import RedisLink
 
-from ..support import EventStream, publish, wait_until
+from ..support import EventStream, H11Client, connect, publish, wait_until
 from ..support.processes import spawn
 from ..support.redis_server import RedisServer
 
@@ -227,3 +228,34 @@ def test_a_position_redis_does_not_hold_gives_a_reset_then_the_held_events(
             assert stream.events[0].event == "relay.reset", position
             assert [e.id for e in stream.events[1:]] == ids
             assert _ids_of(stream) == ["e0", "e1", "e2"]
+
+
+def _health(port: int) -> tuple[int, dict[str, Any]]:
+    with connect(port) as sock:
+        client = H11Client(sock)
+        client.send(b"GET", b"/healthz")
+        reply = client.read_reply()
+    return reply.status, json.loads(reply.body)
+
+
+def test_healthz_says_503_while_redis_is_unreachable_and_ok_once_it_is_back(
+        redis_server: RedisServer) -> None:
+    """A load balancer probing /healthz stops sending while Redis is away (the publishes would
+    get 503 anyway), and sends again once it is back; the relay's own 503s are
+    ``server_error``s."""
+    with _relays(redis_server, 1) as (port,):
+        status, doc = _health(port)
+        assert status == 200 and doc["status"] == "ok"
+        redis_server.stop()
+        down = publish(port, "up", "lost?")
+        assert down.status == 503
+        assert json.loads(down.body)["error"]["type"] == "server_error"
+        assert wait_until(lambda: _health(port)[0] == 503, 10)
+        status, doc = _health(port)
+        error = doc["error"]
+        assert status == 503 and error["type"] == "server_error"
+        assert error["code"] == "redis_unavailable" and "Redis" in error["message"]
+        assert "unreachable" in error["message"] and error["param"] is None
+        redis_server.start()  # on the same port
+        assert wait_until(lambda: _health(port)[0] == 200, 10)
+        assert _health(port)[1]["status"] == "ok"
