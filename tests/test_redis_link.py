@@ -17,7 +17,7 @@ from relay.config import ChannelLimits, ResumeLimits
 from relay.redis_link import CLOSE_WAIT, RedisLink
 from relay.streams.redis_store import RedisStreams
 
-from .support.redis_server import RedisServer
+from .support.redis_server import CLOSE_BOUND, RedisServer
 
 
 class _Listener:
@@ -78,15 +78,11 @@ def test_prefixes_confirmations_and_a_reconnect(redis_server: RedisServer) -> No
             await link.cmd.ping()
         await link.cmd.publish("b:2", "again")  # subscribed again by the reconnect
         await b.wait(lambda: ("b:2", "message", b"again") in b.got)
-        await link.close()
+        await asyncio.wait_for(link.close(), CLOSE_BOUND)
         assert not link.connected.is_set()
 
     asyncio.run(run())
 
-
-# A close waits for each of its parts at most CLOSE_WAIT (a store's: its quiet wait, its tasks,
-# then its link's three parts); past this, close() hung.
-CLOSE_BOUND = 6 * CLOSE_WAIT + 1.0
 
 
 class _Absorbing(_Listener):

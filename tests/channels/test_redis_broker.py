@@ -19,7 +19,7 @@ from relay.redis_link import RedisLink
 
 from ..support import EventStream, H11Client, connect, publish, wait_until
 from ..support.processes import spawn
-from ..support.redis_server import RedisServer
+from ..support.redis_server import CLOSE_BOUND, RedisServer
 
 
 @contextmanager
@@ -209,7 +209,7 @@ def test_redis_ids_never_repeat_on_a_channel_evicted_in_the_same_millisecond(
                     same_ms = True
                     break
         finally:
-            await broker.close()
+            await asyncio.wait_for(broker.close(), CLOSE_BOUND)
         return same_ms
 
     assert asyncio.run(scenario()), "never five publishes in one millisecond"

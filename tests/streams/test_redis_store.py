@@ -30,7 +30,7 @@ from ..support import (
     wait_until,
 )
 from ..support.processes import spawn
-from ..support.redis_server import RedisServer
+from ..support.redis_server import CLOSE_BOUND, RedisServer
 from .test_endpoints import _paced, cancel, resume, stream_id
 
 _ID_LINE = re.compile(rb"id: \d+\n")
@@ -277,7 +277,7 @@ def test_redis_away_find_elsewhere_is_unavailable_and_the_owner_goes_on(
             entries = redis_server.client().xrange(key)
             return [fields[b"e"] for _, fields in entries], caught.value.status
         finally:
-            await store.close()
+            await asyncio.wait_for(store.close(), CLOSE_BOUND)
 
     events, status = lt.run(scenario(), timeout=30)
     assert events == [b"data: %d\nid: %d\n\n" % (i, i) for i in (1, 2, 3)] and status == 503
@@ -325,8 +325,8 @@ def test_a_mirror_subscribes_before_it_reads_so_an_end_right_after_the_read_arri
                 await asyncio.wait_for(mirror.ended.wait(), 3)  # type: ignore[attr-defined]
             return mirror.status, mirror.events
         finally:
-            await other.close()
-            await owner.close()
+            await asyncio.wait_for(other.close(), CLOSE_BOUND)
+            await asyncio.wait_for(owner.close(), CLOSE_BOUND)
 
     status, events = lt.run(scenario(), timeout=30)
     assert status == "completed" and events == [b"data: 1\nid: 1\n\n", b"data: 2\nid: 2\n\n"]
@@ -353,7 +353,7 @@ def test_close_ends_the_writer_even_when_a_cancel_is_absorbed(
         stream.feed([b"data: 1\n\n"])
         await asyncio.wait_for(entered.wait(), 10)
         started = time.monotonic()
-        await asyncio.wait_for(store.close(), 30)
+        await asyncio.wait_for(store.close(), CLOSE_BOUND)
         elapsed = time.monotonic() - started
         await asyncio.sleep(0)
         left = [repr(t.get_coro()) for t in asyncio.all_tasks() if "_write_forever" in

@@ -8,8 +8,15 @@ import time
 
 import redis
 
+from relay.redis_link import CLOSE_WAIT
+
 from .loop import require_tool
 from .ports import free_port
+
+# A Redis-backed part's close waits for each of its parts at most CLOSE_WAIT (a store's: its
+# quiet wait, its tasks, then its link's three parts); past this, close() hung. Tests wait for
+# a close with this bound, so a hang fails as one, not as the test's whole timeout.
+CLOSE_BOUND = 6 * CLOSE_WAIT + 1.0
 
 
 class RedisServer:
