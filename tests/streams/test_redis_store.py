@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from relay.config import ResumeLimits
+from relay.redis_link import CLOSE_WAIT
 from relay.streams.redis_store import RedisStreams, StreamStoreUnavailable
 
 from ..conftest import ScriptedFactory
@@ -343,6 +344,8 @@ def test_close_ends_the_writer_even_when_a_cancel_is_absorbed(
         entered = asyncio.Event()
 
         async def absorbing_flush() -> None:
+            if entered.is_set():
+                return  # (one cancel absorbed, as in the hang seen)
             entered.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.sleep(30)
@@ -361,4 +364,6 @@ def test_close_ends_the_writer_even_when_a_cancel_is_absorbed(
         return elapsed, left
 
     elapsed, left = lt.run(scenario(), timeout=40)
-    assert left == [] and elapsed < 12, (elapsed, left)
+    # CLOSE_WAIT for the writer to go quiet (it never does here), then it ends at once: a
+    # writer that ended only by the bound's second cancel takes another CLOSE_WAIT.
+    assert left == [] and elapsed < 1.75 * CLOSE_WAIT, (elapsed, left)
