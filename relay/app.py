@@ -118,6 +118,8 @@ async def start_relay(config: Config) -> Relay:
     guard = Guard(config.host, config.allowed_hosts, Cors(config.cors_origins))
     auth = ClientAuth(config.client_tokens)
     link = await open_link(config)
+    if link is not None:
+        observer.watch_redis(link)
     channels = ChannelEndpoints(await open_broker(config, link), config.channels, auth,
                                 ClientAuth(config.publish_tokens), observer)
     observer.watch_channels(channels)

@@ -9,6 +9,16 @@ from __future__ import annotations
 
 import json
 
+_ASKED_WRONG = frozenset({501, 505})  # a method, an HTTP version: the request must change
+
+
+def error_type(status: int) -> str:
+    """The OpenAI ``type`` of a refusal the relay makes itself: ``server_error`` when the relay
+    or a dependency cannot serve now (500, 503...: a retry may work), ``invalid_request_error``
+    for the client's mistakes (4xx, and 501/505, which refuse what it asked for)."""
+    return "server_error" if status >= 500 and status not in _ASKED_WRONG else (
+        "invalid_request_error")
+
 
 class RelayError(Exception):
     """An upstream problem the relay reports to its client."""

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .cors import Cors
-from .errors import error_body
+from .errors import error_body, error_type
 from .net.exchange import Exchange
 from .net.pool import Pool
 from .ops.metrics import CONTENT_TYPE as METRICS_TYPE
@@ -19,10 +19,13 @@ from .ops.observer import Observer, Record
 from .web import HEADERS as PAGE_HEADERS
 from .web import PAGES
 
+_RETRY = ((b"retry-after", b"1"),)
+
 
 class LocalEndpoints:
-    """``/healthz`` (liveness: version, uptime, and the live counts a soak checks) and
-    ``/metrics`` (Prometheus text)."""
+    """``/healthz`` (version, uptime, and the live counts a soak checks; a 503 error instead
+    while a dependency is broken, Redis with ``--redis``: a load balancer then stops sending)
+    and ``/metrics`` (Prometheus text)."""
 
     def __init__(self, pool: Pool, observer: Observer) -> None:
         self.pool, self.obs, self.started = pool, observer, time.time()
@@ -30,7 +33,10 @@ class LocalEndpoints:
     def serve(self, ex: Exchange, record: Record, metrics: bool) -> bool:
         """Answer ``ex`` if it asks for a local endpoint; False if it does not."""
         path = ex.request.path
-        if path == b"/healthz":
+        if path == b"/healthz" and (broken := self.broken()):
+            message, code = broken
+            self.error(ex, record, 503, message, code, _RETRY)
+        elif path == b"/healthz":
             pool = self.pool
             doc = {"status": "ok", "version": __version__, "pid": os.getpid(),
                    "uptime_s": round(time.time() - self.started),
@@ -45,6 +51,15 @@ class LocalEndpoints:
         else:
             return False
         return True
+
+    def broken(self) -> tuple[str, str] | None:
+        """The first dependency that cannot serve now (message, code), from the state the
+        relay already keeps (no round trip per probe); None when all can."""
+        for check in self.obs.health:
+            broken = check()
+            if broken is not None:
+                return broken
+        return None
 
     def respond(self, ex: Exchange, record: Record, status: int, body: bytes,
                 content_type: bytes, extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
@@ -81,5 +96,5 @@ def respond(obs: Observer, ex: Exchange, record: Record, status: int, body: byte
 def respond_error(obs: Observer, ex: Exchange, record: Record, status: int, message: str,
                   code: str, extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
     """An OpenAI-style error answer of the relay's own."""
-    respond(obs, ex, record, status, error_body(message, "invalid_request_error", code),
+    respond(obs, ex, record, status, error_body(message, error_type(status), code),
             b"application/json", extra)

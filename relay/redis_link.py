@@ -13,6 +13,13 @@ Whatever its subscribers, streams and readers, an instance holds exactly two con
 When the pub/sub connection breaks, the reader tells every listener (``on_lost``), reconnects
 with backoff, subscribes again to every listener's ``topics()`` and then lets each catch up
 (``on_connected``): a listener reads what it may have missed from Redis itself.
+
+``close`` is bounded whatever Redis does (gone, stopped, paused, slow): it marks the link
+closing (so the reader's loop ends at its next step instead of reconnecting), closes the
+sockets (a read blocked on one fails at once), and waits for each part at most
+``CLOSE_WAIT`` with :func:`settle`. A cancel alone is not enough: one delivered while redis-py
+(re)connects can be absorbed inside it, and the reader then blocked in ``get_message`` for
+good.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -32,6 +40,34 @@ log = logging.getLogger("relay.redis")
 
 ERRORS = (RedisError, OSError, TimeoutError)
 ALWAYS = "relay:control"
+CLOSE_WAIT = 2.0  # seconds a close waits for each part (a task, a socket's close)
+
+
+async def settle(*parts: Awaitable[Any], seconds: float = CLOSE_WAIT) -> bool:
+    """Wait at most ``seconds`` for ``parts`` to finish (their errors ignored); cancel what is
+    still running then and return False without waiting for it (``asyncio.wait_for`` would
+    wait for the cancel to take: forever, if the cancel is absorbed)."""
+    tasks = [asyncio.ensure_future(part) for part in parts]
+    if not tasks:
+        return True
+    _, pending = await asyncio.wait(tasks, timeout=seconds)
+    for task in tasks:
+        task.add_done_callback(_retrieve)
+        if task in pending:
+            task.cancel()
+    return not pending
+
+
+async def _shut(pubsub: Any) -> None:
+    if pubsub is not None:
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()
+            await pubsub.connection_pool.disconnect()  # (also a connection still opening)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # (retrieved: a close's errors are expected, not to be logged)
 
 
 def one_connection(url: str, role: str) -> aioredis.Redis:
@@ -71,6 +107,8 @@ class RedisLink:
         self._listeners: list[tuple[tuple[str, ...], TopicListener]] = []
         self._lock = asyncio.Lock()  # one (UN)SUBSCRIBE or reconnect at a time
         self._reader: asyncio.Task[None] | None = None
+        self._closing = False
+        self.trouble = "not connected yet"  # why the pub/sub connection is down (for /healthz)
 
     def listen(self, listener: TopicListener, *prefixes: str) -> None:
         """Messages on topics starting with ``prefixes`` go to ``listener``; the reader starts
@@ -93,39 +131,44 @@ class RedisLink:
                 await self._pubsub.unsubscribe(*topics)
 
     async def _read_forever(self) -> None:
-        backoff = 0.1
-        while True:
-            try:
-                pubsub = await self._open()
-                backoff = 0.1
-                for _, listener in list(self._listeners):
-                    await listener.on_connected()
-                while True:
-                    self._dispatch(await pubsub.get_message(timeout=None))
-            except ERRORS as exc:
-                self.connected.clear()
-                for _, listener in list(self._listeners):
-                    listener.on_lost()
-                log.warning("Redis pub/sub lost (%s); reconnecting in %.1f s", exc, backoff)
-                await self._drop()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+        backoff, pubsub = 0.1, None
+        try:
+            while not self._closing:
+                pubsub = self._pubsub = one_connection(self.url, "pubsub").pubsub()
+                try:
+                    await self._open(pubsub)
+                    backoff = 0.1
+                    for _, listener in list(self._listeners):
+                        await listener.on_connected()
+                    while not self._closing:
+                        self._dispatch(await pubsub.get_message(timeout=None))
+                except ERRORS as exc:
+                    self.connected.clear()
+                    self.trouble = str(exc) or type(exc).__name__
+                    if self._closing:
+                        break
+                    for _, listener in list(self._listeners):
+                        listener.on_lost()
+                    log.warning("Redis pub/sub lost (%s); reconnecting in %.1f s", exc, backoff)
+                    await self._drop()
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+        finally:  # (closing: also the one redis-py reconnected after the close's drop)
+            self.connected.clear()
+            await _shut(pubsub)
 
     def _topics(self) -> set[str]:
         return {t for _, listener in self._listeners for t in listener.topics()}
 
-    async def _open(self) -> Any:
+    async def _open(self, pubsub: Any) -> None:
         async with self._lock:
-            pubsub = one_connection(self.url, "pubsub").pubsub()
             first = self._topics()
             await pubsub.subscribe(ALWAYS, *first)
-            self._pubsub = pubsub
             self.connected.set()
             late = self._topics() - first  # (asked for while this connected)
             if late:
                 await pubsub.subscribe(*late)
         log.info("Redis pub/sub connected (%d topics)", len(first | late) + 1)
-        return pubsub
 
     def _dispatch(self, message: dict[str, Any] | None) -> None:
         if message is None:
@@ -138,18 +181,20 @@ class RedisLink:
 
     async def _drop(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
-                await pubsub.connection_pool.disconnect()
+        await _shut(pubsub)
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
+        """Bounded: about ``3 * CLOSE_WAIT`` at most, whatever Redis does (module docstring)."""
+        self._closing = True
         self.connected.clear()
-        await self._drop()
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+        await settle(self._drop())  # (closes the socket a blocked read waits on)
+        if reader is not None:
+            await settle(reader)
+        await settle(self._close_cmd())
+
+    async def _close_cmd(self) -> None:
         await self.cmd.aclose()
         await self.cmd.connection_pool.disconnect()

@@ -287,6 +287,25 @@ MUTATIONS = [
     Mutation("demo page: show a Stop the user asked for as an error", "web/demo.js",
              'const stopped = state.stopped && doc.error.code === "cancelled";',
              "const stopped = false;", ("web/test_demo.py",)),
+    Mutation("let the Redis writer loop on after a close (a cancel absorbed: close() hangs)",
+             "streams/redis_store.py", "        while not self._closing:  # (checked too",
+             "        while True:  # (checked too",
+             ("streams/test_redis_store.py::test_close_ends_the_writer_even_when_a_cancel_is_"
+              "absorbed",)),
+    Mutation("close the link without marking it closing (a cancel absorbed: it reads on)",
+             "redis_link.py", "        self._closing = True\n        self.connected.clear()\n",
+             "        self.connected.clear()\n",
+             ("test_redis_link.py::test_close_ends_the_reader_even_when_a_cancel_is_absorbed",)),
+    Mutation("answer /healthz ok whatever Redis does (a load balancer keeps sending)",
+             "local.py", 'if path == b"/healthz" and (broken := self.broken()):',
+             'if path == b"/healthz" and (broken := None):',
+             ("channels/test_redis_broker.py::test_healthz_says_503_while_redis_is_unreachable_"
+              "and_ok_once_it_is_back",)),
+    Mutation("type the relay's own 503s invalid_request_error (a client's mistake)",
+             "errors.py",
+             'return "server_error" if status >= 500 and status not in _ASKED_WRONG else (',
+             'return "invalid_request_error" if status else (',
+             ("net/test_client.py::test_over_the_connection_cap_gets_503_with_retry_after",)),
 ]
 
 

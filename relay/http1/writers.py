@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from http import HTTPStatus
 
-from ..errors import error_body
+from ..errors import error_body, error_type
 from .messages import Headers
 from .request_head import Rejection
 
@@ -169,8 +169,8 @@ def reason_phrase(status: int) -> bytes:
 
 def error_response(rejection: Rejection) -> bytes:
     """A whole refusal: the status, an OpenAI-style JSON error body, ``Connection: close``."""
-    body = error_body(rejection.message, "invalid_request_error", None)
     status = rejection.status
+    body = error_body(rejection.message, error_type(status), None)
     head, _ = start_response(b"GET", b"1.1", status, reason_phrase(status),
                              [(b"content-type", b"application/json"), *rejection.headers],
                              len(body), keep_alive=False)

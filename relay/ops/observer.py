@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ..channels.endpoints import ChannelEndpoints
     from ..net.budget import BodyBudget
     from ..net.pool import Pool
+    from ..redis_link import RedisLink
     from ..streams.registry import Streams
 
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
@@ -106,6 +107,8 @@ class Observer:
         self.clock = clock
         self.connections = connections  # the listener's registry of open client connections
         self.active_streams = 0
+        # /healthz: each check gives (message, code) while its dependency cannot serve
+        self.health: list[Callable[[], tuple[str, str] | None]] = []
         r = self.registry = Registry()
         r.gauge("relay_client_connections", "Open client connections.",
                 lambda: len(connections))
@@ -198,6 +201,17 @@ class Observer:
                            _reader(stats, name))
         r.counter_from("relay_resumable_replayed_events_total",
                        "Events replayed to readers that resumed.", _reader(stats, "replayed"))
+
+    def watch_redis(self, link: RedisLink) -> None:
+        """With ``--redis``: /healthz answers 503 while the link is down (its pub/sub reader
+        notices a lost connection at once and reconnects with backoff: no probe of its own)."""
+        def check() -> tuple[str, str] | None:
+            if link.connected.is_set():
+                return None
+            return (f"Redis (--redis) is unreachable: {link.trouble}; channels and resumable "
+                    "streams shared through it are unavailable", "redis_unavailable")
+
+        self.health.append(check)
 
     def watch_loop(self, loop: asyncio.AbstractEventLoop) -> LoopLag:
         """The event loop's lateness, sampled every 50 ms (see relay/ops/loop_lag.py)."""

@@ -39,7 +39,7 @@ from redis.exceptions import RedisError
 
 from ..config import ResumeLimits
 from ..errors import RelayError, ResumeCapacity
-from ..redis_link import RedisLink
+from ..redis_link import RedisLink, settle
 from .registry import Streams
 from .stream import Follower, ResumableStream, error_event
 
@@ -97,6 +97,7 @@ class RedisStreams(Streams):
         self._subscribed: set[str] = set()  # stream topics SUBSCRIBE-d
         self._sub_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
         self._spawn(self._write_forever())
 
     @classmethod
@@ -132,7 +133,7 @@ class RedisStreams(Streams):
 
     async def _write_forever(self) -> None:
         backoff = 0.0  # (not 0: failing)
-        while True:
+        while not self._closing:  # (checked too: a cancel absorbed by redis-py ends it here)
             if not self._dirty and not self._control:
                 self._quiet.set()
             await self._wake.wait()
@@ -388,12 +389,14 @@ class RedisStreams(Streams):
                 mirror.ready.set_result(None)
 
     async def close(self) -> None:
-        """Let the writer send what is left (the streams' ends), bounded; then stop."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._quiet.wait(), 2.0)
+        """Let the writer send what is left (the streams' ends), bounded; then stop, bounded
+        whatever Redis does (:func:`~relay.redis_link.settle`)."""
+        await settle(self._quiet.wait())
+        self._closing = True
+        self._wake.set()  # (a writer between two flushes ends now)
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await settle(*self._tasks)
         if self._own_link:
             await self._link.close()
         await super().close()

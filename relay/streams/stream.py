@@ -52,7 +52,7 @@ def slice_end(events: list[bytes], pos: int) -> int:
     return end
 
 
-def error_event(message: str, code: str, type_: str = "relay_error") -> bytes:
+def error_event(message: str, code: str, type_: str = "server_error") -> bytes:
     """The relay's final event for a stream it ended: an OpenAI-style error, so SDKs raise."""
     return b"data: " + error_body(message, type_, code) + b"\n\n"
 
@@ -135,7 +135,7 @@ class ResumableStream:
                 self._registry.appended(self, start)
             self.finish("completed")
 
-    def end(self, message: str, code: str, type_: str = "relay_error",
+    def end(self, message: str, code: str, type_: str = "server_error",
             later: bool = False) -> None:
         """The relay ends the stream: the upstream is closed (it stops generating), readers
         get a final numbered error event. ``later``: called from the upstream's own read, so

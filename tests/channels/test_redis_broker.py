@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from typing import Any
 
 import redis
 
@@ -16,9 +17,9 @@ from relay.channels.redis_broker import RedisBroker
 from relay.config import MIB, ChannelLimits
 from relay.redis_link import RedisLink
 
-from ..support import EventStream, publish, wait_until
+from ..support import EventStream, H11Client, connect, publish, wait_until
 from ..support.processes import spawn
-from ..support.redis_server import RedisServer
+from ..support.redis_server import CLOSE_BOUND, RedisServer
 from .test_broker import FROM_THE_START, from_the_start_resets_only_what_lost_events
 
 
@@ -209,7 +210,7 @@ def test_redis_ids_never_repeat_on_a_channel_evicted_in_the_same_millisecond(
                     same_ms = True
                     break
         finally:
-            await broker.close()
+            await asyncio.wait_for(broker.close(), CLOSE_BOUND)
         return same_ms
 
     assert asyncio.run(scenario()), "never five publishes in one millisecond"
@@ -239,6 +240,37 @@ def test_redis_from_the_start_a_reset_only_when_events_were_lost(
         try:
             await from_the_start_resets_only_what_lost_events(broker)
         finally:
-            await broker.close()
+            await asyncio.wait_for(broker.close(), CLOSE_BOUND)
 
     asyncio.run(scenario())
+
+
+def _health(port: int) -> tuple[int, dict[str, Any]]:
+    with connect(port) as sock:
+        client = H11Client(sock)
+        client.send(b"GET", b"/healthz")
+        reply = client.read_reply()
+    return reply.status, json.loads(reply.body)
+
+
+def test_healthz_says_503_while_redis_is_unreachable_and_ok_once_it_is_back(
+        redis_server: RedisServer) -> None:
+    """A load balancer probing /healthz stops sending while Redis is away (the publishes would
+    get 503 anyway), and sends again once it is back; the relay's own 503s are
+    ``server_error``s."""
+    with _relays(redis_server, 1) as (port,):
+        status, doc = _health(port)
+        assert status == 200 and doc["status"] == "ok"
+        redis_server.stop()
+        down = publish(port, "up", "lost?")
+        assert down.status == 503
+        assert json.loads(down.body)["error"]["type"] == "server_error"
+        assert wait_until(lambda: _health(port)[0] == 503, 10)
+        status, doc = _health(port)
+        error = doc["error"]
+        assert status == 503 and error["type"] == "server_error"
+        assert error["code"] == "redis_unavailable" and "Redis" in error["message"]
+        assert "unreachable" in error["message"] and error["param"] is None
+        redis_server.start()  # on the same port
+        assert wait_until(lambda: _health(port)[0] == 200, 10)
+        assert _health(port)[1]["status"] == "ok"

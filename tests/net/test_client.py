@@ -177,6 +177,7 @@ def test_over_the_connection_cap_gets_503_with_retry_after(mock_server: MockServ
     reply = read_until_close(extra)
     assert reply.startswith(b"HTTP/1.1 503 ")
     assert b"\r\nretry-after: 1\r\n" in reply.lower() and b"connection limit" in reply
+    assert json.loads(reply.partition(b"\r\n\r\n")[2])["error"]["type"] == "server_error"
     assert mock_server.mock.requests == 0
     held.pop().close()  # room again: the next connection is served
     assert wait_until(lambda: lt.call(lambda: len(relay.listener.connections)) == 1)

@@ -71,5 +71,5 @@ def test_at_the_end_of_the_grace_streams_get_an_error_event(
     result = _shutdown_in_background(lt, relay, 0.3)
     reply = busy.read_reply()  # a clean chunked end, after the error event
     last = json.loads(sse_data(reply.body)[-1])
-    assert last["error"]["code"] == "relay_shutdown"
+    assert last["error"]["code"] == "relay_shutdown" and last["error"]["type"] == "server_error"
     assert wait_until(lambda: result == [False])

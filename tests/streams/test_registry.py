@@ -7,6 +7,7 @@ import asyncio
 import json
 
 from relay.config import ResumeLimits
+from relay.errors import RelayShutdown
 from relay.streams.registry import Streams
 
 from ..support import FakeLoop
@@ -135,3 +136,19 @@ def test_a_reader_behind_is_told_to_resume_from_what_it_was_sent(fake_loop: Fake
     reader.on_draining()
     doc = json.loads(_payload(transport).split(b"data: ")[1].split(b"\n")[0])
     assert doc["last_event_id"] == "1"
+
+
+def test_a_shutdown_has_the_same_type_on_a_resumable_stream_as_on_a_plain_one() -> None:
+    """OpenAI's ``server_error``, as a plain stream's :class:`RelayShutdown` (it said
+    ``relay_error`` here)."""
+    async def run() -> bytes:
+        streams = Streams(asyncio.get_running_loop(), LIMITS)
+        stuck = streams.create(None)
+        assert stuck is not None
+        assert not await streams.drain(0.05)
+        return stuck.events[-1]
+
+    last = asyncio.run(run())
+    error = json.loads(last.partition(b"data: ")[2].partition(b"\n")[0])["error"]
+    assert error["code"] == "relay_shutdown" and error["type"] == RelayShutdown.type
+    assert RelayShutdown.type == "server_error"

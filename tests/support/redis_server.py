@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 
 import redis
 
+from relay.redis_link import CLOSE_WAIT
+
 from .loop import require_tool
 from .ports import free_port
+
+# A Redis-backed part's close waits for each of its parts at most CLOSE_WAIT (a store's: its
+# quiet wait, its tasks, then its link's three parts); past this, close() hung. Tests wait for
+# a close with this bound, so a hang fails as one, not as the test's whole timeout.
+CLOSE_BOUND = 6 * CLOSE_WAIT + 1.0
 
 
 class RedisServer:
@@ -40,6 +48,15 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait(10)
             self.proc = None
+
+    def pause(self) -> None:
+        """SIGSTOP by PID: the port still accepts (the kernel's backlog), nothing answers."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, socket_timeout=5)
