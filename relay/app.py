@@ -204,6 +204,11 @@ def banner(relay: Relay) -> str:
         "  for chunk in stream:",
         '      print(chunk.choices[0].delta.content or "", end="", flush=True)',
         "",
+        f"in a browser: the demo page at {url}/ (a chat through the relay, a channel panel)",
+        f"channels: subscribe with curl -N {url}/events/NAME (EventSource in a page),",
+        f"  publish with curl {url}/events/NAME -H 'content-type: application/json' "
+        """-d '{"data": "hello"}'""",
+        "",
     ])
 
 

@@ -25,6 +25,7 @@ from .support import (
     UpstreamConn,
     chat_body,
     connect,
+    publish,
     sse_data,
     wait_until,
 )
@@ -96,6 +97,21 @@ def test_banner_has_curl_and_sdk_snippets() -> None:
         text = "\n".join(lines)
         assert f"curl -N http://127.0.0.1:{port}/v1/chat/completions" in text
         assert f'OpenAI(base_url="http://127.0.0.1:{port}/v1"' in text
+
+
+def test_the_banner_names_the_demo_page_and_the_channel_endpoints() -> None:
+    """What it names answers: the page at /, a publish to the channel URL it shows."""
+    with spawn("serve", "--port", "0") as (_proc, port, lines):
+        url = f"http://127.0.0.1:{port}"
+        assert wait_until(lambda: any("publish with curl" in line for line in lines))
+        text = "\n".join(lines)
+        assert f"the demo page at {url}/ " in text
+        assert f"curl -N {url}/events/NAME" in text and f"curl {url}/events/NAME -H" in text
+        page = H11Client(connect(port))
+        page.send(b"GET", b"/")
+        reply = page.read_reply()
+        assert reply.status == 200 and b"<html" in reply.body.lower()
+        assert publish(port, "NAME", "hello").status == 200
 
 
 @pytest.mark.parametrize(("args", "warned"), [
