@@ -105,11 +105,15 @@ async def start_relay(config: Config) -> Relay:
         mock = MockUpstream(delay_ms=config.mock_delay_ms)
         mock_listener = await listen(mock, "127.0.0.1", 0, config.limits, config.timeouts)
         upstream = Origin("http", "127.0.0.1", mock_listener.port)
-    ctx = tls_context(config.upstream_ca) if upstream.tls else None
+    ctx = upstream_tls(config)
     tracer = Tracer() if config.trace else None
     pool = Pool(upstream, config.limits, config.timeouts, ctx, tracer)
     connections, budget = Connections(), BodyBudget(config.limits.max_body_memory)
-    access_log = AccessLog(*open_access_log(config.access_log), asyncio.get_running_loop())
+    try:
+        access_log = AccessLog(*open_access_log(config.access_log), asyncio.get_running_loop())
+    except OSError as exc:
+        raise StartupError(f"cannot open --access-log {config.access_log}: "
+                           f"{exc.strerror or exc}") from None
     observer = Observer(access_log, asyncio.get_running_loop().time, connections)
     observer.watch_pool(pool)
     observer.watch_bodies(budget)
@@ -124,16 +128,52 @@ async def start_relay(config: Config) -> Relay:
     observer.watch_streams(streams.streams)
     handler = router(pool, config.api_key, observer, auth, config.admin_port is None, guard,
                      channels, streams)
-    listener = await listen(handler, config.host, config.port, config.limits, config.timeouts,
-                            connections=connections, reuse_port=config.reuse_port,
-                            tracer=tracer, budget=budget)
+    try:
+        listener = await listen(handler, config.host, config.port, config.limits,
+                                config.timeouts, connections=connections,
+                                reuse_port=config.reuse_port, tracer=tracer, budget=budget)
+    except OSError as exc:
+        raise StartupError(listen_error(config.host, config.port, exc)) from None
     admin_listener = None
     if config.admin_port is not None:
-        admin_listener = await listen(admin_router(pool, observer, guard), config.host,
-                                      config.admin_port, config.limits, config.timeouts,
-                                      budget=budget)
+        try:
+            admin_listener = await listen(admin_router(pool, observer, guard), config.host,
+                                          config.admin_port, config.limits, config.timeouts,
+                                          budget=budget)
+        except OSError as exc:
+            raise StartupError("--admin-port: " + listen_error(config.host, config.admin_port,
+                                                               exc)) from None
     return Relay(config, listener, pool, mock_listener, mock, observer, admin_listener,
                  access_log, budget, channels, loop_lag, streams.streams, link)
+
+
+def check_startup(config: Config) -> None:
+    """What can be refused before anything listens (``--workers`` checks it in the supervisor,
+    so a worker is not restarted forever on a mistake): the CA file, the Redis client."""
+    upstream_tls(config)
+    if config.redis is not None:
+        _redis_link()
+
+
+def upstream_tls(config: Config) -> ssl.SSLContext | None:
+    """The TLS context for an https upstream; a CA file that cannot be read is named."""
+    if config.upstream is not None and not config.upstream.tls:
+        return None
+    try:
+        return tls_context(config.upstream_ca)
+    except OSError as exc:  # (ssl.SSLError is one: a file that holds no PEM certificate)
+        what = f"--upstream-ca {config.upstream_ca}" if config.upstream_ca else "certifi's CAs"
+        raise StartupError(f"cannot load {what}: {exc.strerror or exc}") from None
+
+
+def _redis_link() -> type[RedisLink]:
+    try:
+        from .redis_link import RedisLink
+    except ImportError as exc:  # (the redis extra is optional: the core runs without it)
+        raise StartupError(f"--redis needs the redis client ({exc}): install relay[redis] "
+                           "(pip install 'relay[redis]'; in a clone: .venv/bin/pip install -e "
+                           "'.[redis]')") from None
+    return RedisLink
 
 
 async def open_broker(config: Config, link: RedisLink | None) -> Broker:
@@ -162,9 +202,7 @@ async def open_link(config: Config) -> RedisLink | None:
     """With ``--redis``: the instance's two Redis connections, shared by channels and streams."""
     if config.redis is None:
         return None
-    from .redis_link import RedisLink
-
-    return RedisLink(config.redis, asyncio.get_running_loop())
+    return _redis_link()(config.redis, asyncio.get_running_loop())
 
 
 def banner(relay: Relay) -> str:
@@ -231,8 +269,8 @@ async def wait_for_signal() -> None:
 async def serve(config: Config) -> None:
     try:
         relay = await start_relay(config)
-    except OSError as exc:
-        raise StartupError(listen_error(config.host, config.port, exc)) from None
+    except OSError as exc:  # (the known causes are named where they happen; this is the rest)
+        raise StartupError(f"cannot start: {exc}") from None
     tune_gc()
     print(banner(relay), flush=True)
     try:

@@ -167,6 +167,23 @@ class Config:
                              "(spaces, control characters or non-ASCII): check the variable")
 
 
+REDIS_SCHEMES = ("redis", "rediss", "unix")  # the ones redis-py's from_url reads
+
+
+def redis_url(url: str) -> str:
+    """``--redis``, checked at startup (redis-py would refuse it later, with a traceback). The
+    URL may hold a password, so the error never repeats it."""
+    parts = urlsplit(url)
+    if parts.scheme not in REDIS_SCHEMES or not (parts.netloc or parts.path):
+        raise ValueError("--redis must be a URL starting with redis://, rediss:// or unix://, "
+                         "with a host or a path (e.g. redis://localhost:6379/0)")
+    try:
+        parts.port  # noqa: B018 (its check: 0-65535, digits only)
+    except ValueError:
+        raise ValueError("--redis has a bad port: it must be a number, 0-65535") from None
+    return url
+
+
 def api_key_from_env(var_name: str | None, environ: dict[str, str] | None = None) -> str | None:
     """The key named by ``RELAY_API_KEY_ENV`` (default ``OPENAI_API_KEY``), or None when unset."""
     env = os.environ if environ is None else environ
