@@ -27,6 +27,7 @@ from .errors import StartupError, listen_error
 from .guard import Guard, host_check_on
 from .mock import MockUpstream
 from .net.budget import BodyBudget
+from .net.exchange import Handler
 from .net.listener import Connections, Listener, listen
 from .net.pool import Pool, tls_context
 from .ops.access_log import AccessLog, open_access_log
@@ -128,23 +129,24 @@ async def start_relay(config: Config) -> Relay:
     observer.watch_streams(streams.streams)
     handler = router(pool, config.api_key, observer, auth, config.admin_port is None, guard,
                      channels, streams)
-    try:
-        listener = await listen(handler, config.host, config.port, config.limits,
-                                config.timeouts, connections=connections,
-                                reuse_port=config.reuse_port, tracer=tracer, budget=budget)
-    except OSError as exc:
-        raise StartupError(listen_error(config.host, config.port, exc)) from None
+    listener = await _listen(config, "", handler, config.port, connections=connections,
+                             reuse_port=config.reuse_port, tracer=tracer, budget=budget)
     admin_listener = None
     if config.admin_port is not None:
-        try:
-            admin_listener = await listen(admin_router(pool, observer, guard), config.host,
-                                          config.admin_port, config.limits, config.timeouts,
-                                          budget=budget)
-        except OSError as exc:
-            raise StartupError("--admin-port: " + listen_error(config.host, config.admin_port,
-                                                               exc)) from None
+        admin_listener = await _listen(config, "--admin-port: ",
+                                       admin_router(pool, observer, guard), config.admin_port,
+                                       budget=budget)
     return Relay(config, listener, pool, mock_listener, mock, observer, admin_listener,
                  access_log, budget, channels, loop_lag, streams.streams, link)
+
+
+async def _listen(config: Config, flag: str, handler: Handler, port: int,
+                  **kw: Any) -> Listener:
+    """:func:`listen` on ``config.host:port``; a refusal names the address (and the flag)."""
+    try:
+        return await listen(handler, config.host, port, config.limits, config.timeouts, **kw)
+    except OSError as exc:
+        raise StartupError(flag + listen_error(config.host, port, exc)) from None
 
 
 def check_startup(config: Config) -> None:
