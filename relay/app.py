@@ -8,6 +8,7 @@ imported here only, where the loop is created.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -79,6 +80,12 @@ class Relay:
         if self.streams is not None:
             clean = await self.streams.drain(deadline - loop.time()) and clean
         return clean
+
+    def stop_now(self) -> tuple[int, int]:
+        """End at once what :meth:`shutdown` would end at its deadline (SSE streams get their
+        ``relay_shutdown`` event): (client connections, resumable generations) still open."""
+        cut = self.listener.stop_now()
+        return cut, 0 if self.streams is None else self.streams.stop_live()
 
     async def close(self) -> None:
         self.listener.close()
@@ -260,12 +267,27 @@ def tune_gc() -> None:
     gc.set_threshold(5_000, 50, 1_000)
 
 
+class Signals:
+    """SIGINT and SIGTERM, counted as they come: the first starts the drain, a second one
+    during it ends the process at once. A worker of ``--workers`` ignores SIGINT: a Ctrl-C
+    reaches the terminal's whole process group, and the supervisor passes it on as SIGTERM
+    (counted twice, the first Ctrl-C would cut every stream)."""
+
+    def __init__(self, worker: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        self._came: asyncio.Queue[int] = asyncio.Queue()
+        loop.add_signal_handler(signal.SIGTERM, self._came.put_nowait, signal.SIGTERM)
+        if worker:
+            loop.add_signal_handler(signal.SIGINT, lambda: None)
+        else:
+            loop.add_signal_handler(signal.SIGINT, self._came.put_nowait, signal.SIGINT)
+
+    async def next(self) -> int:
+        return await self._came.get()
+
+
 async def wait_for_signal() -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await Signals().next()
 
 
 async def serve(config: Config) -> None:
@@ -275,13 +297,32 @@ async def serve(config: Config) -> None:
         raise StartupError(f"cannot start: {exc}") from None
     tune_gc()
     print(banner(relay), flush=True)
+    signals = Signals()
     try:
-        await wait_for_signal()
+        await signals.next()
         log.info("signal received: draining (up to %g s)", config.drain_timeout)
-        clean = await relay.shutdown(config.drain_timeout)
-        log.info("drained %s", "cleanly" if clean else "with streams cut at the timeout")
+        await drain(relay, signals)
     finally:
         await relay.close()
+
+
+async def drain(relay: Relay, signals: Signals) -> None:
+    """The graceful drain, cut short by a second signal (then one line on stderr says so)."""
+    grace = asyncio.ensure_future(relay.shutdown(relay.config.drain_timeout))
+    second = asyncio.ensure_future(signals.next())
+    await asyncio.wait((grace, second), return_when=asyncio.FIRST_COMPLETED)
+    if grace.done():
+        second.cancel()
+        log.info("drained %s", "cleanly" if grace.result() else
+                 "with streams cut at the timeout")
+        return
+    grace.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await grace
+    conns, generations = relay.stop_now()
+    more = f" and {generations} resumable generations" if generations else ""
+    print(f"relay: second signal: exiting now, {conns} open connections{more} cut",
+          file=sys.stderr, flush=True)
 
 
 async def serve_mock(host: str, port: int, ssl_context: ssl.SSLContext | None) -> None:
