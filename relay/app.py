@@ -35,6 +35,7 @@ from .ops.access_log import AccessLog, open_access_log
 from .ops.loop_lag import LoopLag
 from .ops.observer import Observer
 from .ops.trace import Tracer
+from .ops.workers import ready
 from .router import admin_router, router
 from .streams.endpoints import StreamEndpoints
 from .streams.registry import Streams
@@ -214,25 +215,27 @@ async def open_link(config: Config) -> RedisLink | None:
     return _redis_link()(config.redis, asyncio.get_running_loop())
 
 
-def banner(relay: Relay) -> str:
-    url = f"http://{relay.config.host}:{relay.port}"
-    if relay.mock_listener is not None:
-        up = (f"upstream: the built-in mock upstream at {relay.upstream} "
-              "(no --upstream / RELAY_UPSTREAM given)")
+def banner(config: Config, port: int, mock: Origin | None = None, workers: str = "") -> str:
+    """What ``relay serve`` prints once it listens on ``port`` (``mock``: the built-in mock's
+    address; ``workers``: the supervisor's words on its workers, which print none of this)."""
+    url = f"http://{config.host}:{port}"
+    if config.upstream is None:
+        at = f"at {mock}" if mock is not None else "in each worker"
+        up = f"upstream: the built-in mock upstream {at} (no --upstream / RELAY_UPSTREAM given)"
     else:
-        up = f"upstream: {relay.upstream}"
-    key = "an API key from the environment is injected upstream" if relay.config.api_key else (
+        up = f"upstream: {config.upstream}"
+    key = "an API key from the environment is injected upstream" if config.api_key else (
         "no API key injected (set OPENAI_API_KEY or RELAY_API_KEY_ENV to inject one); "
         "clients' own Authorization goes upstream")
     # The mock answers any model name; a real upstream needs one it serves.
-    model = "mock-gpt" if relay.mock_listener is not None else "gpt-4o-mini"
+    model = "mock-gpt" if config.upstream is None else "gpt-4o-mini"
     body = f'{{"model":"{model}","stream":true,"messages":[{{"role":"user","content":"hi"}}]}}'
-    host_check = [] if host_check_on(relay.config.host, relay.config.allowed_hosts) else [
-        f"Host check off: on {relay.config.host} (not loopback) any Host is answered, so a "
+    host_check = [] if host_check_on(config.host, config.allowed_hosts) else [
+        f"Host check off: on {config.host} (not loopback) any Host is answered, so a "
         "DNS-rebinding page can use the relay; give the names clients use with --allowed-host "
         "NAME (or RELAY_ALLOWED_HOSTS)"]
     return "\n".join([
-        f"relay {__version__} listening on {url} (loop: {relay.config.loop})",
+        f"relay {__version__} listening on {url} (loop: {config.loop}{workers})",
         up,
         key,
         *host_check,
@@ -296,8 +299,11 @@ async def serve(config: Config) -> None:
     except OSError as exc:  # (the known causes are named where they happen; this is the rest)
         raise StartupError(f"cannot start: {exc}") from None
     tune_gc()
-    print(banner(relay), flush=True)
-    signals = Signals()
+    if config.supervisor:
+        ready(config.supervisor)
+    else:
+        print(banner(config, relay.port, relay.upstream if relay.mock else None), flush=True)
+    signals = Signals(worker=bool(config.supervisor))
     try:
         await signals.next()
         log.info("signal received: draining (up to %g s)", config.drain_timeout)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from . import __version__
-from .app import check_startup, run, serve, serve_mock
+from .app import banner, check_startup, run, serve, serve_mock
 from .auth import parse_tokens
 from .config import (
     ChannelLimits,
@@ -183,6 +183,9 @@ def _operating_flags(s: argparse.ArgumentParser) -> None:
                    "[env RELAY_TRACE=1]")
     s.add_argument("--reuse-port", action="store_true", help="bind with SO_REUSEPORT (set by "
                    "--workers for its workers)")
+    s.add_argument("--worker-of", type=amount, default=0, metavar="PID", help="run as a "
+                   "worker of the --workers supervisor PID (set by it): no banner, the "
+                   "supervisor prints it; SIGINT ignored, the supervisor passes signals on")
     _add(s, "--log-level", "info", "logging level")
     _add(s, "--mock-delay-ms", 30, "with no --upstream: milliseconds between the built-in "
          "mock's events, like a real model (a request's x-mock-delay-ms wins)", type=amount)
@@ -247,6 +250,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         access_log=args.access_log,
         drain_timeout=float(args.drain_timeout),
         reuse_port=bool(args.reuse_port),
+        supervisor=int(args.worker_of),
         trace=bool(args.trace),
         admin_port=None if args.admin_port is None else int(args.admin_port),
         allowed_hosts=_listed(args.allowed_host, "RELAY_ALLOWED_HOSTS"),
@@ -344,7 +348,10 @@ def _serve(args: argparse.Namespace, argv: list[str]) -> None:
     if int(args.workers) > 1:
         rest = argv[argv.index("serve") + 1:]  # the workers get the same flags (later ones win)
         try:
-            supervisor = Supervisor(rest, int(args.workers), args.host, int(args.port))
+            n = int(args.workers)
+            said = f"; {n} workers, supervisor pid {os.getpid()}"
+            supervisor = Supervisor(rest, n, args.host, int(args.port),
+                                    lambda port: banner(config, port, workers=said))
         except OSError as exc:
             raise StartupError(listen_error(args.host, int(args.port), exc)) from None
         sys.exit(supervisor.run())

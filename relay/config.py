@@ -148,6 +148,7 @@ class Config:
     admin_port: int | None = None  # /metrics on its own listener (then off the public port)
     drain_timeout: float = 30.0  # on SIGTERM/SIGINT: seconds in-flight streams may finish
     reuse_port: bool = False  # SO_REUSEPORT (the workers of --workers N share one port)
+    supervisor: int = 0  # the pid of the --workers supervisor (0: none): no banner, no SIGINT
     trace: bool = False  # print the raw bytes of every connection (relay/ops/trace.py)
     allowed_hosts: tuple[str, ...] = ()  # Host values served besides loopback names (guard.py)
     cors_origins: tuple[str, ...] = ()  # web origins allowed from browsers (cors.py); "*": any
