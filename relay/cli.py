@@ -10,10 +10,10 @@ import os
 import ssl
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
-from .app import run, serve, serve_mock
+from .app import banner, check_startup, run, serve, serve_mock
 from .auth import parse_tokens
 from .config import (
     ChannelLimits,
@@ -23,6 +23,7 @@ from .config import (
     ResumeLimits,
     Timeouts,
     api_key_from_env,
+    redis_url,
 )
 from .cors import Cors
 from .errors import StartupError, listen_error
@@ -41,16 +42,58 @@ def _add(p: argparse.ArgumentParser, flag: str, default: Any, help: str, **kw: A
     p.add_argument(flag, default=_env(flag, default), help=text, **kw)
 
 
-def _not_negative(text: str) -> float:
+def seconds(text: str) -> float:
     """A duration flag's value: a number of seconds, never negative."""
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
     if not value >= 0:  # (also refuses nan)
         raise argparse.ArgumentTypeError(f"{text!r}: must be a number of seconds >= 0")
     return value
 
 
+def amount(text: str) -> int:
+    """A size or count flag's value (bytes, events, connections, milliseconds): an integer,
+    never negative."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number >= 0")
+    return value
+
+
+def port_number(text: str) -> int:
+    """A port flag's value: 0-65535 (0: any free one). Unchecked, the kernel took 99999 modulo
+    65536 and asyncio's loop overflowed on it."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a port number, 0-65535")
+    return value
+
+
+def worker_count(text: str) -> int:
+    value = amount(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 1 or more")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, with its errors as the relay's other startup errors: one line on
+    stderr naming the cause (no usage block above it), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"relay: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="relay", description="SSE relay for OpenAI-style APIs")
+    ap = _Parser(prog="relay", description="SSE relay for OpenAI-style APIs")
     ap.add_argument("--version", action="version", version=f"relay {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run the relay")
@@ -66,7 +109,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _listen_flags(s: argparse.ArgumentParser) -> None:
     _add(s, "--host", "127.0.0.1", "address to listen on")
-    _add(s, "--port", 8080, "port to listen on", type=int)
+    _add(s, "--port", 8080, "port to listen on (0: any free port)", type=port_number)
     _add(s, "--upstream", None, "upstream origin, e.g. https://api.openai.com (default: the mock)")
     _add(s, "--upstream-ca", None, "CA bundle file for a private upstream CA (default: certifi)")
     _add(s, "--api-key-env", "OPENAI_API_KEY", "the environment variable holding the key the "
@@ -81,68 +124,71 @@ def _listen_flags(s: argparse.ArgumentParser) -> None:
 
 
 def _timeout_flags(s: argparse.ArgumentParser) -> None:
-    _add(s, "--connect-timeout", _T.connect, "seconds to connect upstream", type=float)
+    _add(s, "--connect-timeout", _T.connect, "seconds to connect upstream", type=seconds)
     _add(s, "--first-byte-timeout", _T.first_byte, "seconds to the response head",
-         type=float)
-    _add(s, "--read-timeout", _T.read, "seconds of upstream silence mid-body", type=float)
+         type=seconds)
+    _add(s, "--read-timeout", _T.read, "seconds of upstream silence mid-body", type=seconds)
     _add(s, "--heartbeat", _T.heartbeat, "seconds of stream silence before a heartbeat comment "
-         "(0: off)", type=float)
+         "(0: off)", type=seconds)
     _add(s, "--keepalive-timeout", _T.keepalive, "idle client keep-alive seconds",
-         type=float)
+         type=seconds)
     _add(s, "--request-head-timeout", _T.request_head, "seconds to receive a request head, "
-         "from its first byte (408)", type=float)
+         "from its first byte (408)", type=seconds)
     _add(s, "--request-body-timeout", _T.request_body, "longest silence inside a request body "
-         "(408)", type=float)
+         "(408)", type=seconds)
     _add(s, "--request-body-deadline", _T.request_body_deadline, "seconds to receive a whole "
          "request body, from its first read, however it trickles (408; 0: none)",
-         type=_not_negative)
+         type=seconds)
     _add(s, "--send-timeout", _T.send, "seconds a client may take nothing before it is cut",
-         type=float)
+         type=seconds)
     _add(s, "--queue-timeout", _T.queue, "seconds to wait for an upstream connection at "
-         "--max-upstream (then 503)", type=float)
+         "--max-upstream (then 503)", type=seconds)
 
 
 def _limit_flags(s: argparse.ArgumentParser) -> None:
-    _add(s, "--max-body-size", _L.max_body_size, "request body bytes (413 above)", type=int)
+    _add(s, "--max-body-size", _L.max_body_size, "request body bytes (413 above)", type=amount)
     _add(s, "--max-body-memory", _L.max_body_memory, "request body bytes held at once, all "
-         "connections together (503 with Retry-After above)", type=int)
-    _add(s, "--max-head-size", _L.max_head_size, "request head bytes (431)", type=int)
+         "connections together (503 with Retry-After above)", type=amount)
+    _add(s, "--max-head-size", _L.max_head_size, "request head bytes (431)", type=amount)
     _add(s, "--max-line-size", _L.max_line_size, "request line (414) or header line (431) "
-         "bytes", type=int)
-    _add(s, "--max-headers", _L.max_headers, "request header lines (431)", type=int)
+         "bytes", type=amount)
+    _add(s, "--max-headers", _L.max_headers, "request header lines (431)", type=amount)
     _add(s, "--max-connections", _L.max_connections, "open client connections (503 with "
-         "Retry-After beyond)", type=int)
+         "Retry-After beyond)", type=amount)
     _add(s, "--max-upstream", _L.max_upstream, "upstream connections open at once (0: no "
-         "cap); more requests queue", type=int)
+         "cap); more requests queue", type=amount)
     _add(s, "--socket-buffer", _L.socket_buffer, "SO_SNDBUF/SO_RCVBUF of client sockets and "
-         "SO_SNDBUF upstream (0: kernel autotuning)", type=int)
+         "SO_SNDBUF upstream (0: kernel autotuning)", type=amount)
     _add(s, "--write-high-water", _L.write_high_water, "client buffer bytes before pausing "
-         "upstream reads", type=int)
+         "upstream reads", type=amount)
     _add(s, "--upstream-rcvbuf", _L.upstream_rcvbuf, "SO_RCVBUF of upstream sockets: caps one "
-         "read (0: kernel default)", type=int)
+         "read (0: kernel default)", type=amount)
     _add(s, "--known-heads", _L.known_heads, "request heads of up to 1 KiB kept parsed, by "
-         "their bytes, so a repeated head skips parsing (0: parse every head)", type=int)
-    _add(s, "--pool-size", _L.pool_size, "idle upstream connections kept", type=int)
+         "their bytes, so a repeated head skips parsing (0: parse every head)", type=amount)
+    _add(s, "--pool-size", _L.pool_size, "idle upstream connections kept", type=amount)
     _add(s, "--pool-idle-timeout", _L.pool_idle_timeout, "seconds an idle upstream "
-         "connection is kept", type=float)
+         "connection is kept", type=seconds)
 
 
 def _operating_flags(s: argparse.ArgumentParser) -> None:
     _add(s, "--access-log", "-", "JSON access log: '-' stderr, a file path, or 'off'")
     _add(s, "--admin-port", None, "serve /metrics and /healthz on this port (then /metrics is "
-         "off the main port)", type=int)
+         "off the main port)", type=port_number)
     _add(s, "--drain-timeout", 30.0, "on SIGTERM/SIGINT, seconds in-flight streams may finish "
-         "before they are ended", type=float)
+         "before they are ended", type=seconds)
     _add(s, "--workers", 1, "worker processes sharing the port (SO_REUSEPORT), supervised",
-         type=int)
+         type=worker_count)
     s.add_argument("--trace", action="store_true", default=_env("--trace", "") == "1",
                    help="print the raw bytes crossing each side, per connection, to stderr "
                    "[env RELAY_TRACE=1]")
     s.add_argument("--reuse-port", action="store_true", help="bind with SO_REUSEPORT (set by "
                    "--workers for its workers)")
+    s.add_argument("--worker-of", type=amount, default=0, metavar="PID", help="run as a "
+                   "worker of the --workers supervisor PID (set by it): no banner, the "
+                   "supervisor prints it; SIGINT ignored, the supervisor passes signals on")
     _add(s, "--log-level", "info", "logging level")
     _add(s, "--mock-delay-ms", 30, "with no --upstream: milliseconds between the built-in "
-         "mock's events, like a real model (a request's x-mock-delay-ms wins)", type=int)
+         "mock's events, like a real model (a request's x-mock-delay-ms wins)", type=amount)
 
 
 def _channel_flags(s: argparse.ArgumentParser) -> None:
@@ -156,37 +202,37 @@ def _channel_flags(s: argparse.ArgumentParser) -> None:
     _add(s, "--redis", None, "share channels and resumable streams through Redis, "
          "redis://host:port/db (needs the relay[redis] extra)")
     _add(s, "--channel-history", _C.history, "events each channel keeps for replay by "
-         "Last-Event-ID", type=int)
+         "Last-Event-ID", type=amount)
     _add(s, "--channel-history-bytes", _C.history_bytes, "bytes of events each channel keeps "
-         "(the oldest go first)", type=int)
+         "(the oldest go first)", type=amount)
     _add(s, "--channels-memory", _C.memory, "bytes of events all channels keep together (the "
-         "oldest, of the channel published to least recently, go first)", type=int)
+         "oldest, of the channel published to least recently, go first)", type=amount)
     _add(s, "--channel-ttl", _C.ttl, "seconds an event stays in a channel's history",
-         type=float)
+         type=seconds)
     _add(s, "--max-channels", _C.max_channels, "channels with a history (the least recently "
-         "used goes first)", type=int)
+         "used goes first)", type=amount)
     _add(s, "--channel-retry", _C.retry_ms, "EventSource reconnection time in ms (jittered "
-         "+-50%% per subscriber)", type=int)
+         "+-50%% per subscriber)", type=amount)
     _add(s, "--subscriber-buffer", _C.slow_buffer, "a subscriber whose write buffer passes "
-         "this many bytes is dropped (it reconnects and replays)", type=int)
+         "this many bytes is dropped (it reconnects and replays)", type=amount)
     _add(s, "--subscriber-stall", _C.stall, "a subscriber that takes nothing for this many "
-         "seconds is dropped", type=float)
+         "seconds is dropped", type=seconds)
 
 
 def _resume_flags(s: argparse.ArgumentParser) -> None:
     _add(s, "--resume-ttl", _R.ttl, "seconds an ended resumable stream (X-Relay-Resumable: 1) "
-         "can still be resumed", type=float)
+         "can still be resumed", type=seconds)
     _add(s, "--resume-orphan-timeout", _R.orphan_timeout, "seconds a resumable stream goes on "
-         "generating with nobody reading, before its upstream is closed", type=float)
+         "generating with nobody reading, before its upstream is closed", type=seconds)
     _add(s, "--resume-max-bytes", _R.max_bytes, "bytes of events one resumable stream may "
-         "hold (beyond, it is stopped with a too_large error event)", type=int)
+         "hold (beyond, it is stopped with a too_large error event)", type=amount)
     _add(s, "--resume-memory", _R.memory, "bytes all resumable streams may hold (beyond, the "
-         "oldest ended go first, then new ones get 503)", type=int)
+         "oldest ended go first, then new ones get 503)", type=amount)
 
 
 def _mock_flags(m: argparse.ArgumentParser) -> None:
     _add(m, "--host", "127.0.0.1", "address to listen on")
-    _add(m, "--port", 9000, "port to listen on (0: any free port)", type=int)
+    _add(m, "--port", 9000, "port to listen on (0: any free port)", type=port_number)
     _add(m, "--tls-cert", None, "serve TLS with this certificate chain (PEM)")
     _add(m, "--tls-key", None, "private key for --tls-cert (PEM)")
     _add(m, "--loop", "uvloop", "event loop", choices=["uvloop", "asyncio"])
@@ -204,12 +250,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
         access_log=args.access_log,
         drain_timeout=float(args.drain_timeout),
         reuse_port=bool(args.reuse_port),
+        supervisor=int(args.worker_of),
         trace=bool(args.trace),
         admin_port=None if args.admin_port is None else int(args.admin_port),
         allowed_hosts=_listed(args.allowed_host, "RELAY_ALLOWED_HOSTS"),
         cors_origins=_cors_origins(args.cors_origin),
         publish_tokens=parse_tokens(args.publish_token),
-        redis=args.redis or None,
+        redis=redis_url(args.redis) if args.redis else None,
         channels=_channel_limits(args),
         resume=ResumeLimits(ttl=float(args.resume_ttl),
                             orphan_timeout=float(args.resume_orphan_timeout),
@@ -293,19 +340,23 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _serve(args: argparse.Namespace, argv: list[str]) -> None:
+    try:
+        config = config_from_args(args)
+    except (ValueError, OSError) as exc:
+        raise StartupError(str(exc)) from None
+    check_startup(config)
     if int(args.workers) > 1:
         rest = argv[argv.index("serve") + 1:]  # the workers get the same flags (later ones win)
         try:
-            supervisor = Supervisor(rest, int(args.workers), args.host, int(args.port))
+            n = int(args.workers)
+            said = f"; {n} workers, supervisor pid {os.getpid()}"
+            supervisor = Supervisor(rest, n, args.host, int(args.port),
+                                    lambda port: banner(config, port, workers=said))
         except OSError as exc:
             raise StartupError(listen_error(args.host, int(args.port), exc)) from None
         sys.exit(supervisor.run())
     logging.basicConfig(level=str(args.log_level).upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        config = config_from_args(args)
-    except (ValueError, OSError) as exc:
-        raise StartupError(str(exc)) from None
     run(serve(config), config.loop)
 
 

@@ -148,6 +148,7 @@ class Config:
     admin_port: int | None = None  # /metrics on its own listener (then off the public port)
     drain_timeout: float = 30.0  # on SIGTERM/SIGINT: seconds in-flight streams may finish
     reuse_port: bool = False  # SO_REUSEPORT (the workers of --workers N share one port)
+    supervisor: int = 0  # the pid of the --workers supervisor (0: none): no banner, no SIGINT
     trace: bool = False  # print the raw bytes of every connection (relay/ops/trace.py)
     allowed_hosts: tuple[str, ...] = ()  # Host values served besides loopback names (guard.py)
     cors_origins: tuple[str, ...] = ()  # web origins allowed from browsers (cors.py); "*": any
@@ -165,6 +166,23 @@ class Config:
         if self.api_key is not None and not all(0x21 <= ord(c) <= 0x7E for c in self.api_key):
             raise ValueError("the API key holds characters a header value cannot carry "
                              "(spaces, control characters or non-ASCII): check the variable")
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")  # the ones redis-py's from_url reads
+
+
+def redis_url(url: str) -> str:
+    """``--redis``, checked at startup (redis-py would refuse it later, with a traceback). The
+    URL may hold a password, so the error never repeats it."""
+    parts = urlsplit(url)
+    if parts.scheme not in REDIS_SCHEMES or not (parts.netloc or parts.path):
+        raise ValueError("--redis must be a URL starting with redis://, rediss:// or unix://, "
+                         "with a host or a path (e.g. redis://localhost:6379/0)")
+    try:
+        parts.port  # noqa: B018 (its check: 0-65535, digits only)
+    except ValueError:
+        raise ValueError("--redis has a bad port: it must be a number, 0-65535") from None
+    return url
 
 
 def api_key_from_env(var_name: str | None, environ: dict[str, str] | None = None) -> str | None:

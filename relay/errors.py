@@ -83,6 +83,13 @@ class ResumeCapacity(RelayError):
         super().__init__(message)
 
 
+class StreamStoreUnavailable(RelayError):
+    """Redis (where other instances' streams are) cannot be reached: 503, retry later."""
+
+    status, type, code = 503, "server_error", "stream_store_unavailable"
+    headers = ((b"retry-after", b"1"),)
+
+
 class UpstreamClosed(RelayError):
     """The upstream closed or reset the connection before its response was complete."""
 

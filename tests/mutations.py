@@ -306,6 +306,30 @@ MUTATIONS = [
              'return "server_error" if status >= 500 and status not in _ASKED_WRONG else (',
              'return "invalid_request_error" if status else (',
              ("net/test_client.py::test_over_the_connection_cap_gets_503_with_retry_after",)),
+    Mutation("take a negative port (the kernel's 'Servname not supported')", "cli.py",
+             "if not 0 <= value <= 65535:", "if not -65536 <= value <= 65535:",
+             ("test_cli.py::test_every_port_duration_and_size_refuses_a_bad_value",)),
+    Mutation("take a negative size (--max-body-size -1 was accepted)", "cli.py",
+             "    if value < 0:", "    if value < -1:",
+             ("test_cli.py::test_the_issues_bad_numbers_are_refused",)),
+    Mutation("ignore a second signal during the drain", "app.py",
+             "second = asyncio.ensure_future(signals.next())",
+             "second = asyncio.ensure_future(asyncio.Event().wait())",
+             ("e2e/test_drain.py::test_a_second_signal_during_the_drain_ends_the_process_at"
+              "_once",)),
+    Mutation("print the banner for every worker that listens (restarts too)", "ops/workers.py",
+             "            self._banner = None", "            pass",
+             ("ops/test_workers.py::test_the_supervisor_prints_the_banner_once_and_the"
+              "_workers_none",)),
+    Mutation("keep a second signal from the workers (the supervisor waits out the drain)",
+             "ops/workers.py", "                    proc.send_signal(signal.SIGTERM)",
+             "                    pass",
+             ("ops/test_workers.py::test_a_second_signal_to_the_supervisor_ends_the_workers"
+              "_at_once",)),
+    Mutation("count a worker's SIGINT (a Ctrl-C to the group cuts instead of draining)",
+             "app.py", "        if worker:", "        if False:",
+             ("ops/test_workers.py::test_a_second_signal_to_the_supervisor_ends_the_workers"
+              "_at_once",)),
 ]
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from relay.cli import config_from_args, parser
-from relay.config import Config, Origin, api_key_from_env
+from relay.config import ChannelLimits, Config, Origin, api_key_from_env
 from relay.mock import completion_text
 
 from .conftest import ScriptedFactory
@@ -203,9 +203,9 @@ def test_the_reference_configuration_table_lists_every_serve_flag() -> None:
         assert f"| `{flag}` |" in table, flag
 
 
-def _one_line_exit_2(*args: str) -> str:
+def _one_line_exit_2(*args: str, env: dict[str, str] | None = None) -> str:
     out = subprocess.run([sys.executable, "-m", "relay", *args], capture_output=True, text=True,
-                         timeout=30)
+                         timeout=30, env={**os.environ, **(env or {})})
     assert out.returncode == 2, out
     assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1, out.stderr
     assert out.stderr.startswith("relay: ")
@@ -284,4 +284,91 @@ def test_an_api_key_that_would_split_a_header_is_refused_at_startup() -> None:
 
 def test_channel_byte_caps_refuse_negative_values() -> None:
     for flag in ("--channel-history-bytes", "--channels-memory"):
-        assert f"{flag} must not be negative" in _one_line_exit_2("serve", flag, "-1")
+        assert f"{flag}: '-1': must be a whole number >= 0" in _one_line_exit_2(
+            "serve", flag, "-1")
+        with pytest.raises(ValueError, match=f"{flag} must not be negative"):
+            ChannelLimits(**{"history_bytes" if "history" in flag else "memory": -1})
+
+
+def test_a_ca_file_that_cannot_be_loaded_is_named_with_the_reason(tmp_path: Path) -> None:
+    """Both were reported as ``cannot listen on 127.0.0.1:PORT: ...``, the listener's words."""
+    https = ("serve", "--port", "0", "--upstream", "https://x.example")
+    said = _one_line_exit_2(*https, "--upstream-ca", "/nonexistent")
+    assert "--upstream-ca /nonexistent" in said and "No such file" in said
+    assert "listen" not in said
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    said = _one_line_exit_2(*https, "--upstream-ca", str(bad))
+    assert f"--upstream-ca {bad}" in said and "X509" in said and "listen" not in said
+    said = _one_line_exit_2(*https, "--upstream-ca", str(bad), "--workers", "2")
+    assert f"--upstream-ca {bad}" in said  # refused by the supervisor, not by each worker
+
+
+def test_a_redis_url_without_its_scheme_is_one_line() -> None:
+    """``--redis localhost:6379`` was a 35-line ValueError traceback from redis-py."""
+    for url in ("localhost:6379", "http://localhost:6379", "redis://"):
+        said = _one_line_exit_2("serve", "--port", "0", "--redis", url)
+        assert "--redis" in said and "redis://" in said and "rediss://" in said
+    assert "port" in _one_line_exit_2("serve", "--redis", "redis://localhost:99999")
+    said = _one_line_exit_2("serve", "--redis", "localhost:6379", env={"RELAY_REDIS": ""})
+    assert "redis://" in said
+
+
+def test_redis_without_the_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    """A ModuleNotFoundError traceback and exit code 1 before: now the extra to install."""
+    fake = tmp_path / "redis"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError(\"No module named 'redis'\", "
+                                      "name='redis')\n")
+    for extra in ((), ("--workers", "2")):
+        said = _one_line_exit_2("serve", "--port", "0", "--redis", "redis://127.0.0.1:1",
+                                *extra, env={"PYTHONPATH": str(tmp_path)})
+        assert "relay[redis]" in said and ".venv/bin/pip install -e '.[redis]'" in said
+
+
+@pytest.mark.parametrize("args", [
+    ("serve", "--port", "99999"), ("serve", "--port", "65536"), ("serve", "--port", "-5"),
+    ("serve", "--loop", "asyncio", "--port", "99999"), ("mock", "--port", "65536"),
+    ("serve", "--heartbeat", "-1"), ("serve", "--max-body-size", "-1"),
+])
+def test_the_issues_bad_numbers_are_refused(args: tuple[str, ...]) -> None:
+    """``--port 99999`` listened on 34463 (the kernel's modulo), 65536 on a random port, -5
+    said ``Servname not supported``, ``--loop asyncio`` overflowed; negatives were taken."""
+    said = _one_line_exit_2(*args)
+    assert args[-2] in said and repr(args[-1]) in said
+
+
+def _numeric_flags() -> list[tuple[str, str, str]]:
+    """(subcommand, flag, a value it must refuse) for every flag that takes a number, read
+    from the parser: a new one is covered, and one with a bare int/float type fails here."""
+    from relay.cli import amount, port_number, seconds, worker_count
+
+    refused = {port_number: ("-5", "65536"), seconds: ("-1",), amount: ("-1",),
+               worker_count: ("0",)}
+    subs = parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    found = []
+    for name, sub in subs.items():
+        for action in sub._actions:
+            if action.type is None or not action.option_strings:
+                continue
+            assert action.type in refused, (name, action.option_strings)
+            found += [(name, action.option_strings[0], bad) for bad in refused[action.type]]
+    return found
+
+
+@pytest.mark.parametrize(("command", "flag", "bad"), _numeric_flags())
+def test_every_port_duration_and_size_refuses_a_bad_value(command: str, flag: str,
+                                                           bad: str) -> None:
+    said = _one_line_exit_2(command, flag, bad)
+    assert flag in said and repr(bad) in said
+    env = "RELAY_" + flag.lstrip("-").replace("-", "_").upper()
+    if flag != "--worker-of":  # (set by --workers, the one without a variable)
+        said = _one_line_exit_2(command, env={env: bad})
+        assert flag in said and repr(bad) in said
+
+
+def test_the_numeric_flags_include_every_port() -> None:
+    flags = {(c, f) for c, f, _ in _numeric_flags()}
+    assert {("serve", "--port"), ("serve", "--admin-port"), ("mock", "--port"),
+            ("serve", "--heartbeat"), ("serve", "--max-body-size"),
+            ("serve", "--drain-timeout"), ("serve", "--mock-delay-ms")} <= flags

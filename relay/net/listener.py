@@ -86,9 +86,16 @@ class Listener:
         for conn in self.connections:
             conn.close_when_idle()
         clean = await self.connections.wait_empty(grace)
-        for conn in self.connections:
-            conn.stop_now()
+        self.stop_now()
         return clean
+
+    def stop_now(self) -> int:
+        """The shutdown's last step (the grace passed, or a second signal came): what is
+        still open ends as cleanly as its body allows. How many connections were open."""
+        open_ = list(self.connections)
+        for conn in open_:
+            conn.stop_now()
+        return len(open_)
 
 
 async def listen(handler: Handler, host: str, port: int, limits: Limits, timeouts: Timeouts,

@@ -38,7 +38,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from ..config import ResumeLimits
-from ..errors import RelayError, ResumeCapacity
+from ..errors import ResumeCapacity, StreamStoreUnavailable
 from ..redis_link import RedisLink, settle
 from .registry import Streams
 from .stream import Follower, ResumableStream, error_event
@@ -50,13 +50,6 @@ CANCEL_WAIT = 2.0  # seconds a cancel on a mirror waits for the owner's final ev
 READY_WAIT = 5.0  # seconds to wait for a SUBSCRIBE to be confirmed
 _FULL = "this instance's memory for resumable streams is full (--resume-memory)"
 _ERRORS = (RedisError, OSError, TimeoutError)
-
-
-class StreamStoreUnavailable(RelayError):
-    """Redis (where other instances' streams are) cannot be reached: 503, retry later."""
-
-    status, type, code = 503, "server_error", "stream_store_unavailable"
-    headers = ((b"retry-after", b"1"),)
 
 
 class _Mirror(ResumableStream):

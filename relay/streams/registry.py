@@ -127,10 +127,17 @@ class Streams:
             finally:
                 self._idle = None
         clean = not self._live
-        for stream in [s for s in self._streams.values() if s.live]:
+        self.stop_live()
+        return clean
+
+    def stop_live(self) -> int:
+        """The drain's last step (or a second signal's): every live generation ends with
+        ``relay_shutdown``. How many did."""
+        live = [s for s in self._streams.values() if s.live]
+        for stream in live:
             stream.end("the relay is shutting down; the generation was stopped",
                        "relay_shutdown")
-        return clean
+        return len(live)
 
     async def close(self) -> None:
         for timer in self._timers.values():

@@ -8,6 +8,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from ..support import (
     EventStream,
     H11Client,
@@ -143,3 +145,30 @@ def test_with_redis_a_drain_tells_readers_to_resume_and_another_instance_has_the
     ids = [e.id for e in first.events[:-1]] + [e.id for e in rest.events]
     assert ids == [str(i) for i in range(1, 19)]  # role, 15 tokens, finish, [DONE]
     assert rest.events[-1].data == "[DONE]" and sid in first.head.decode()
+
+
+@pytest.mark.parametrize(("first", "second"), [(signal.SIGTERM, signal.SIGINT),
+                                               (signal.SIGINT, signal.SIGINT)])
+def test_a_second_signal_during_the_drain_ends_the_process_at_once(
+        first: signal.Signals, second: signal.Signals) -> None:
+    """A second Ctrl-C during a 60 s drain was ignored (waited 18 s in the issue): now the
+    process ends at once, says so in one line, and the open streams get relay_shutdown."""
+    with spawn("serve", "--port", "0", "--drain-timeout", "60", "--access-log", "off",
+               env={"RELAY_UPSTREAM": ""}) as (relay, port, lines):
+        clients, firsts = _open_streams(port, 2, 200)  # ~30 s streams
+        relay.send_signal(first)
+        assert wait_until(lambda: any("draining" in line for line in lines), 5)
+        assert wait_until(lambda: _refused(port), 5)
+        assert relay.poll() is None  # draining, the streams still running
+        sent = time.monotonic()
+        relay.send_signal(second)
+        bodies = _read_all(clients, firsts)
+        assert relay.wait(5) == 0
+        took = time.monotonic() - sent
+    assert took < 5
+    said = [line for line in lines if "second signal" in line]
+    assert len(said) == 1 and "exiting now, 2 open connections cut" in said[0], lines
+    assert not any("Traceback" in line for line in lines)
+    for body in bodies:
+        events = sse_data(_unchunk(body.partition(b"\r\n\r\n")[2]))
+        assert b"relay_shutdown" in events[-1] and b"[DONE]" not in events

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from relay.config import ResumeLimits
+from relay.errors import StreamStoreUnavailable
 from relay.redis_link import CLOSE_WAIT
-from relay.streams.redis_store import RedisStreams, StreamStoreUnavailable
+from relay.streams.redis_store import RedisStreams
 
 from ..conftest import ScriptedFactory
 from ..support import (
