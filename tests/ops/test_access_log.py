@@ -108,6 +108,17 @@ def test_lines_wait_for_the_end_of_the_turn_then_go_in_one_write(fake_loop: Fake
     os.close(r)
 
 
+def test_lines_still_waiting_when_the_log_closes_are_written(fake_loop: FakeLoop) -> None:
+    """The relay's very last turn may end streams (the drain's deadline): their lines wait
+    for a turn end that never comes, so the close writes them."""
+    r, w = _pipe()
+    log = AccessLog(w, "pipe", fake_loop)  # type: ignore[arg-type]
+    log.write(_record(7), 0.0)
+    log.close()  # (no turn ended)
+    assert [json.loads(line)["request_id"] for line in _read(r).splitlines()] == ["rid-7"]
+    os.close(r)
+
+
 def test_a_full_batch_goes_at_once(fake_loop: FakeLoop, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(access_log, "BATCH", 300)
     r, w = _pipe()
