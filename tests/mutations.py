@@ -252,9 +252,12 @@ MUTATIONS = [
              "            self._buf += data\n"
              "            globals().setdefault('_kept', []).append(data)",
              ("net/test_budget.py",)),
-    Mutation("end a trace's query value at a '#' (the relay's parse_qs does not)",
-             "ops/trace.py", '_VALUE_STOP = re.compile(rb"[& \\t\\r\\n]")',
-             '_VALUE_STOP = re.compile(rb"[&# \\t\\r\\n]")', ("ops/test_trace.py",)),
+    Mutation("end a trace's secret value at a '#' (the relay's parse_qs does not)",
+             "ops/trace.py", '_SECRET_STOP = re.compile(rb"[& \\t\\r\\n]")',
+             '_SECRET_STOP = re.compile(rb"[&# \\t\\r\\n]")', ("ops/test_trace.py",)),
+    Mutation("take a ';' in a trace's plain value as part of it (an upstream's parameter)",
+             "ops/trace.py", '_VALUE_STOP = re.compile(rb"[&; \\t\\r\\n]")',
+             '_VALUE_STOP = re.compile(rb"[& \\t\\r\\n]")', ("ops/test_trace.py",)),
     Mutation("write an event bigger than a slice whole (a reader keeps all of it alive)",
              "streams/stream.py", "if self.off or len(events[pos]) > _SLICE:", "if self.off:",
              ("streams/test_memory.py",)),
@@ -330,6 +333,21 @@ MUTATIONS = [
              "app.py", "        if worker:", "        if False:",
              ("ops/test_workers.py::test_a_second_signal_to_the_supervisor_ends_the_workers"
               "_at_once",)),
+    Mutation("count a mirror's read of Redis that came back after it was let go",
+             "streams/redis_store.py",
+             " or not mirror.live or self._mirrors.get(mirror.id) is not mirror:",
+             " or not mirror.live:", ("streams/test_mirror.py",)),
+    Mutation("stop a generation here before letting go of mirrors",
+             "streams/redis_store.py",
+             "        if super().has_room():\n            return True\n        for mirror in",
+             "        if True:\n            return super().has_room()\n        for mirror in",
+             ("streams/test_mirror.py",)),
+    Mutation("tell a draining reader to resume in the middle of an event", "streams/stream.py",
+             "        if self.off:\n            self._resume = event_at",
+             "        if False:\n            self._resume = event_at", ("streams/test_stream.py",)),
+    Mutation("give a one-piece body as h11's bytearray", "http1/request_body.py",
+             "body = bytes(self._first) if self._first", "body = self._first if self._first",
+             ("http1/test_request_body.py",)),
 ]
 
 

@@ -147,7 +147,8 @@ class RequestBody:
         return True
 
     def join(self) -> bytes:
-        body = self._first if self._first is not None else bytes(self._buf)
+        # (bytes() of bytes is the same object; h11 gives its pieces as bytearrays)
+        body = bytes(self._first) if self._first is not None else bytes(self._buf)
         self._first, self._buf = None, bytearray()
         return body
 

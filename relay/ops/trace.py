@@ -46,10 +46,12 @@ _CAP = 64  # bytes of a line's start (or a parameter's name) kept to decide: lon
 _NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z \t]*")  # a header name and blanks (RFC 9110)
 _BLANKS = re.compile(rb"[ \t]*")
 _PLAIN_STOP = re.compile(rb"[\n?]")
-# Only "&" separates parameters, as for the relay's own reader (parse_qs): "#" and ";" are
-# characters of a name or a value, so a token with them in it is hidden whole.
-_PARAM_STOP = re.compile(rb"[=& \t\r\n]")
-_VALUE_STOP = re.compile(rb"[& \t\r\n]")
+# A secret value ends only at "&", as the relay's own reader (parse_qs) reads it, so a token
+# with ";" or "#" in it is hidden whole; elsewhere a ";" starts a parameter too, as some
+# upstreams read a query that goes to them as it came.
+_PARAM_STOP = re.compile(rb"[=&; \t\r\n]")
+_VALUE_STOP = re.compile(rb"[&; \t\r\n]")
+_SECRET_STOP = re.compile(rb"[& \t\r\n]")
 _LINE_END = re.compile(rb"[\r\n]")
 # The states.
 _START, _PLAIN, _PARAM, _VALUE, _SECRET_VALUE, _BLANK, _SECRET = range(7)
@@ -143,9 +145,10 @@ class Redactor:
         return end
 
     def _value(self, data: bytes, i: int, out: list[bytes]) -> int:
-        match = _VALUE_STOP.search(data, i)
+        secret = self._state == _SECRET_VALUE
+        match = (_SECRET_STOP if secret else _VALUE_STOP).search(data, i)
         end = len(data) if match is None else match.start()
-        out.append(_hidden(data[i:end]) if self._state == _SECRET_VALUE else data[i:end])
+        out.append(_hidden(data[i:end]) if secret else data[i:end])
         if match is None:
             return end
         if data[end] in b"&;":  # another parameter

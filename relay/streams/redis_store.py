@@ -40,6 +40,7 @@ from redis.exceptions import RedisError
 from ..config import ResumeLimits
 from ..errors import ResumeCapacity, StreamStoreUnavailable
 from ..redis_link import RedisLink, settle
+from .mirror import Mirror
 from .registry import Streams
 from .stream import Follower, ResumableStream, error_event
 
@@ -52,27 +53,6 @@ _FULL = "this instance's memory for resumable streams is full (--resume-memory)"
 _ERRORS = (RedisError, OSError, TimeoutError)
 
 
-class _Mirror(ResumableStream):
-    """This instance's copy of a stream owned elsewhere (see the module docstring)."""
-
-    __slots__ = ("again", "built", "ended", "following", "found", "full", "holds", "ready",
-                 "syncing")
-
-    def __init__(self, stream_id: str, registry: RedisStreams) -> None:
-        super().__init__(stream_id, None, registry)  # (its owner comes from Redis)
-        self.built: asyncio.Future[str | None] = registry.loop.create_future()  # or an error
-        self.ready: asyncio.Future[None] = registry.loop.create_future()  # SUBSCRIBE confirmed
-        self.ended, self.found = asyncio.Event(), False  # (found: Redis has it)
-        self.holds, self.following = 0, False  # finds and cancels using it; ``follow`` sent
-        self.syncing, self.again = True, False  # reading Redis; a poke came meanwhile
-        self.full = False  # let go: this instance's memory for streams was full
-
-    def position_after(self, last_id: int) -> int:
-        """A mirror lags its owner, whose readers may have had events it has not read yet:
-        while live, a position past its end waits for them (rather than repeating some)."""
-        return max(0, last_id) if self.live else super().position_after(last_id)
-
-
 class RedisStreams(Streams):
     """Streams in memory here, copied to Redis for every instance (see the module docstring)."""
 
@@ -82,7 +62,7 @@ class RedisStreams(Streams):
                  own_link: bool = False) -> None:
         super().__init__(loop, limits)
         self._link, self._own_link, self._cmd = link, own_link, link.cmd
-        self._mirrors: dict[str, _Mirror] = {}
+        self._mirrors: dict[str, Mirror] = {}
         self._remote: dict[str, int] = {}  # owned stream -> instances reading it elsewhere
         self._dirty: dict[str, int] = {}  # owned stream -> first event Redis lacks
         self._control: list[bytes] = []  # control messages for the next write
@@ -170,7 +150,7 @@ class RedisStreams(Streams):
         pipe.publish(key, b"%d" % len(events))  # (last: a mirror poked reads all of it)
 
     def finished(self, stream: ResumableStream) -> None:
-        if isinstance(stream, _Mirror):  # not ours: no expiry timer, no live count
+        if isinstance(stream, Mirror):  # not ours: no expiry timer, no live count
             stream.ended.set()
         elif self._streams.get(stream.id) is stream:
             super().finished(stream)
@@ -178,20 +158,20 @@ class RedisStreams(Streams):
             self._mark(stream.id, len(stream.events))
 
     def followed(self, stream: ResumableStream) -> None:
-        if not isinstance(stream, _Mirror):
+        if not isinstance(stream, Mirror):
             super().followed(stream)
         elif stream.live and not stream.following:  # one per instance, however many readers
             stream.following = True
             self._mark(stream.id, 0, b"follow")
 
     def unfollowed(self, stream: ResumableStream) -> None:
-        if isinstance(stream, _Mirror):
+        if isinstance(stream, Mirror):
             self._release(stream, 0)
         elif not self._remote.get(stream.id):  # (read elsewhere: no orphan timer)
             super().unfollowed(stream)
 
     def shutting_down(self, follower: Follower) -> None:
-        if isinstance(follower.stream, _Mirror):
+        if isinstance(follower.stream, Mirror):
             follower.cut()  # (a mirror's generation is not this instance's to end)
         else:
             super().shutting_down(follower)
@@ -219,7 +199,7 @@ class RedisStreams(Streams):
         if mirror is None:
             if not self.has_room():
                 raise ResumeCapacity(_FULL + "; retry later")
-            mirror = self._mirrors[stream_id] = _Mirror(stream_id, self)
+            mirror = self._mirrors[stream_id] = Mirror(stream_id, self)
             self._spawn(self._build(mirror))  # (a task: every find shares it)
         mirror.holds += 1
         try:
@@ -233,7 +213,7 @@ class RedisStreams(Streams):
         return mirror if mirror.found else None
 
     async def cancel(self, stream: ResumableStream) -> None:
-        if not isinstance(stream, _Mirror) or not stream.live:
+        if not isinstance(stream, Mirror) or not stream.live:
             await super().cancel(stream)  # (ours, or over: as it ended)
             return
         stream.holds += 1
@@ -247,7 +227,7 @@ class RedisStreams(Streams):
         if error is not None:
             raise StreamStoreUnavailable(error)
 
-    async def _build(self, mirror: _Mirror) -> None:
+    async def _build(self, mirror: Mirror) -> None:
         """Subscribe, then read Redis: the order that loses nothing (an unknown id costs a
         SUBSCRIBE and an UNSUBSCRIBE: it keeps one path for every case)."""
         error = None
@@ -262,7 +242,7 @@ class RedisStreams(Streams):
             mirror.built.set_result(error)
             self._release(mirror, 0)  # (dropped now if no find waits any more)
 
-    async def _sync(self, mirror: _Mirror) -> str | None:
+    async def _sync(self, mirror: Mirror) -> str | None:
         """Read Redis after the mirror's last event, again if pokes came meanwhile."""
         mirror.syncing = True
         try:
@@ -281,13 +261,13 @@ class RedisStreams(Streams):
         finally:
             mirror.syncing = False
 
-    def _apply(self, mirror: _Mirror, meta: dict[bytes, bytes],
+    def _apply(self, mirror: Mirror, meta: dict[bytes, bytes],
                entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         if not mirror.found and meta:
             owner = meta.get(b"owner", b"").decode()
             mirror.owner, mirror.found = bytes.fromhex(owner) if owner else None, True
-        if not mirror.found or not mirror.live:
-            return
+        if not mirror.found or not mirror.live or self._mirrors.get(mirror.id) is not mirror:
+            return  # (a dropped mirror, read by a last sync or a cancel: nothing is counted)
         size = mirror.size
         for entry_id, fields in entries:
             if int(entry_id.partition(b"-")[2]) == len(mirror.events) + 1:
@@ -300,16 +280,27 @@ class RedisStreams(Streams):
             mirror.produced, mirror.tail = int(meta.get(b"produced", 0)), meta.get(b"tail", b"")
             size += len(mirror.tail)
         mirror._hold(size)  # (a mirror's bytes count against --resume-memory as a stream's)
-        if not self.has_room():  # (ended streams of ours went first)
+        if not self.has_room() or mirror.full:  # (others went first; perhaps this one too)
             self._evict_mirror(mirror)
         elif done:
             mirror.finish(status)  # (pumps its followers to the end)
         else:
             mirror._pump()  # (its followers write what is new)
 
-    def _evict_mirror(self, mirror: _Mirror) -> None:
-        """This instance's memory for streams is full: the mirror that grew is let go now (its
-        readers told so; the stream lives on in Redis and can be resumed later)."""
+    def has_room(self) -> bool:
+        """As for streams here, then copies go before a generation here is stopped: ended
+        ones first, then live ones (they can be read from Redis again, a generation cannot)."""
+        if super().has_room():
+            return True
+        for mirror in sorted(self._mirrors.values(), key=lambda m: m.live):
+            self._evict_mirror(mirror)
+            if self.held < self.limits.memory:
+                return True
+        return False
+
+    def _evict_mirror(self, mirror: Mirror) -> None:
+        """This instance's memory for streams is full: a mirror is let go now (its readers told
+        so; the stream lives on in Redis and can be resumed later)."""
         mirror.found, mirror.full = False, True  # (not read again; a find makes a new one)
         gone = error_event(_FULL + "; resume later", "evicted", "server_error")
         for follower in list(mirror.followers):
@@ -328,7 +319,7 @@ class RedisStreams(Streams):
             mirror.syncing = True
             self._spawn(self._sync(mirror))
 
-    def _release(self, mirror: _Mirror, hold: int = 1) -> None:
+    def _release(self, mirror: Mirror, hold: int = 1) -> None:
         mirror.holds -= hold
         if mirror.holds > 0 or mirror.followers:
             return

@@ -35,6 +35,7 @@ import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from ..config import ResumeLimits
 from .stream import Follower, ResumableStream, error_event
@@ -175,7 +176,7 @@ class Streams:
         plain stream does: nowhere else could resume it. With Redis, it is told where to
         resume and let go now, while the generation goes on here into Redis."""
         if self.shared:
-            follower.tell_to_resume(resume_event(follower.stream, follower.pos))
+            follower.tell_to_resume(partial(resume_event, follower.stream))
 
     def shutting_down(self, follower: Follower) -> None:
         """The drain timeout passed with this reader still here: the stream ends."""

@@ -208,13 +208,15 @@ class Follower:
     docstring). It is the exchange's listener: a slow client stops its writes, a client that
     leaves takes it off the stream (the generation goes on)."""
 
-    __slots__ = ("_ex", "_left", "_on_end", "_paused", "events", "off", "pos", "stream")
+    __slots__ = ("_ex", "_left", "_on_end", "_paused", "_resume", "events", "off", "pos",
+                 "stream")
 
     def __init__(self, ex: Exchange, stream: ResumableStream, pos: int,
                  on_end: Callable[[Follower, str], None]) -> None:
         self._ex, self.stream, self.pos, self._on_end = ex, stream, pos, on_end
         self.off = 0  # bytes of events[pos] written (an event written by slices)
         self.events = 0  # events written to this reader (its own error events too)
+        self._resume: Callable[[int], bytes] | None = None  # the drain's words, once told
         self._paused, self._left = ex.flow.paused, False
         ex.listen(self)
 
@@ -234,6 +236,8 @@ class Follower:
                     self.pos, self.off = pos + 1, 0
                     self.events += 1
                 ex.write(piece)
+                if self._resume is not None and not self.off:
+                    self._tell_now(self._resume)  # (the event it was in is whole now)
                 continue
             end = pos + 1 if pos + 1 == len(events) else slice_end(events, pos)
             # One chunk for what is new (one event live, a slice when catching up): chunk
@@ -255,14 +259,19 @@ class Follower:
             return True
         return False
 
-    def tell_to_resume(self, event: bytes) -> None:
-        """End this response cleanly after ``event`` (the relay drains: resume elsewhere)."""
+    def tell_to_resume(self, event_at: Callable[[int], bytes]) -> None:
+        """End this response cleanly with ``event_at(the last id it has)`` (the relay drains:
+        resume elsewhere). In the middle of an event written by slices, only once its rest is
+        written (by slices, as the client takes them): cut short, the client would read half
+        an event, and named by the event before, a resume would repeat it."""
+        if self.off:
+            self._resume = event_at
+        else:
+            self._tell_now(event_at)
+
+    def _tell_now(self, event_at: Callable[[int], bytes]) -> None:
         if self._ex.open:
-            if self.off:  # (an event half written: its rest first, or the client reads one)
-                self._ex.write(self.stream.events[self.pos][self.off:])
-                self.pos, self.off = self.pos + 1, 0
-                self.events += 1
-            self._ex.write(event)
+            self._ex.write(event_at(self.pos))
             self.events += 1
             self._ex.end()
             self._leave("drain")

@@ -105,3 +105,12 @@ def test_over_the_wire_nothing_goes_upstream(chunks: bytes, status: int,
     assert reply.startswith(b"HTTP/1.1 %d " % status), reply[:60]
     assert b"\r\nConnection: close\r\n" in reply
     assert received == []
+
+
+def test_a_body_is_bytes_however_its_pieces_came() -> None:
+    """h11 gives chunk data as bytearrays: one piece, or many, the body is bytes."""
+    for pieces in ([bytearray(b"ab")], [bytearray(b"ab"), b"cd"], [b"ab"]):
+        body = RequestBody(1000, True)
+        assert all(body.add(piece) for piece in pieces)  # type: ignore[arg-type]
+        joined = body.join()
+        assert type(joined) is bytes and joined == b"".join(pieces)

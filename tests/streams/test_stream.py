@@ -148,3 +148,32 @@ def test_a_reader_that_leaves_is_off_the_stream_and_the_generation_goes_on(
     assert ended == ["client_disconnect"] and not stream.followers and stream.live
     stream.feed([b"data: a\n\n"])
     assert len(stream.events) == 1
+
+
+def test_a_drain_in_the_middle_of_a_big_event_ends_after_it_and_names_it(
+        fake_loop: FakeLoop) -> None:
+    """With Redis a draining reader is told where to resume. In the middle of an event written
+    by slices (its client paused), it gets the event's rest first, as its client takes it, and
+    then the resume event naming that event: told at once, it would read half an event, and
+    named by the event before, a resume would repeat it."""
+    streams, stream = _stream(fake_loop)
+    streams.shared = True
+    follower, transport, _ex = _reader(stream)
+    stream.feed([b"data: small\n\n"])
+    write = transport.write
+
+    def pausing(data: bytes) -> None:  # the client stops taking after the first write
+        write(data)
+        follower.on_client_paused()
+
+    transport.write = pausing  # type: ignore[method-assign]
+    stream.feed([b"data: " + b"x" * 200_000 + b"\n\n"])
+    transport.write = write  # type: ignore[method-assign]
+    follower.on_draining()
+    got = _payload(transport)
+    assert b"relay.resume" not in got and len(got) < 200_000  # (waits for the client)
+    follower.on_client_resumed()
+    got += _payload(transport)
+    events = SSEParser().feed(got.removesuffix(b"<end>"))
+    assert [e.id for e in events[:2]] == ["1", "2"] and events[2].event == "relay.resume"
+    assert json.loads(events[2].data)["last_event_id"] == "2" and got.endswith(b"<end>")
