@@ -16,6 +16,13 @@ subscriber whose buffer passes ``slow_buffer`` (512 KiB), or that takes nothing 
 seconds, is dropped (its connection cut): it reconnects and replays with its Last-Event-ID
 (Mercure's per-subscriber buffer, Centrifugo's queue limit). One tick for the whole hub sends a
 comment to the subscribers of channels silent for ``heartbeat`` seconds, and drops the stalled.
+
+What the fast path wrote to each subscriber (for its access-log line) is counted per event, not
+per write: each channel has a mark, the events and bytes handed out so far, moved on once per
+event; a fast write leaves the event's mark on the subscriber, and the subscriber counts a run
+of fast writes as the difference between its mark at the run's end and at its start (every
+event of its channel after it was added reaches it, in order; see
+:class:`relay.channels.subscriber.Subscriber`).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from collections.abc import Callable
 from ..config import ChannelLimits
 from ..http1.sse import HEARTBEAT
 from .events import ChannelEvent
-from .subscriber import Subscriber
+from .subscriber import Mark, Subscriber
 
 _HEARTBEAT_FRAMED = b"%x\r\n%s\r\n" % (len(HEARTBEAT), HEARTBEAT)
 INLINE = 16  # subscribers written inside deliver(): well under a slice's time anywhere
@@ -36,12 +43,13 @@ STEP = 16  # writes between two looks at the clock in a slice
 
 
 class _Job:
-    """One event to hand to a snapshot of a channel's subscribers, from ``pos`` on."""
+    """One event (and its channel's mark after it) to hand to a snapshot of a channel's
+    subscribers, from ``pos`` on."""
 
-    __slots__ = ("event", "pos", "subs")
+    __slots__ = ("event", "mark", "pos", "subs")
 
-    def __init__(self, event: ChannelEvent | None, subs: list[Subscriber]) -> None:
-        self.event, self.subs, self.pos = event, subs, 0
+    def __init__(self, event: ChannelEvent | None, mark: Mark, subs: list[Subscriber]) -> None:
+        self.event, self.mark, self.subs, self.pos = event, mark, subs, 0
 
 
 class Stats:
@@ -66,6 +74,7 @@ class Hub:
         self._inline = min(INLINE, limits.slice)
         self._limits = limits
         self._channels: dict[str, set[Subscriber]] = {}
+        self._marks: dict[str, Mark] = {}  # per channel: (events, bytes) handed out so far
         self._last_event: dict[str, float] = {}
         self._jobs: deque[_Job] = deque()
         self._scheduled = False
@@ -80,12 +89,14 @@ class Hub:
         subs = self._channels.get(sub.channel)
         if subs is None:
             subs = self._channels[sub.channel] = set()
+            self._marks[sub.channel] = (0, 0)
             self._last_event[sub.channel] = self._loop.time()
             if self._on_first is not None:
                 self._on_first(sub.channel)
         subs.add(sub)
         self.subscribers += 1
         sub.hub = self
+        sub.mark = self._marks[sub.channel]  # every event after this one is handed to it
         if self._tick is None:
             self._tick = self._loop.call_later(self._interval, self._on_tick)
 
@@ -99,6 +110,7 @@ class Hub:
         if not subs:
             del self._channels[sub.channel]
             del self._last_event[sub.channel]
+            del self._marks[sub.channel]
             if self._on_last is not None:
                 self._on_last(sub.channel)
 
@@ -114,11 +126,13 @@ class Hub:
         if not subs:
             return 0
         self._last_event[channel] = self._loop.time()
+        events, size = self._marks[channel]
+        mark = self._marks[channel] = (events + 1, size + len(event.framed))
         n = len(subs)
         if n <= self._inline and not self._jobs:  # a small channel, nothing before it: now
-            self._writes(event, list(subs), 0, n)
+            self._writes(event, mark, list(subs), 0, n)
         else:
-            self._jobs.append(_Job(event, list(subs)))
+            self._jobs.append(_Job(event, mark, list(subs)))
             self._schedule()
         return n
 
@@ -139,7 +153,7 @@ class Hub:
             if job.event is None:
                 self._heartbeats(job.subs, job.pos, end)
             else:
-                self._writes(job.event, job.subs, job.pos, end)
+                self._writes(job.event, job.mark, job.subs, job.pos, end)
             budget -= end - job.pos
             job.pos = end
             if end == len(job.subs):
@@ -149,17 +163,16 @@ class Hub:
         if jobs:
             self._schedule()
 
-    def _writes(self, event: ChannelEvent, subs: list[Subscriber], start: int, end: int) -> None:
+    def _writes(self, event: ChannelEvent, mark: Mark, subs: list[Subscriber], start: int,
+                end: int) -> None:
         framed = event.framed
-        size = len(framed)
         for i in range(start, end):
             sub = subs[i]
             if sub.fast:  # the usual case: one C call, the same bytes for everyone
+                sub.mark = mark  # (first: a write that pauses the client ends the fast run)
                 sub.write(framed)
-                sub.sent += size  # (counted per write, for its access-log line)
-                sub.events += 1
             else:
-                sub.deliver(event)
+                sub.deliver(event, mark)
         self.stats.deliveries += end - start
 
     def _heartbeats(self, subs: list[Subscriber], start: int, end: int) -> None:
@@ -175,7 +188,7 @@ class Hub:
         for channel, subs in self._channels.items():
             if now - self._last_event[channel] >= limits.heartbeat:
                 self._last_event[channel] = now
-                self._jobs.append(_Job(None, list(subs)))
+                self._jobs.append(_Job(None, self._marks[channel], list(subs)))
                 self._schedule()
         for sub in [s for s in self.paused if s.stalled(now, limits.stall)]:
             self.drop(sub)  # (only paused subscribers can stall: 10k subscribers, a few paused)

@@ -16,9 +16,14 @@ A subscriber stops being fast while its client is slow (then each write checks t
 against the bound), and when it ends.
 
 What a subscriber was sent, for its access-log line: the events (the replay, a ``relay.reset``,
-live ones), counted per write, and the bytes: those the hub writes straight to the transport
-(``sent``) plus those written through the exchange (``Exchange.sent``), chunk framing included.
-A heartbeat or the ``retry:`` line is bytes, not an event.
+live ones) and the bytes, chunk framing included; a heartbeat or the ``retry:`` line is bytes,
+not an event. What goes through the exchange (the slow path) is counted as it is sent (bytes
+by ``Exchange.sent``). The fast path adds nothing per write: the hub leaves the channel's
+:data:`Mark` (events and bytes handed out so far on that channel) on the subscriber with each
+event, and a run of fast writes, from the moment the subscriber becomes fast to the moment it
+stops, is counted once, as the difference of the marks. That holds because a subscriber is
+handed every event of its channel from the moment it is added, in order, and each one either
+by the fast path or by :meth:`Subscriber.deliver`, never both.
 """
 
 from __future__ import annotations
@@ -33,12 +38,15 @@ from .events import ChannelEvent, EventKey, reset_event
 if TYPE_CHECKING:
     from .hub import Hub
 
+Mark = tuple[int, int]  # a channel's events and bytes handed to its subscribers so far
+
 
 class Subscriber:
     """The listener of one subscribing exchange (see the module docstring)."""
 
-    __slots__ = ("_bound", "_catching_up", "_ex", "_on_end", "_pending", "_settled", "channel",
-                 "events", "fast", "hub", "last", "paused_since", "sent", "write")
+    __slots__ = ("_bound", "_catching_up", "_ex", "_on_end", "_pending", "_run", "_settled",
+                 "channel", "events", "fast", "hub", "last", "mark", "paused_since", "sent",
+                 "write")
 
     def __init__(self, ex: Exchange, channel: str, bound: int,
                  on_end: Callable[[Subscriber, str], None]) -> None:
@@ -54,8 +62,10 @@ class Subscriber:
         self._pending: list[ChannelEvent] = []
         self.fast = False
         self.write: Callable[[bytes], None] = ex.transport_write()
-        self.sent = 0  # bytes the hub wrote through ``write`` (the exchange counts its own)
+        self.sent = 0  # bytes the hub wrote (runs of fast writes, heartbeats)
         self.events = 0  # events sent, by either way
+        self.mark: Mark = (0, 0)  # the channel's mark at the last event handed to it
+        self._run: Mark = (0, 0)  # the mark when the current run of fast writes began
         ex.listen(self)
 
     def catch_up(self, replayed: list[ChannelEvent], reset: bool, oldest: str | None) -> None:
@@ -71,14 +81,28 @@ class Subscriber:
         for event in pending:
             self._send(event)
         self._settled = self.last is None  # (nothing sent yet: nothing to repeat)
-        self.fast = self._may_be_fast()
+        self._set_fast(self._may_be_fast())
+
+    def _set_fast(self, fast: bool) -> None:
+        """Begin or end a run of fast writes, and count the one that ends."""
+        if fast == self.fast:
+            return
+        self.fast = fast
+        if fast:
+            self._run = self.mark
+        else:
+            (events, size), (events0, size0) = self.mark, self._run
+            self.events += events - events0
+            self.sent += size - size0
 
     def _may_be_fast(self) -> bool:
         return (self._settled and not self._catching_up and self._ex.open and self._ex.chunked
                 and self.paused_since is None)
 
-    def deliver(self, event: ChannelEvent) -> None:
-        """The slow path: catching up, a slow client, an HTTP/1.0 client, or the end."""
+    def deliver(self, event: ChannelEvent, mark: Mark) -> None:
+        """The slow path: catching up, a slow client, an HTTP/1.0 client, or the end. ``mark``:
+        the channel's, with this event."""
+        self.mark = mark
         if not self._ex.open:
             return
         if self._catching_up:
@@ -86,7 +110,7 @@ class Subscriber:
             return
         if self._send(event) and not self._settled:  # the first live event past the catch-up
             self._settled = True
-            self.fast = self._may_be_fast()
+            self._set_fast(self._may_be_fast())
         slow = self.paused_since is not None and self._ex.buffered() > self._bound
         if slow and self.hub is not None:
             self.hub.drop(self)
@@ -106,13 +130,17 @@ class Subscriber:
         """A comment line (``framed``: as a chunk), never to a client that is behind."""
         if self.fast:
             self.write(framed)
-            self.sent += len(framed)
+            self.sent += len(framed)  # (not an event: outside the marks)
         elif self._ex.open and not self._catching_up and self.paused_since is None:
             self._ex.write(HEARTBEAT)
 
     def counts(self) -> tuple[int, int]:
         """(body bytes, events) sent to this subscriber's client so far."""
-        return self.sent + self._ex.sent, self.events
+        sent, events = self.sent + self._ex.sent, self.events
+        if self.fast:  # (the run of fast writes going on)
+            sent += self.mark[1] - self._run[1]
+            events += self.mark[0] - self._run[0]
+        return sent, events
 
     def stalled(self, now: float, stall: float) -> bool:
         return self.paused_since is not None and now - self.paused_since >= stall
@@ -129,7 +157,7 @@ class Subscriber:
         self._end("complete")  # (after the end: its count has the last chunk)
 
     def _end(self, how: str) -> None:
-        self.fast = False
+        self._set_fast(False)
         if self.hub is not None:
             self.hub.remove(self)
             self.hub = None
@@ -138,7 +166,7 @@ class Subscriber:
     # -- the exchange's listener ---------------------------------------------------------------
 
     def on_client_paused(self) -> None:
-        self.fast = False
+        self._set_fast(False)
         hub = self.hub
         self.paused_since = hub.now() if hub is not None else 0.0
         if hub is not None:
@@ -148,7 +176,7 @@ class Subscriber:
         self.paused_since = None
         if self.hub is not None:
             self.hub.paused.discard(self)
-        self.fast = self._may_be_fast()
+        self._set_fast(self._may_be_fast())
 
     def on_client_gone(self) -> None:
         self._end("client_disconnect")

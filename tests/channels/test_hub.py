@@ -24,8 +24,9 @@ class _Owner:
 
 
 def _subscriber(hub: Hub, channel: str = "c", version: bytes = b"1.1",
-                ended: list[str] | None = None) -> tuple[Subscriber, FakeTransport]:
-    transport = FakeTransport()
+                ended: list[str] | None = None,
+                transport: FakeTransport | None = None) -> tuple[Subscriber, FakeTransport]:
+    transport = transport or FakeTransport()
     request = Request(b"GET", b"/events/" + channel.encode(), [], version,
                       keep_alive=version == b"1.1")
     ex = Exchange(_Owner(), request, transport, WriteFlow())  # type: ignore[arg-type]

@@ -1,12 +1,13 @@
 """One subscriber: catch-up (live events held back during the replay, then sent once), the
-reset, and HTTP/1.0 clients."""
+reset, HTTP/1.0 clients, and the counts of what it was sent."""
 
 from __future__ import annotations
 
 from relay.channels.hub import Hub
 from relay.net.exchange import ExchangeState
 
-from ..support import FakeLoop
+from ..support import FakeLoop, FakeTransport
+from ..support.sse_parser import SSEParser
 from .test_hub import LIMITS, _event, _ids, _subscriber
 
 
@@ -67,3 +68,62 @@ def test_http10_subscribers_get_the_events_unframed(fake_loop: FakeLoop) -> None
     assert transport.take() == _event(1).raw
     sub.close()
     assert sub._ex.state is ExchangeState.ENDED
+
+
+class _PausingTransport(FakeTransport):
+    """Pauses its protocol inside the write that passes ``high`` bytes, as uvloop's does."""
+
+    def __init__(self, high: int) -> None:
+        super().__init__()
+        self.high, self.on_pause = high, lambda: None
+
+    def write(self, data: bytes) -> None:
+        before = len(self.out)
+        super().write(data)
+        if before <= self.high < len(self.out):
+            self.on_pause()
+
+
+def _events_in(body: bytes) -> int:
+    payload, pos = b"", 0
+    while pos < len(body):
+        eol = body.index(b"\r\n", pos)
+        size = int(body[pos:eol], 16)
+        payload += body[eol + 2:eol + 2 + size]
+        pos = eol + 4 + size
+    return len([e for e in SSEParser().feed(payload) if e.data])
+
+
+def test_the_counts_are_what_the_client_was_sent_by_every_path(fake_loop: FakeLoop) -> None:
+    """Bytes and events sent (what its access-log line says), through the replay and its reset,
+    runs of fast writes, a pause inside a fast write (the slow path meanwhile), a resume, a
+    heartbeat (bytes, not an event) and the end: always the client's own count of its bytes."""
+    hub = Hub(fake_loop, LIMITS)  # type: ignore[arg-type]
+    transport = _PausingTransport(high=400)
+    sub, _ = _subscriber(hub, transport=transport)
+    others = [_subscriber(hub) for _ in range(4)]  # (more than a slice: some writes queued)
+    transport.on_pause = sub.on_client_paused
+
+    def check() -> None:
+        assert sub.counts() == (len(transport.out), _events_in(bytes(transport.out)))
+
+    hub.deliver("c", _event(2))  # held back while the replay is read
+    sub.catch_up([_event(1)], True, "1-0")
+    check()
+    for n in range(3, 12):  # fast writes; one of them passes 400 bytes and pauses the client
+        hub.deliver("c", _event(n))
+        fake_loop.run_soon()
+        check()
+    assert not sub.fast and sub.paused_since is not None
+    sub.on_client_resumed()
+    for n in range(12, 15):
+        hub.deliver("c", _event(n))
+        fake_loop.run_soon()
+        check()
+    assert sub.fast
+    sub.heartbeat(b"3\r\n:\n\n\r\n")
+    check()
+    sub.close()
+    assert sub.counts()[1] == 14 + 1  # the events and the reset
+    check()
+    assert [other.counts()[1] for other, _ in others] == [0] * 4  # never caught up: nothing
