@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from .stats import ms, percentile
+
 MARK = b'"mock_sent_at":'
 DATA = b"data: "
 DONE = b"data: [DONE]"
@@ -165,9 +167,11 @@ def request_bytes(url: str, tokens: int, delay_ms: int, stamps: bool = True,
     return head.encode() + b"\r\n" + body
 
 
-async def _one(host: str, port: int, request: bytes, stats: Stats, start_at: float,
-               rcvbuf: int = 0, read_rate: int = 0, streams: list[SSEStream] | None = None
-               ) -> None:
+async def run_stream(host: str, port: int, request: bytes, stats: Stats, start_at: float,
+                     rcvbuf: int = 0, read_rate: int = 0, streams: list[SSEStream] | None = None
+                     ) -> None:
+    """One stream at ``start_at`` (loop time), read to its end; with ``streams``, its protocol
+    is added there (slow-reader mode refills them)."""
     loop = asyncio.get_running_loop()
     delay = start_at - loop.time()
     if delay > 0:
@@ -218,7 +222,8 @@ async def run_once(url: str, streams: int, tokens: int, delay_ms: int, ramp: flo
     loop = asyncio.get_running_loop()
     t0, start = time.monotonic(), loop.time()
     reporter = asyncio.ensure_future(_reporter(stats, t0, "load", progress))
-    tasks = [_one(host, port, request, stats, start + ramp * i / streams) for i in range(streams)]
+    tasks = [run_stream(host, port, request, stats, start + ramp * i / streams)
+             for i in range(streams)]
     try:
         await asyncio.wait_for(asyncio.gather(*tasks), timeout)
     except TimeoutError:
@@ -247,7 +252,7 @@ async def run_for(url: str, streams: int, tokens: int, delay_ms: int, duration: 
     async def worker(offset: float) -> None:
         start = loop.time() + offset
         while loop.time() < deadline:
-            await _one(host, port, request, stats, start)
+            await run_stream(host, port, request, stats, start)
             start = 0
 
     # (No garbage collection while it runs: a collection's pause would be counted as the
@@ -279,8 +284,8 @@ async def run_slow_readers(url: str, clients: int, tokens: int, rate: int, durat
     stats = Stats()
     protos: list[SSEStream] = []
     loop = asyncio.get_running_loop()
-    tasks = [asyncio.ensure_future(_one(host, port, request, stats, loop.time(), 4096,
-                                        rate, protos)) for _ in range(clients)]
+    tasks = [asyncio.ensure_future(run_stream(host, port, request, stats, loop.time(), 4096,
+                                              rate, protos)) for _ in range(clients)]
     end = loop.time() + duration
     while loop.time() < end:
         await asyncio.sleep(0.1)
@@ -292,19 +297,9 @@ async def run_slow_readers(url: str, clients: int, tokens: int, rate: int, durat
     return stats
 
 
-def percentile(values: Any, q: float) -> float | None:
-    if not len(values):
-        return None
-    ordered = sorted(values)
-    return float(ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))])
-
-
 def summary(stats: Stats, wall: float) -> dict[str, Any]:
-    ms = 1000.0
-
     def pct(values: Any, q: float) -> float | None:
-        p = percentile(values, q)
-        return None if p is None else round(p * ms, 3)
+        return ms(percentile(values, q))
 
     return {
         "streams_started": stats.started, "streams_completed": stats.completed,
