@@ -21,6 +21,6 @@ def ratio(ours: Any, theirs: Any) -> str:
     return f"{ours / theirs:.2f}x"
 
 
-def row(cells: list[str]) -> str:
+def md_row(cells: list[str]) -> str:
     """One Markdown table row."""
     return "| " + " | ".join(cells) + " |"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.tables import fmt, ratio, row
+from bench.tables import fmt, md_row, ratio
 
 
 def test_cells_format_figures_by_size_and_kind() -> None:
@@ -16,4 +16,4 @@ def test_ratios_need_two_numbers_and_a_divisor() -> None:
 
 
 def test_a_row_is_cells_between_bars() -> None:
-    assert row(["a", "b"]) == "| a | b |"
+    assert md_row(["a", "b"]) == "| a | b |"
