@@ -25,8 +25,8 @@ def merge_rounds(rows: list[dict[str, Any]]) -> dict[str, Any]:
         return bad[0] if bad else rows[0]
     merged: dict[str, Any] = dict(rows[0])
     for key, value in rows[0].items():
-        values = [r.get(key) for r in rows]
-        if isinstance(value, bool) or not all(isinstance(v, (int, float)) for v in values):
+        values = [v for r in rows if isinstance(v := r.get(key), (int, float))]
+        if isinstance(value, bool) or len(values) < len(rows):
             continue
         if key in SUMMED:
             merged[key] = sum(values)
