@@ -32,7 +32,8 @@ def merge_rounds(rows: list[dict[str, Any]]) -> dict[str, Any]:
             merged[key] = sum(values)
         else:
             mid = statistics.median(values)
-            merged[key] = round(mid, 3) if isinstance(mid, float) else mid
+            counts = all(isinstance(v, int) for v in values) and mid == int(mid)
+            merged[key] = int(mid) if counts else round(mid, 3)  # (two rounds' 2 and 2: 2)
     merged["rounds"] = [{k: r.get(k) for k in ROUND_KEYS} for r in rows]
     return merged
 

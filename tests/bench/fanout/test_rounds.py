@@ -16,6 +16,10 @@ def test_rounds_merge_into_medians_with_losses_summed_and_each_round_kept() -> N
     assert merged["cpu_s_per_1m"] == 18.0 and merged["latency_p99_ms"] == 4.0
     assert merged["lost"] == 3 and merged["subscribers"] == 10_000 and merged["notes"] == "x"
     assert [r["cpu_s_per_1m"] for r in merged["rounds"]] == [18.0, 30.0, 17.0]
+    clients = merge_rounds([{**row(1.0, 1.0, 0), "redis_clients": n} for n in (2, 2, 3)])
+    assert clients["redis_clients"] == 2 and isinstance(clients["redis_clients"], int)
+    assert merge_rounds([{**row(1.0, 1.0, 0), "redis_clients": n} for n in (2, 3)]
+                        )["redis_clients"] == 2.5
     failed = {"hub": "relay", "scenario": "F2", "failed": "boom"}
     assert merge_rounds([row(1, 1, 0), failed]) is failed
     nchan = {**merge_rounds([row(9.0, 2.0, 0), row(10.0, 4.0, 0), row(20.0, 8.0, 0)]),
