@@ -50,6 +50,7 @@ fanout-quick.*, so a try never replaces the report).
 
 The modules: ``wire`` (event bytes, the subscribers' scan, publish answers), ``load``
 (subscriber and publisher connections), ``hubs`` (starting each hub), ``meters`` (CPU and
-cores around a window), ``scenarios`` (F1 and F2's window), ``stall`` (F-stall), ``rounds``
-(medians of rounds), ``report`` (the table and its notes), ``cli`` (flags and the runner).
+cores around a window), ``figures`` (a window's row, pure), ``scenarios`` (F1 and F2's
+window), ``stall`` (F-stall), ``rounds`` (medians of rounds), ``report`` (the table and its
+notes), ``cli`` (flags and the runner).
 """
