@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .procs import Proc, cpu_sets, free_port, wait_port
+from .procs import Proc, cpu_sets, free_port, git_rev, wait_port
 from .relays import RELAYS, nofile_limit
 from .report import write_report
 from .scenarios import scenario_c, scenario_m, scenario_s, scenario_t
@@ -163,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     md = ""
     meta = {
         "started": started, "python": platform.python_version(), "machine": platform.machine(),
-        "cpus": os.cpu_count(), "args": vars(args), "git": _git_rev(), "missing": missing,
+        "cpus": os.cpu_count(), "args": vars(args), "git": git_rev(), "missing": missing,
         "notes": [note] if note else [],
     }
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
@@ -184,14 +183,6 @@ def _save(doc: dict[str, Any], out: Path, started: str, stem: str) -> str:
     (out / f"run-{started}.json").write_text(json.dumps(doc, indent=1))
     (out / f"{stem}.json").write_text(json.dumps(doc, indent=1))
     return write_report(doc, out, stem)
-
-
-def _git_rev() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from .stats import ms, percentile
+
 MARK = b'"mock_sent_at":'
 DATA = b"data: "
 DONE = b"data: [DONE]"
@@ -76,22 +78,41 @@ class SSEStream(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         now = time.time()
-        stats = self.stats
-        if now > stats.until:
+        if now > self.stats.until:
             return
-        stats.bytes += len(data)
+        self.stats.bytes += len(data)
         buf = self.buf + data if self.buf else data
         if not self.head:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                self.buf = buf
+            after = self._after_head(buf)
+            if after is None:
                 return
-            if buf[9:12] != b"200":
-                self._finish(f"status {buf[9:12].decode(errors='replace')}")
-                return
-            self.head = True
-            buf = buf[end + 4:]
-        pos = 0
+            buf = after
+        pos = self._events(buf, now)
+        if pos is None:
+            return
+        self.buf = buf[pos:]
+        if self.read_rate:
+            self.budget -= len(data)
+            if self.budget < 0 and self.transport is not None:
+                self.transport.pause_reading()
+
+    def _after_head(self, buf: bytes) -> bytes | None:
+        """What follows the response head, once it is whole and a 200 (else None: kept for
+        the next read, or the stream finished with the status as its error)."""
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            self.buf = buf
+            return None
+        if buf[9:12] != b"200":
+            self._finish(f"status {buf[9:12].decode(errors='replace')}")
+            return None
+        self.head = True
+        return buf[end + 4:]
+
+    def _events(self, buf: bytes, now: float) -> int | None:
+        """Count the whole ``data:`` lines in ``buf`` read at ``now``; return where the
+        unread rest starts, or None when the stream ended ([DONE] or an error event)."""
+        stats, pos = self.stats, 0
         while (i := buf.find(DATA, pos)) >= 0:
             nl = buf.find(b"\n", i)
             if nl < 0:
@@ -110,16 +131,12 @@ class SSEStream(asyncio.Protocol):
             elif buf.startswith(DONE, i):
                 stats.events -= 1  # [DONE] is the end marker, not an event
                 self._finish(None)
-                return
+                return None
             elif buf.find(b'"error"', i, nl) >= 0:
                 self._finish("error event")
-                return
+                return None
             pos = nl + 1
-        self.buf = buf[pos:]
-        if self.read_rate:
-            self.budget -= len(data)
-            if self.budget < 0 and self.transport is not None:
-                self.transport.pause_reading()
+        return pos
 
     def refill(self, amount: int) -> None:
         """Slow-reader mode: allow ``amount`` more bytes and resume reading."""
@@ -165,9 +182,11 @@ def request_bytes(url: str, tokens: int, delay_ms: int, stamps: bool = True,
     return head.encode() + b"\r\n" + body
 
 
-async def _one(host: str, port: int, request: bytes, stats: Stats, start_at: float,
-               rcvbuf: int = 0, read_rate: int = 0, streams: list[SSEStream] | None = None
-               ) -> None:
+async def run_stream(host: str, port: int, request: bytes, stats: Stats, start_at: float,
+                     rcvbuf: int = 0, read_rate: int = 0, streams: list[SSEStream] | None = None
+                     ) -> None:
+    """One stream at ``start_at`` (loop time), read to its end; with ``streams``, its protocol
+    is added there (slow-reader mode refills them)."""
     loop = asyncio.get_running_loop()
     delay = start_at - loop.time()
     if delay > 0:
@@ -218,7 +237,8 @@ async def run_once(url: str, streams: int, tokens: int, delay_ms: int, ramp: flo
     loop = asyncio.get_running_loop()
     t0, start = time.monotonic(), loop.time()
     reporter = asyncio.ensure_future(_reporter(stats, t0, "load", progress))
-    tasks = [_one(host, port, request, stats, start + ramp * i / streams) for i in range(streams)]
+    tasks = [run_stream(host, port, request, stats, start + ramp * i / streams)
+             for i in range(streams)]
     try:
         await asyncio.wait_for(asyncio.gather(*tasks), timeout)
     except TimeoutError:
@@ -247,7 +267,7 @@ async def run_for(url: str, streams: int, tokens: int, delay_ms: int, duration: 
     async def worker(offset: float) -> None:
         start = loop.time() + offset
         while loop.time() < deadline:
-            await _one(host, port, request, stats, start)
+            await run_stream(host, port, request, stats, start)
             start = 0
 
     # (No garbage collection while it runs: a collection's pause would be counted as the
@@ -279,8 +299,8 @@ async def run_slow_readers(url: str, clients: int, tokens: int, rate: int, durat
     stats = Stats()
     protos: list[SSEStream] = []
     loop = asyncio.get_running_loop()
-    tasks = [asyncio.ensure_future(_one(host, port, request, stats, loop.time(), 4096,
-                                        rate, protos)) for _ in range(clients)]
+    tasks = [asyncio.ensure_future(run_stream(host, port, request, stats, loop.time(), 4096,
+                                              rate, protos)) for _ in range(clients)]
     end = loop.time() + duration
     while loop.time() < end:
         await asyncio.sleep(0.1)
@@ -292,19 +312,9 @@ async def run_slow_readers(url: str, clients: int, tokens: int, rate: int, durat
     return stats
 
 
-def percentile(values: Any, q: float) -> float | None:
-    if not len(values):
-        return None
-    ordered = sorted(values)
-    return float(ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))])
-
-
 def summary(stats: Stats, wall: float) -> dict[str, Any]:
-    ms = 1000.0
-
     def pct(values: Any, q: float) -> float | None:
-        p = percentile(values, q)
-        return None if p is None else round(p * ms, 3)
+        return ms(percentile(values, q))
 
     return {
         "streams_started": stats.started, "streams_completed": stats.completed,
@@ -318,7 +328,7 @@ def summary(stats: Stats, wall: float) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.loadgen", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("url", help="base URL of the relay, e.g. http://127.0.0.1:8080")
@@ -342,30 +352,20 @@ def main() -> None:
     ap.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"])
     ap.add_argument("--header", action="append", default=[], metavar="NAME:VALUE",
                     help="a header for every request (repeatable)")
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     for item in args.header:
         name, _, value = item.partition(":")
         HEADERS[name.strip().lower()] = value.strip()
-    ramp = args.ramp if args.ramp is not None else max(args.delay_ms / 1000, 0.1)
-
-    async def go() -> tuple[Stats, float]:
-        if args.slow_rate:
-            t0 = time.monotonic()
-            slow = await run_slow_readers(args.url, args.streams, args.tokens, args.slow_rate,
-                                          args.duration)
-            return slow, time.monotonic() - t0
-        if args.once:
-            return await run_once(args.url, args.streams, args.tokens, args.delay_ms, ramp,
-                                  args.timeout, not args.no_progress)
-        return await run_for(args.url, args.streams, args.tokens, args.delay_ms, args.duration,
-                             not args.no_progress, args.ramp)
-
     if args.loop == "uvloop":
         import uvloop
 
-        stats, wall = uvloop.run(go())
+        stats, wall = uvloop.run(run(args))
     else:
-        stats, wall = asyncio.run(go())
+        stats, wall = asyncio.run(run(args))
     result = summary(stats, wall)
     if args.json:
         with open(args.json, "w") as f:
@@ -373,16 +373,37 @@ def main() -> None:
     if args.latencies:
         with open(args.latencies, "w") as f:
             json.dump({"at": stats.at.tolist(), "latency": stats.latency.tolist()}, f)
-    r = result
-    print(f"streams {r['streams_completed']}/{r['streams_started']} completed, "
-          f"{r['errors']} errors {r['error_kinds'] or ''}")
-    print(f"events {r['events']} in {r['wall_s']} s = {r['events_per_s']:,.0f} events/s, "
-          f"{r['bytes'] / 1e6:.1f} MB")
-    print(f"time to first event ms: p50 {r['ttfe_ms']['p50']} p99 {r['ttfe_ms']['p99']}")
-    print(f"inter-event gap ms:     p50 {r['gap_ms']['p50']} p99 {r['gap_ms']['p99']}")
+    print(summary_text(result))
+
+
+async def run(args: argparse.Namespace) -> tuple[Stats, float]:
+    """The load the flags ask for: slow readers, each stream once, or streams for a time."""
+    ramp = args.ramp if args.ramp is not None else max(args.delay_ms / 1000, 0.1)
+    if args.slow_rate:
+        t0 = time.monotonic()
+        slow = await run_slow_readers(args.url, args.streams, args.tokens, args.slow_rate,
+                                      args.duration)
+        return slow, time.monotonic() - t0
+    if args.once:
+        return await run_once(args.url, args.streams, args.tokens, args.delay_ms, ramp,
+                              args.timeout, not args.no_progress)
+    return await run_for(args.url, args.streams, args.tokens, args.delay_ms, args.duration,
+                         not args.no_progress, args.ramp)
+
+
+def summary_text(r: dict[str, Any]) -> str:
+    """The summary as this command prints it."""
+    lines = [f"streams {r['streams_completed']}/{r['streams_started']} completed, "
+             f"{r['errors']} errors {r['error_kinds'] or ''}",
+             f"events {r['events']} in {r['wall_s']} s = {r['events_per_s']:,.0f} events/s, "
+             f"{r['bytes'] / 1e6:.1f} MB",
+             f"time to first event ms: p50 {r['ttfe_ms']['p50']} p99 {r['ttfe_ms']['p99']}",
+             f"inter-event gap ms:     p50 {r['gap_ms']['p50']} p99 {r['gap_ms']['p99']}"]
     if r["latency_ms"]["p50"] is not None:
         lat = r["latency_ms"]
-        print(f"upstream->client latency ms: p50 {lat['p50']} p99 {lat['p99']} max {lat['max']}")
+        lines.append(f"upstream->client latency ms: p50 {lat['p50']} p99 {lat['p99']} "
+                     f"max {lat['max']}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .procs import Proc, cpu_sets, free_port, wait_port
 from .relays import RELAYS
-from .scenarios import _measure, loadgen_headers
+from .scenarios import loadgen_headers, measure
 
 
 def main() -> None:
@@ -47,7 +47,7 @@ def main() -> None:
                         "--once", "--no-progress", "--streams", str(args.streams), "--tokens",
                         "1", "--delay-ms", "1", "--ramp", str(max(1.0, args.streams / 1000)),
                         "--json", str(workdir / "out.json"), *loadgen_headers(spec.headers())]
-                _, cpu, *_ = _measure(relay, argv, load_cpus, 300)
+                _, cpu, *_ = measure(relay, argv, load_cpus, 300)
                 r = json.loads((workdir / "out.json").read_text())
                 per = f"{cpu / args.streams * 1e6:.0f} us" if relay else "-"
                 print(f"rep {rep + 1} {name:8} streams={args.streams} errors={r['errors']} "

@@ -147,3 +147,12 @@ class RssSampler:
         while not self._stop.is_set():
             self.peak = max(self.peak, self.proc.rss_bytes())
             self._stop.wait(self.interval)
+
+
+def git_rev() -> str:
+    """The short commit of the checkout bench/ is in ("unknown" outside git), for a run's meta."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

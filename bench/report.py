@@ -6,6 +6,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from .tables import fmt, ratio
+
 # (scenario prefix, metric, label, lower is better)
 METRICS: list[tuple[str, str, str, bool]] = [
     ("C", "cpu_s_per_1m_events", "relay CPU s per 1M events", True),
@@ -45,20 +47,6 @@ def medians(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]
     return out
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
-    return f"{value:,}"
-
-
-def _ratio(ours: Any, theirs: Any) -> str:
-    if not isinstance(ours, (int, float)) or not isinstance(theirs, (int, float)) or not theirs:
-        return "-"
-    return f"{ours / theirs:.2f}x"
-
-
 def table(doc: dict[str, Any]) -> str:
     med = medians(doc["rows"])
     relays = [r for r in ORDER if any(k[0] == r for k in med)]
@@ -78,8 +66,8 @@ def table(doc: dict[str, Any]) -> str:
             best = (min(peers) if lower else max(peers)) if peers else None
             ours = med.get((us, scenario), {}).get(metric)
             theirs = med.get(("nginx", scenario), {}).get(metric)
-            lines.append("| " + " | ".join([scenario, label, *map(_fmt, cells),
-                                            _ratio(ours, theirs), _ratio(ours, best)]) + " |")
+            lines.append("| " + " | ".join([scenario, label, *map(fmt, cells),
+                                            ratio(ours, theirs), ratio(ours, best)]) + " |")
     notes = [f"- {r} {s}: {m['note']}" for (r, s), m in sorted(med.items()) if m.get("note")]
     meta = doc["meta"]
     missing = [f"- MISSING {k}: {v}" for k, v in meta.get("missing", {}).items()]

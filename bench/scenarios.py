@@ -31,7 +31,7 @@ def _pinned(cpus: set[int]) -> Any:
     return lambda: os.sched_setaffinity(0, cpus)
 
 
-def _measure(relay: Proc | None, argv: list[str], cpus: set[int], timeout: float,
+def measure(relay: Proc | None, argv: list[str], cpus: set[int], timeout: float,
              env: dict[str, str] | None = None
              ) -> tuple[subprocess.CompletedProcess[str], float, int, int, float]:
     """Run a load process; return it, relay CPU seconds, RSS before, peak RSS, wall seconds."""
@@ -62,7 +62,7 @@ def scenario_c(url: str, relay: Proc | None, n: int, cpus: set[int], workdir: Pa
             "--streams", str(n), "--tokens", str(C_EVENTS - 2), "--delay-ms", str(delay_ms),
             "--ramp", str(ramp), "--timeout", str(expected * 4 + 30), "--json", str(out_file),
             *loadgen_headers(headers)]
-    out, cpu, rss0, peak, _ = _measure(relay, argv, cpus, expected * 4 + 60)
+    out, cpu, rss0, peak, _ = measure(relay, argv, cpus, expected * 4 + 60)
     if out.returncode != 0:
         raise RuntimeError(f"loadgen failed: {out.stderr[-2000:]}")
     r = json.loads(out_file.read_text())
@@ -88,7 +88,7 @@ def _wrk(url: str, script: str, relay: Proc | None, cpus: set[int], seconds: int
          env: dict[str, str], headers: tuple[str, ...] = ()) -> tuple[int, float, float, str]:
     argv = ["wrk", "-t1", "-c50", f"-d{seconds}s", "-s", str(HERE / "lua" / script), url,
             *(arg for h in headers for arg in ("-H", h.replace(":", ": ", 1)))]
-    out, cpu, _, _, _ = _measure(relay, argv, cpus, seconds + 60, env)
+    out, cpu, _, _, _ = measure(relay, argv, cpus, seconds + 60, env)
     match = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out.stdout)
     if not match:
         raise RuntimeError(f"wrk output not understood:\n{out.stdout}\n{out.stderr}")
@@ -137,7 +137,7 @@ def scenario_m(url: str, relay: Proc | None, cpus: set[int], workdir: Path) -> d
             "--streams", str(M_CLIENTS), "--tokens", str(M_TOKENS), "--slow-rate", str(M_RATE),
             "--duration", str(M_SECONDS), "--json", str(out_file)]
     time.sleep(0.5)
-    out, _, rss0, peak, _ = _measure(relay, argv, cpus, M_SECONDS + 60)
+    out, _, rss0, peak, _ = measure(relay, argv, cpus, M_SECONDS + 60)
     if out.returncode != 0:
         raise RuntimeError(f"loadgen failed: {out.stderr[-2000:]}")
     r = json.loads(out_file.read_text())

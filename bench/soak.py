@@ -49,8 +49,8 @@ def _request(tokens: int, extra: dict[str, str]) -> bytes:
     return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
-async def one_stream(port: int, kind: str, rng: random.Random) -> str:
-    """Run one stream of ``kind``; return its outcome (``ok`` or what went wrong)."""
+def stream_shape(kind: str, rng: random.Random) -> tuple[int, dict[str, str]]:
+    """Tokens and mock headers for a stream of ``kind``."""
     extra: dict[str, str] = {"x-mock-delay-ms": str(rng.randint(1, 20))}
     tokens = rng.randint(20, 200)
     if kind == "upstream_cut":
@@ -61,6 +61,12 @@ async def one_stream(port: int, kind: str, rng: random.Random) -> str:
         extra["x-mock-ttft-ms"] = "500"
     elif kind == "slow_reader":
         tokens, extra["x-mock-delay-ms"] = 20_000, "0"
+    return tokens, extra
+
+
+async def one_stream(port: int, kind: str, rng: random.Random) -> str:
+    """Run one stream of ``kind``; return its outcome (``ok`` or what went wrong)."""
+    tokens, extra = stream_shape(kind, rng)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(_request(tokens, extra))
@@ -81,15 +87,19 @@ async def one_stream(port: int, kind: str, rng: random.Random) -> str:
                     return "slow reader cut"
                 await asyncio.sleep(0.05)
             return "ok"
-        text = await reader.read()  # connection: close, so the response ends at EOF
-        if kind == "upstream_error":
-            return "ok" if text.startswith((b"HTTP/1.1 500", b"HTTP/1.1 429")) else "bad status"
-        if kind == "upstream_cut":
-            return "ok" if b'data: {"error"' in text and text.endswith(b"0\r\n\r\n") else (
-                "cut stream without an error event")
-        return "ok" if b"data: [DONE]" in text and text.endswith(b"0\r\n\r\n") else "incomplete"
+        return whole_outcome(kind, await reader.read())  # connection: close: ends at EOF
     finally:
         writer.transport.abort()  # a client that leaves without a goodbye
+
+
+def whole_outcome(kind: str, text: bytes) -> str:
+    """The outcome of a stream read to its end: the status, error event or [DONE] it needs."""
+    if kind == "upstream_error":
+        return "ok" if text.startswith((b"HTTP/1.1 500", b"HTTP/1.1 429")) else "bad status"
+    if kind == "upstream_cut":
+        return "ok" if b'data: {"error"' in text and text.endswith(b"0\r\n\r\n") else (
+            "cut stream without an error event")
+    return "ok" if b"data: [DONE]" in text and text.endswith(b"0\r\n\r\n") else "incomplete"
 
 
 async def worker(port: int, deadline: float, rng: random.Random,

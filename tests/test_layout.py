@@ -121,3 +121,21 @@ def test_every_module_has_a_mirrored_test_module(path: Path) -> None:
     rel = path.relative_to(PACKAGE)
     mirrored = ROOT / "tests" / rel.parent / f"test_{rel.stem}.py"
     assert mirrored.exists(), f"{name}: no {mirrored.relative_to(ROOT)}"
+
+
+BENCH_MODULES = sorted((ROOT / "bench").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", BENCH_MODULES, ids=_name)
+def test_bench_modules_and_functions_stay_small(path: Path) -> None:
+    """bench/ is a package of small modules too: none over 500 lines, no function over 40, and
+    nothing imported from another module's private names (make a shared helper public)."""
+    text = path.read_text()
+    assert text.count("\n") <= 500, f"{_name(path)} has {text.count(chr(10))} lines"
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            length = (node.end_lineno or node.lineno) - node.lineno + 1
+            assert length <= 40, f"{_name(path)}.{node.name} has {length} lines"
+        if isinstance(node, ast.ImportFrom):
+            private = [a.name for a in node.names if a.name.startswith("_")]
+            assert not private, f"{_name(path)} imports {private} from {node.module}"

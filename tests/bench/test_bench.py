@@ -32,12 +32,12 @@ def test_loadgen_reports_mid_stream_errors(mock_server: MockServer,
     relay = make_relay(mock_server.url)
 
     async def go() -> int:
-        from bench.loadgen import Stats, _one, request_bytes
+        from bench.loadgen import Stats, request_bytes, run_stream
 
         stats = Stats()
         req = request_bytes(f"http://127.0.0.1:{relay.port}", 10, 0,
                             extra_headers={"x-mock-fail-after": "3"})
-        await _one("127.0.0.1", relay.port, req, stats, asyncio.get_running_loop().time())
+        await run_stream("127.0.0.1", relay.port, req, stats, asyncio.get_running_loop().time())
         return stats.error_kinds.get("error event", 0)
 
     assert uvloop.run(go()) == 1
@@ -49,12 +49,12 @@ def test_loadgen_counts_nothing_read_after_its_end(mock_server: MockServer,
     relay = make_relay(mock_server.url)
 
     async def counted(until: float) -> tuple[int, int, int]:
-        from bench.loadgen import Stats, _one, request_bytes
+        from bench.loadgen import Stats, request_bytes, run_stream
 
         stats, streams = Stats(until=until), []  # type: ignore[var-annotated]
         req = request_bytes(f"http://127.0.0.1:{relay.port}", 5, 0)
         with contextlib.suppress(TimeoutError):  # (nothing counted: not even its [DONE])
-            await asyncio.wait_for(_one("127.0.0.1", relay.port, req, stats,
+            await asyncio.wait_for(run_stream("127.0.0.1", relay.port, req, stats,
                                         asyncio.get_running_loop().time(), streams=streams), 2)
         for stream in streams:
             if stream.transport is not None:

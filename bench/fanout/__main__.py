@@ -1,0 +1,5 @@
+"""``python -m bench.fanout``: the command line of bench/fanout/cli.py."""
+
+from .cli import main
+
+main()
