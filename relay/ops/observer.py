@@ -236,8 +236,8 @@ class Observer:
         self.endings.inc(1, (ended,))
         if record.bytes_in:
             self.request_bytes.inc(record.bytes_in)
-        if record.route == "/v1" or record.route == "/events":  # (local pages: in the log)
-            self.bytes_out.inc(record.bytes_out)
+        if record.bytes_out and (record.route == "/v1" or record.route == "/events"):
+            self.bytes_out.inc(record.bytes_out)  # (local pages: in the log; a publish: none)
             self.events.inc(record.events)
         if ended == "client_disconnect":
             self.client_disconnects.inc()
