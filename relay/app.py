@@ -275,13 +275,13 @@ def _try_it(url: str, model: str) -> list[str]:
 def tune_gc() -> None:
     """Make the cyclic garbage collector rare.
 
-    A full (generation 2) collection walks every live object: with 10,000 open streams that
-    paused the event loop for up to 170 ms (measured with gc.callbacks), the relay's worst
-    latency. The relay's per-request objects form no reference cycles (a test checks this), so
+    A full (generation 2) collection walks every live object, so with thousands of open
+    streams it pauses the event loop for as long as the walk takes: the relay's worst latency.
+    The relay's per-request objects form no reference cycles (a test checks this), so
     reference counting frees them; the collector is left for rare cycles (exception tracebacks):
-    startup objects are frozen out of its scans, young collections stay small (5,000 objects:
-    pauses under ~6 ms measured at 5,000 streams, where 50,000 gave 12 ms and the default
-    thresholds 69 ms) and full collections become rare.
+    startup objects are frozen out of its scans, young collections stay small (5,000 objects)
+    and full collections become rare. The pauses measured for these thresholds are in
+    bench/README.md ("Garbage collection").
     """
     gc.collect()
     gc.freeze()

@@ -5,8 +5,9 @@
 most ``ChannelLimits.slice`` writes and ``ChannelLimits.slice_time`` seconds, so a publish to
 10,000 subscribers never holds the loop for one long iteration: relayed LLM streams keep
 flowing between the slices. The time bound is what holds on every machine: a write's cost is
-the kernel's, and on loopback it includes the reader's TCP work (~25 us, so 256 writes took
-6-7 ms a turn; 2 ms of writes is ~80 of them). Slices run in publish order, so every
+the kernel's, and on loopback it includes the reader's TCP work, so a count of writes alone
+would hold the loop longer on a slower machine (bench/README.md has the figures). Slices run
+in publish order, so every
 subscriber sees a channel's events in order. A channel of at most ``INLINE`` subscribers,
 published to while no slice waits, is written at once, inside ``deliver``: no job, no loop
 turn (most channels of a many-channel hub, such as one per user, are that small).
