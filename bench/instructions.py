@@ -18,6 +18,13 @@ under ``valgrind --tool=callgrind``:
   request per read on a keep-alive connection (benchmark F's F2 per publish), less the same
   run with no publish.
 
+The relay also works by the clock while it is up (the loop-lag probe 20 times a second, the
+deadline and heartbeat ticks), and under valgrind the same work takes longer on a busier
+machine: counted whole, that made a tree's per-publish figure move by 4% from one run to the
+next. So an idle run (``--idle`` seconds, nothing sent) gives what one second of being up costs,
+and every figure has that cost, times the seconds its run took beyond the base run, taken out;
+the table prints the rate.
+
 The mock upstream and the client run natively beside it.
 """
 
@@ -34,6 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from .procs import wait_port
 
@@ -113,10 +121,18 @@ def _drain(subs: list[socket.socket], seen: list[int], wait: bool, until: int = 
             seen[i] += data.count(b"\ndata: ")
 
 
+class Run(NamedTuple):
+    """One relay process: its instructions, and the seconds it was up between listening and
+    being told to stop."""
+
+    instructions: int
+    seconds: float
+
+
 def count(tree: Path, streams: int, tokens: int, delay_ms: int = 0,
-          publishes: tuple[int, int] | None = None) -> int:
+          publishes: tuple[int, int] | None = None, idle: float = 0.0) -> Run:
     """Instructions executed by a relay from ``tree`` serving ``streams`` x ``tokens``, or
-    ``publishes`` (publishes, subscribers) to one channel."""
+    ``publishes`` (publishes, subscribers) to one channel, or nothing for ``idle`` seconds."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     mock_port, relay_port = _free_port(), _free_port()
     mock = subprocess.Popen([sys.executable, "-m", "relay", "mock", "--port", str(mock_port)],
@@ -128,14 +144,18 @@ def count(tree: Path, streams: int, tokens: int, delay_ms: int = 0,
              "-m", "relay", "serve", "--port", str(relay_port), "--upstream",
              f"http://127.0.0.1:{mock_port}", "--access-log", "off", "--log-level", "warning"],
             cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT)
+        up: float | None = None
         try:
             wait_port(mock_port)
             wait_port(relay_port, timeout=120)
+            up = time.monotonic()
             if publishes is None:
                 _streams(relay_port, streams, tokens, delay_ms)
             else:
                 _publishes(relay_port, *publishes)
+            time.sleep(idle)  # (the idle run: the cost of being up, by the clock)
         finally:
+            seconds = time.monotonic() - up if up is not None else 0.0
             relay.send_signal(signal.SIGTERM)
             relay.wait(120)
             mock.terminate()
@@ -144,25 +164,43 @@ def count(tree: Path, streams: int, tokens: int, delay_ms: int = 0,
         match = re.search(r"Collected : (\d+)", log.read())
     if match is None:
         raise RuntimeError("valgrind printed no instruction count")
-    return int(match.group(1))
+    return Run(int(match.group(1)), seconds)
+
+
+class Baseline:
+    """A tree's run with nothing to do, and what one second of being up costs (from an idle
+    run): :meth:`work` is a run's instructions less both."""
+
+    def __init__(self, tree: Path, idle: float, publishes: tuple[int, int] | None = None) -> None:
+        self.base = count(tree, 0, 1, publishes=publishes)
+        idle_run = count(tree, 0, 1, publishes=publishes, idle=idle)
+        self.per_second = max(0.0, (idle_run.instructions - self.base.instructions)
+                              / max(idle_run.seconds - self.base.seconds, 1e-9))
+
+    def work(self, run: Run) -> float:
+        return (run.instructions - self.base.instructions
+                - self.per_second * max(0.0, run.seconds - self.base.seconds))
 
 
 def measure(tree: Path, short: int, long_streams: int, long_tokens: int,
-            delay_ms: int) -> dict[str, float]:
+            delay_ms: int, idle: float) -> dict[str, float]:
     started = time.monotonic()
-    base = count(tree, 0, 1)
-    short_total = count(tree, short, 1)
-    long_total = count(tree, long_streams, long_tokens, delay_ms)
-    per_stream = (short_total - base) / short
-    per_event = (long_total - base - long_streams * per_stream) / (long_streams * long_tokens)
-    return {"startup": base, "per_short_stream": per_stream, "per_event": per_event,
+    baseline = Baseline(tree, idle)
+    per_stream = baseline.work(count(tree, short, 1)) / short
+    long_work = baseline.work(count(tree, long_streams, long_tokens, delay_ms))
+    per_event = (long_work - long_streams * per_stream) / (long_streams * long_tokens)
+    return {"startup": baseline.base.instructions, "per_second": baseline.per_second,
+            "per_short_stream": per_stream, "per_event": per_event,
             "seconds": time.monotonic() - started}
 
 
-def measure_publishes(tree: Path, publishes: int, subscribers: int) -> float:
-    """Instructions per publish to a channel with ``subscribers``, the subscribing taken out."""
-    base = count(tree, 0, 1, publishes=(0, subscribers))
-    return (count(tree, 0, 1, publishes=(publishes, subscribers)) - base) / publishes
+def measure_publishes(tree: Path, publishes: int, subscribers: int,
+                      idle: float) -> tuple[float, float]:
+    """Instructions per publish to a channel with ``subscribers``, the subscribing and the
+    cost of being up taken out; and that cost per second."""
+    baseline = Baseline(tree, idle, publishes=(0, subscribers))
+    run = count(tree, 0, 1, publishes=(publishes, subscribers))
+    return baseline.work(run) / publishes, baseline.per_second
 
 
 def main() -> None:
@@ -177,18 +215,25 @@ def main() -> None:
     ap.add_argument("--publishes", type=int, default=0,
                     help="instead: this many publishes to one channel (per publish)")
     ap.add_argument("--subscribers", type=int, default=10, help="with --publishes")
+    ap.add_argument("--idle", type=float, default=20.0,
+                    help="seconds of the idle run that prices being up (taken out of each run)")
     args = ap.parse_args()
     if args.publishes:
-        print(f"{'tree':40} {'per publish':>12}  (instructions; {args.subscribers} subscribers)")
+        print(f"{'tree':40} {'per publish':>12} {'per second up':>14}  (instructions; "
+              f"{args.subscribers} subscribers)")
         for tree in args.tree or [ROOT]:
-            per = measure_publishes(tree.resolve(), args.publishes, args.subscribers)
-            print(f"{tree!s:40} {per:12,.0f}")
+            per, rate = measure_publishes(tree.resolve(), args.publishes, args.subscribers,
+                                          args.idle)
+            print(f"{tree!s:40} {per:12,.0f} {rate:14,.0f}", flush=True)
         return
     long_streams, long_tokens = (int(x) for x in args.long.split("x"))
-    print(f"{'tree':40} {'per short stream':>18} {'per event':>10}  (instructions)")
+    print(f"{'tree':40} {'per short stream':>18} {'per event':>10} {'per second up':>14}  "
+          "(instructions)")
     for tree in args.tree or [ROOT]:
-        m = measure(tree.resolve(), args.short, long_streams, long_tokens, args.delay_ms)
-        print(f"{tree!s:40} {m['per_short_stream']:18,.0f} {m['per_event']:10,.0f}")
+        m = measure(tree.resolve(), args.short, long_streams, long_tokens, args.delay_ms,
+                    args.idle)
+        print(f"{tree!s:40} {m['per_short_stream']:18,.0f} {m['per_event']:10,.0f} "
+              f"{m['per_second']:14,.0f}", flush=True)
 
 
 if __name__ == "__main__":
