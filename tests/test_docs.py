@@ -101,3 +101,30 @@ def test_the_readmes_links_into_docs_name_real_headings() -> None:
     assert links
     for link in links:
         assert link in anchors, link
+
+
+def _module_table() -> dict[str, set[str]]:
+    """docs/reference.md's table of modules: each row's first cell (``folder/`` or ``name.py``
+    entries) -> the lowercase names in backticks of its job cell (a folder's modules)."""
+    text = (ROOT / "docs" / "reference.md").read_text()
+    rows = text.split("| folder / module | job |\n|---|---|\n", 1)[1].split("\n\n", 1)[0]
+    table: dict[str, set[str]] = {}
+    for row in rows.splitlines():
+        first, job = row.strip("|").split("|", 1)
+        names = set(re.findall(r"`([a-z][a-z0-9_]*)`", job))
+        for entry in re.findall(r"`([^`]+)`", first):
+            table[entry] = names
+    return table
+
+
+def test_the_module_table_names_every_module_and_no_other() -> None:
+    """The reference's map of relay/ follows the code: every package's row names exactly its
+    modules, and every top-level module has a row."""
+    table = _module_table()
+    package = ROOT / "relay"
+    for folder in sorted(p for p in package.iterdir() if (p / "__init__.py").exists()):
+        modules = {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
+        if modules:
+            assert table.get(f"{folder.name}/") == modules, folder.name
+    top = {p.name for p in package.glob("*.py") if p.stem not in ("__init__", "__main__")}
+    assert top == {entry for entry in table if entry.endswith(".py")}
