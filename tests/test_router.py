@@ -13,6 +13,9 @@ import pytest
 from relay.channels.broker import MemoryBroker
 from relay.channels.endpoints import ChannelEndpoints
 from relay.config import Limits, Timeouts
+from relay.cors import Cors
+from relay.guard import Guard
+from relay.router import Routing, Way, route
 
 from .conftest import MockServer, RelayFactory, ScriptedFactory
 from .support import (
@@ -28,6 +31,39 @@ from .support import (
     scrape,
     wait_until,
 )
+
+_APP = {b"origin": b"https://app.example"}
+_ROUTES: list[tuple[bytes, bytes, dict[bytes, bytes], Way, int | None, bool]] = [
+    # (method, path, headers, way, the refusal's status, CORS headers)
+    (b"GET", b"/healthz", {}, Way.LOCAL, None, False),
+    (b"GET", b"/nowhere", {}, Way.LOCAL, None, False),  # (a 404: LocalEndpoints knows its pages)
+    (b"POST", b"/v1/chat/completions", {}, Way.PROXY, None, False),
+    (b"GET", b"/v1/streams/abc", {}, Way.STREAMS, None, False),
+    (b"POST", b"/events/news", _APP, Way.CHANNELS, None, True),
+    (b"OPTIONS", b"/v1/x", {**_APP, b"access-control-request-method": b"POST"},
+     Way.PREFLIGHT, None, True),
+    (b"OPTIONS", b"/v1/x", _APP, Way.PROXY, None, True),  # (not a preflight)
+    (b"POST", b"/events/news", {b"origin": b"https://evil.example"}, Way.REFUSED, 403, False),
+    (b"POST", b"/events/news", {b"sec-fetch-site": b"cross-site"}, Way.REFUSED, 403, False),
+    (b"GET", b"/healthz", {b"host": b"evil.example"}, Way.REFUSED, 421, False),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "headers", "way", "refused", "cors"), _ROUTES)
+def test_one_pure_function_routes_a_head(method: bytes, path: bytes,
+                                         headers: dict[bytes, bytes], way: Way,
+                                         refused: int | None, cors: bool) -> None:
+    """route(): the endpoint, the refusal and the CORS headers, from the head and the
+    settings alone; channels and streams only when served."""
+    routing = Routing(Guard("127.0.0.1", cors=Cors(["https://app.example"])), True, True)
+    fields = {b"host": b"127.0.0.1", **headers}
+    taken = route(method, path, fields.get, routing)
+    assert taken.way is way and route(method, path, fields.get, routing) == taken
+    assert (taken.refusal.status if taken.refusal else None) == refused
+    assert bool(taken.cors) is cors
+    if way in (Way.CHANNELS, Way.STREAMS):  # not served: a local page (a 404), or upstream
+        assert route(method, path, fields.get, Routing(routing.guard, False, False)).way is (
+            Way.LOCAL if way is Way.CHANNELS else Way.PROXY)
 
 
 def test_unknown_path_is_404_json_and_never_upstream(mock_server: MockServer,

@@ -360,13 +360,8 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
         if closed:
             new.receive_data(b"")
         self._head = HeadReader(self._limits.max_head_size)
-        self._head_started = False
-        self._timer.arm(self._timeouts.keepalive, self._idle_timeout)
-        if self.flow.paused:  # our answers are not read yet: take no request until they are
-            self._pause_reading()
-            self._wait_drain = True
-        elif self._read_paused or closed or buffered:  # a next request may be buffered
-            if buffered:  # no new bytes before these are counted (see _next_buffered)
+        if self._await_next_head() and (self._read_paused or closed or buffered):
+            if buffered:  # a next request: no new bytes before it is counted (_next_buffered)
                 self._pause_reading()
             self._loop.call_soon(self._next_buffered)
 

@@ -2,7 +2,7 @@
 head or body deadline (slowloris: 408), the send timeout (a client that takes nothing is cut);
 and how a body's deadline is armed: the silence between reads, or the body's total time
 (``--request-body-deadline``, from its first read) when that comes first, so a body trickled a
-byte at a time, never silent for long, still ends.
+byte at a time, never silent for long, still ends; and the keep-alive one, after any answer.
 
 A mixin of :class:`relay.net.client.ClientConnection`; its
 :class:`~relay.net.deadlines.Timer` objects call these, and the client module says when each is
@@ -22,6 +22,7 @@ from ..http1.request_body import RequestBody
 from ..http1.request_head import HeadReader, Rejection
 from .deadlines import Timer
 from .exchange import Exchange
+from .flow import WriteFlow
 
 log = logging.getLogger("relay.client")
 
@@ -39,12 +40,26 @@ class DeadlineSteps:
     _loop: asyncio.AbstractEventLoop
     _timer: Timer
     _closed: bool
+    _wait_drain: bool  # the next request waits until the client takes our answers
+    flow: WriteFlow
     _reject: Callable[[Rejection], bool]  # (answer a refusal and close)
+    _pause_reading: Callable[[], None]
 
     def _idle_timeout(self) -> None:
         """No byte of a next request within the keep-alive timeout: close quietly."""
         if self._exchange is None and not self._head_started:
             self.transport.close()
+
+    def _await_next_head(self) -> bool:
+        """After any answer: the keep-alive deadline runs, the head's from its first byte;
+        False while our answers are not read (no request is taken until they are)."""
+        self._head_started = False
+        self._timer.arm(self._timeouts.keepalive, self._idle_timeout)
+        if self.flow.paused:
+            self._pause_reading()
+            self._wait_drain = True
+            return False
+        return True
 
     def _body_timer(self) -> None:
         """A read inside a body, more to come: the timer is armed to the silence deadline from

@@ -15,11 +15,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from ..config import Timeouts
 from ..http1.known_heads import ParsedHead
-from ..http1.request_head import Rejection
 from .budget import Hold
-from .deadlines import Timer
 from .exchange import Exchange, peer_of
 from .flow import WriteFlow
 
@@ -36,13 +33,7 @@ class DirectSteps:
     _hold: Hold
     _overloaded: bool
     _closing: bool
-    _head_started: bool
-    _wait_drain: bool
-    _timer: Timer
-    _timeouts: Timeouts
-    _idle_timeout: Callable[[], None]
-    _pause_reading: Callable[[], None]
-    _reject: Callable[[Rejection], bool]
+    _await_next_head: Callable[[], bool]
 
     def _answer_directly(self, head: ParsedHead, data: bytes, at: int) -> bool:
         """A known head with its whole body in this read and nothing after: offered to the
@@ -56,20 +47,15 @@ class DirectSteps:
             return False
         try:
             response = self._direct(head, data[at:], self._peer)
-        except Exception:  # (a bug in the direct answer itself: handlers' own are answered)
+        except Exception:  # (a bug in the direct answer itself: the usual way answers)
             log.exception("direct answer failed")
-            self._reject(Rejection(500, "internal error in the relay"))
-            return True
+            response = None
         finally:
             self._hold.release()
         if response is None:
             return False
         self.transport.write(response)
-        self._head_started = False
-        self._timer.arm(self._timeouts.keepalive, self._idle_timeout)
-        if self.flow.paused:  # our answers are not read yet: take no request until they are
-            self._pause_reading()
-            self._wait_drain = True
+        self._await_next_head()
         return True
 
     def _peer(self) -> str:
