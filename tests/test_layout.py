@@ -71,8 +71,7 @@ def test_http1_is_sans_io(path: Path) -> None:
 def test_h11_uvloop_and_certifi_each_stay_in_their_modules() -> None:
     where = {dep: sorted(_name(p) for p in MODULES if dep in _top(imports(p)))
              for dep in ("h11", "uvloop", "certifi")}
-    assert where == {"h11": ["relay.http1.request_reader", "relay.net.client",
-                             "relay.net.upstream"],
+    assert where == {"h11": ["relay.http1.request_reader", "relay.net.upstream"],
                      "uvloop": ["relay.app"], "certifi": ["relay.net.pool"]}
 
 
@@ -109,9 +108,6 @@ TESTED_ELSEWHERE = {
     "relay.mock.generate": "tests/mock/test_server.py",
     "relay.mock.events": "tests/mock/test_server.py",
     "relay.config": "tests/test_cli.py",
-    "relay.net.shutdown": "tests/net/test_listener.py (the listener takes each step)",
-    "relay.net.deadline_steps": "tests/net/test_client.py (each deadline, at its time)",
-    "relay.net.direct_steps": "tests/net/test_client.py (when a request is answered directly)",
 }
 
 

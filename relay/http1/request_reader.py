@@ -110,6 +110,11 @@ class RequestReader:
         """The current request's head, once parsed."""
         return self._head
 
+    @property
+    def pending(self) -> bool:
+        """Bytes or the client's EOF wait to be read (after a request: a next one's)."""
+        return bool(self._buf) or self._eof
+
     def feed(self, data: bytes) -> None:
         """The bytes of one read."""
         buf = self._buf
@@ -274,6 +279,10 @@ class RequestReader:
         self._buf, self._body, self.part = rest, None, Part.DONE
         return Request(self._head, body.join(), False)
 
-    def _reject(self, rejection: Rejection) -> Reject:
+    def stop(self) -> None:
+        """Read nothing more (a request was refused): hold nothing from now on."""
         self.part, self._buf, self._body, self._h11 = Part.FAILED, b"", None, None
+
+    def _reject(self, rejection: Rejection) -> Reject:
+        self.stop()
         return Reject(rejection, self._head)
