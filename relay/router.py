@@ -98,16 +98,15 @@ class Router:
         record = (self._record(b"", b"", None, peer, 0) if request is None else self._record(
             request.method, request.path, request.header(b"x-request-id"), peer, 0))
         record.status, record.reason = rejection.status, rejection.logged
+        self._obs.start(record)
         self._obs.finish(record, "refused")
 
     def _record(self, method: bytes, path: bytes, given: bytes | None,
                 peer: Callable[[], str], bytes_in: int) -> Record:
-        """The record of one request, started (every way a request ends makes it here)."""
+        """The record of one request (every way a request ends makes it here)."""
         obs = self._obs
-        record = Record(method, path, peer() if obs.log.enabled else "", request_id(given),
-                        bytes_in, obs.clock())
-        obs.start(record)
-        return record
+        return Record(method, path, peer() if obs.log.enabled else "", request_id(given),
+                      bytes_in, obs.clock())
 
     def _plan(self, head: ParsedHead) -> _Plan:
         """The route of requests of ``head`` (:func:`route`), kept: the channel they publish
@@ -127,6 +126,7 @@ class Router:
         req = ex.request
         record = self._record(req.method, req.path, req.header(b"x-request-id"), ex.peer,
                               len(req.body))
+        self._obs.start(record)  # (a relayed stream is active from now: the gauge)
         try:
             pending = self._route(ex, record)
         except BaseException:

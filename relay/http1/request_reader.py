@@ -82,14 +82,17 @@ class Part(enum.Enum):
     FAILED = "failed"  # a request was refused: nothing more is read
 
 
+# (module names: an enum member read from its class costs a lookup through the enum type)
+IDLE, HEAD, BODY, CHUNKED = Part.IDLE, Part.HEAD, Part.BODY, Part.CHUNKED
+DONE, FAILED = Part.DONE, Part.FAILED
 _CLOSED_INSIDE_BODY = Rejection(400, "connection closed inside the request body")
 
 
 class RequestReader:
     """Turns a client connection's bytes into request events (see the module docstring)."""
 
-    __slots__ = ("_body", "_buf", "_eof", "_eof_given", "_h11", "_head", "_heads", "_known",
-                 "_limits", "_lone", "_scanned", "part", "received", "refusal")
+    __slots__ = ("_body", "_buf", "_eof", "_eof_given", "_h11", "_head", "_heads", "_heads_fed",
+                 "_known", "_limits", "_lone", "_scanned", "part", "received", "refusal")
 
     def __init__(self, limits: Limits, known: KnownHeads) -> None:
         self._limits, self._known = limits, known
@@ -98,10 +101,11 @@ class RequestReader:
         self._eof = self._eof_given = False  # (given: to h11, decoding a chunked body)
         self._lone = False  # _buf is one read's bytes, nothing before them
         self._heads = HeadReader(limits.max_head_size)
+        self._heads_fed = False  # it saw part of a head (else it is as new)
         self._head: ParsedHead | None = None
         self._body: RequestBody | None = None
         self._h11: h11.Connection | None = None
-        self.part = Part.IDLE
+        self.part = IDLE
         self.received = 0  # body bytes of the current request received so far
         self.refusal: Rejection | None = None  # when set, every head parsed is refused so
 
@@ -128,21 +132,24 @@ class RequestReader:
     def feed_eof(self) -> None:
         self._eof = True
 
-    def next_cycle(self) -> None:
-        """The answer to the request given ended: read the next one (from what is buffered)."""
-        self.part = Part.IDLE
-        self._heads = HeadReader(self._limits.max_head_size)
+    def next_cycle(self) -> bool:
+        """The answer to the request given ended: read the next one. True when bytes (or the
+        EOF) wait for it already (:attr:`pending`)."""
+        self.part = IDLE
+        if self._heads_fed:
+            self._heads, self._heads_fed = HeadReader(self._limits.max_head_size), False
         self._head, self._scanned, self.received, self._lone = None, 0, 0, False
+        return bool(self._buf) or self._eof
 
     def next_event(self) -> Event:
         part = self.part
-        if part is Part.IDLE or part is Part.HEAD:
+        if part is IDLE or part is HEAD:
             return self._read_head()
-        if part is Part.BODY:
+        if part is BODY:
             return self._read_body()
-        if part is Part.CHUNKED:
+        if part is CHUNKED:
             return self._read_chunked()
-        if part is Part.DONE:
+        if part is DONE:
             return PAUSED if self._buf else CLOSED if self._eof else NEED_DATA
         return NEED_DATA  # (refused: nothing more)
 
@@ -152,11 +159,12 @@ class RequestReader:
         buf = self._buf
         if len(buf) == self._scanned:  # nothing new
             return self._head_eof() if self._eof else NEED_DATA
-        verdict = self._heads.feed(bytes(buf[self._scanned:]) if self._scanned else bytes(buf))
-        self._scanned, self.part = len(buf), Part.HEAD
+        verdict = self._heads.feed(buf[self._scanned:] if self._scanned else buf)
+        self._scanned, self.part = len(buf), HEAD
         if isinstance(verdict, Rejection):
             return self._reject(verdict)
         if not verdict:
+            self._heads_fed = True  # (it holds the start of this head: a new one for the next)
             return self._head_eof() if self._eof else NEED_DATA
         head_bytes = buf if len(buf) == verdict else buf[:verdict]
         if not isinstance(head_bytes, bytes):  # (a head that came in several reads)
@@ -165,6 +173,10 @@ class RequestReader:
         self._buf, self._scanned = rest, 0
         known = self._known.get(head_bytes)
         if known is not None:
+            if len(rest) == known.length and not known.expect_continue and not self.refusal:
+                # (the usual: a known head and its whole body, alone; never chunked)
+                self._head, self._buf, self.received, self.part = known, b"", known.length, DONE
+                return Request(known, bytes(rest), self._lone)
             return self._start(known, rest, True)
         parsed = self._parse(head_bytes)
         if isinstance(parsed, Reject):
@@ -194,7 +206,7 @@ class RequestReader:
 
     def _head_eof(self) -> Event:
         """The client closed between requests, or inside a head (as h11 says it)."""
-        if self.part is Part.IDLE:
+        if self.part is IDLE:
             return CLOSED
         conn = h11.Connection(h11.SERVER)
         conn.receive_data(bytes(self._buf))
@@ -214,11 +226,11 @@ class RequestReader:
         if not head.chunked and not head.expect_continue and len(rest) >= length:
             body = bytes(rest) if len(rest) == length else bytes(rest[:length])
             self._buf = rest[length:] if len(rest) > length else b""
-            self.received, self.part = length, Part.DONE
+            self.received, self.part = length, DONE
             return Request(head, body, known and self._lone and not self._buf)
         self._body = body_ = RequestBody(self._limits.max_body_size, head.chunked, length)
         if body_.check is not None:
-            self.part = Part.CHUNKED
+            self.part = CHUNKED
             rejection = body_.check.feed(bytes(rest))
             if rejection is not None:
                 return self._reject(rejection)
@@ -227,7 +239,7 @@ class RequestReader:
                 self._h11.receive_data(bytes(rest))
             self._buf = b""
         else:
-            self.part = Part.BODY
+            self.part = BODY
         return CONTINUE if head.expect_continue else self.next_event()
 
     # -- the body ------------------------------------------------------------------------------
@@ -276,12 +288,12 @@ class RequestReader:
         """The body is whole; ``rest``: the bytes after it (a next request's)."""
         body = self._body
         assert body is not None and self._head is not None
-        self._buf, self._body, self.part = rest, None, Part.DONE
+        self._buf, self._body, self.part = rest, None, DONE
         return Request(self._head, body.join(), False)
 
     def stop(self) -> None:
         """Read nothing more (a request was refused): hold nothing from now on."""
-        self.part, self._buf, self._body, self._h11 = Part.FAILED, b"", None, None
+        self.part, self._buf, self._body, self._h11 = FAILED, b"", None, None
 
     def _reject(self, rejection: Rejection) -> Reject:
         self.stop()

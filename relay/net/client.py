@@ -33,13 +33,13 @@ import enum
 import logging
 import math
 from collections.abc import Callable
+from operator import attrgetter
 from typing import TYPE_CHECKING, Protocol, cast
 
 from ..config import Limits, Timeouts
 from ..http1.known_heads import KnownHeads
 from ..http1.request_head import Rejection
-from ..http1.request_reader import CLOSED as EOF
-from ..http1.request_reader import CONTINUE, NEED_DATA, PAUSED, Part, Reject, Request, RequestReader
+from ..http1.request_reader import Part, Reject, Request, RequestReader, Signal
 from .budget import OVER_BUDGET, BodyBudget, Hold
 from .deadlines import Timer
 from .exchange import ENDED, RECEIVED, Exchange, Handler, answer, cancel_answer, peer_of, refuse
@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from .exchange import DirectAnswers, Refusals
 
 log = logging.getLogger("relay.client")
+NEED_DATA, PAUSED, CONTINUE, EOF = Signal.NEED_DATA, Signal.PAUSED, Signal.CONTINUE, Signal.CLOSED
+HEAD, BODY, CHUNKED = Part.HEAD, Part.BODY, Part.CHUNKED  # (the reader's events and parts)
 _OVERLOADED = Rejection(503, "the relay is at its connection limit; retry shortly",
                         ((b"retry-after", b"1"),))
 
@@ -73,11 +75,11 @@ DRAINING, CLOSING, REFUSED, CLOSED = State.DRAINING, State.CLOSING, State.REFUSE
 
 # Each state's deadline, indexed by the state: its length, or None for none.
 _DEADLINES: tuple[Callable[[Timeouts], float] | None, ...] = (
-    lambda t: t.keepalive,  # AWAIT_HEAD: idle
-    lambda t: t.request_head,  # READING_HEAD
-    lambda t: t.request_body,  # READING_BODY (or less: the body's total deadline)
+    attrgetter("keepalive"),  # AWAIT_HEAD: idle
+    attrgetter("request_head"),  # READING_HEAD
+    attrgetter("request_body"),  # READING_BODY (or less: the body's total deadline)
     None,  # ANSWERING
-    lambda t: t.keepalive,  # DRAINING: idle
+    attrgetter("keepalive"),  # DRAINING: idle
     None, None, None,  # CLOSING, REFUSED, CLOSED
 )
 
@@ -202,6 +204,8 @@ class ClientConnection(asyncio.Protocol):
             # The relay always reads the body: say so at once, not after curl's 1 s wait.
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         if isinstance(event, Request):
+            if event.direct and self._direct is not None and self._answer_directly(event):
+                return  # (the fast path: answered in bytes, no exchange)
             self._dispatch(event)  # (what follows is read once its answer ended)
             if self.state is ANSWERING and reader.pending:  # (as h11's PAUSED)
                 self._pause_reading()  # a next request, or the EOF, waits behind it
@@ -218,22 +222,19 @@ class ClientConnection(asyncio.Protocol):
             self._on_client_eof()
 
     def _need_data(self, part: Part) -> None:
-        """Inside a head: its deadline from its first byte; inside a body: re-armed per read,
-        the silence or the body's total deadline (from its first read), whichever is first."""
+        """A head's deadline from its first byte; a body's re-armed per read (_enter)."""
         state = self.state
-        if part is Part.HEAD:
+        if part is HEAD:
             if state is AWAIT_HEAD:
                 self._enter(READING_HEAD)
-        elif part is Part.BODY or part is Part.CHUNKED:
+        elif part is BODY or part is CHUNKED:
             if state is not READING_BODY:
                 now = self._loop.time()
                 self._body_deadline = now + (self._timeouts.request_body_deadline or math.inf)
             self._enter(READING_BODY)
 
     def _dispatch(self, event: Request) -> None:
-        """A whole request: answered directly, or by the handler through an exchange."""
-        if self._direct is not None and event.direct and self._answer_directly(event):
-            return
+        """A whole request, to the handler through an exchange."""
         head = event.head
         request = head.request()
         request.body = event.body
@@ -297,14 +298,13 @@ class ClientConnection(asyncio.Protocol):
 
     def _next_request(self) -> None:
         """After any answer: the next request is read once the client took our answers."""
-        reader = self._reader
-        reader.next_cycle()
+        pending = self._reader.next_cycle()
         if self.flow.paused:  # our answers are not read yet: take no request until they are
             self._pause_reading()
             self._enter(DRAINING)
             return
         self._enter(AWAIT_HEAD)
-        if reader.pending:  # a next request: read on a next turn, nothing new before it
+        if pending:  # a next request: read on a next turn, nothing new before it
             self._pause_reading()
             self._loop.call_soon(self._next_buffered)
         elif self._read_paused:
