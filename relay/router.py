@@ -13,23 +13,31 @@ gets a :class:`~relay.ops.observer.Record`, finished exactly once by whichever e
 it, or here if a bug escapes the endpoint (so the access log has one line per request); a
 request its client connection refused before routing gets one too (:meth:`Router.refused`).
 
-Direct answers (:class:`~relay.net.exchange.DirectAnswers`): what routing decides depends only
-on a request's head (Host, Origin, path, method, tokens fixed at startup), so for a head the
-client connection knows, the decision is kept with it (:class:`_Plan`). A publish whose head
-was routed before is answered at once from its bytes: the same checks' verdict, the same
-answer's bytes, the same record, without an exchange.
+One routing decision: :func:`route` is a pure function from a request's head (method, path,
+Host, Origin, ``Sec-Fetch-Site``, a preflight's ``Access-Control-Request-Method``) and the
+settings fixed at startup (:class:`Routing`) to a :class:`Route`: the endpoint (:class:`Way`),
+or the guard's refusal and why, and the CORS headers of its answer. Every request takes its
+route from it, the usual way (:meth:`Router._route`) and the fast one alike.
+
+The fast way (:class:`~relay.net.exchange.DirectAnswers`, :meth:`Router.direct`) is only a
+cheaper way to *answer* a route already accepted: since the route depends only on the head,
+it is kept per head the client connection knows (:class:`_Plan`, in a bounded map beside the
+router, never in the sans-IO head). A publish whose route is a channel the endpoints can
+answer at once (``direct_channel``) is answered from its bytes, with the usual record and the
+usual answer's bytes; anything else, a refused route or a refused or failing publish
+included, goes the usual way, so every refusal and every failure has one path and one record.
 """
 
 from __future__ import annotations
 
-import logging
+import enum
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from .auth import ClientAuth
 from .channels.endpoints import PREFIX as CHANNELS
 from .channels.endpoints import ChannelEndpoints
 from .cors import Cors
-from .errors import error_body
 from .guard import Guard
 from .http1.known_heads import ParsedHead
 from .http1.messages import Headers, Request
@@ -43,7 +51,7 @@ from .proxy import ProxyRequest
 from .streams.endpoints import PREFIX as STREAMS
 from .streams.endpoints import StreamEndpoints
 
-log = logging.getLogger("relay.client")  # (the logger of handler failures the usual way)
+_PLANS = 4096  # known heads whose plan is kept (as many as the connections' known heads)
 
 
 class Router:
@@ -55,74 +63,70 @@ class Router:
         self._pool, self._api_key, self._obs, self._auth = pool, api_key, obs, auth
         self._metrics, self._guard, self._channels, self._streams = (metrics, guard, channels,
                                                                       streams)
+        self._routing = Routing(guard, channels is not None, streams is not None)
         self._local = LocalEndpoints(pool, obs)
+        self._plans: dict[int, tuple[ParsedHead, _Plan]] = {}  # by id(head), head kept alive
 
     def direct(self, head: ParsedHead, body: bytes, peer: Callable[[], str]) -> bytes | None:
         """A whole request of a known head answered in bytes, or None (see the module
         docstring): only publishes to a channel, and only the ones it accepts."""
-        plan = head.plan
-        if not isinstance(plan, _Plan) or plan.router is not self:  # (its first time here)
-            plan = head.plan = self._plan(head)
-        if plan.channel is None or self._channels is None:
+        kept = self._plans.get(id(head))
+        plan = kept[1] if kept is not None and kept[0] is head else self._plan(head)
+        channels = self._channels
+        if plan.channel is None or channels is None:
             return None
-        obs = self._obs
-        rid = request_id(head.fields.get(b"x-request-id"))
-        record = Record(head.method, head.path, peer() if obs.log.enabled else "", rid,
-                        len(body), obs.clock())
         try:
-            answer = self._channels.publish_direct(plan.channel, body)
-        except Exception:
-            return self._failed(head, record, plan)
+            answer = channels.publish_direct(plan.channel, body)
+        except Exception:  # (a bug: the usual way meets it again, and answers it as one)
+            answer = None
         if answer is None:  # refused: the usual way says why
             return None
+        obs = self._obs
+        record = self._record(head.method, head.path, head.fields.get(b"x-request-id"), peer,
+                              len(body))
         record.status, record.ttfb, record.bytes_out = 200, obs.clock() - record.started, len(
             answer)
         obs.finish(record, "complete")
-        return b"".join((plan.head_start, rid, plan.head_end, b"%d\r\n\r\n" % len(answer),
-                         answer))
+        return b"".join((plan.head_start, record.rid, plan.head_end,
+                         b"%d\r\n\r\n" % len(answer), answer))
 
     def refused(self, request: Request | None, rejection: Rejection,
                 peer: Callable[[], str]) -> None:
         """A request its connection refused before routing (relay.net.exchange.Refusals):
         recorded as any other, ended ``refused``, its line with the status and the reason;
         with no method or path when its head was never parsed."""
-        obs = self._obs
-        method, path, given = (b"", b"", None) if request is None else (
-            request.method, request.path, request.header(b"x-request-id"))
-        record = Record(method, path, peer() if obs.log.enabled else "", request_id(given), 0,
-                        obs.clock())
+        record = (self._record(b"", b"", None, peer, 0) if request is None else self._record(
+            request.method, request.path, request.header(b"x-request-id"), peer, 0))
         record.status, record.reason = rejection.status, rejection.logged
-        obs.start(record)
-        obs.finish(record, "refused")
+        self._obs.start(record)
+        self._obs.finish(record, "refused")
 
-    def _failed(self, head: ParsedHead, record: Record, plan: _Plan) -> bytes:
-        """What the usual way makes of a handler that raised (``_escaped``, then
-        relay.net.exchange's ``answer``): logged, recorded as a 500, answered with one."""
-        log.exception("handler failed for %s %s", head.method.decode("latin-1"),
-                      head.path.decode("latin-1"))
-        self._escaped(record)
-        body = error_body("internal error in the relay", "server_error", None)
-        head_bytes, _ = start_response(head.method, head.http_version, 500, reason_phrase(500),
-                                       [(b"content-type", b"application/json"), *plan.extra],
-                                       len(body), True)
-        return head_bytes + body
+    def _record(self, method: bytes, path: bytes, given: bytes | None,
+                peer: Callable[[], str], bytes_in: int) -> Record:
+        """The record of one request (every way a request ends makes it here)."""
+        obs = self._obs
+        return Record(method, path, peer() if obs.log.enabled else "", request_id(given),
+                      bytes_in, obs.clock())
 
     def _plan(self, head: ParsedHead) -> _Plan:
-        """What :meth:`_route` decides for requests of ``head``, when it is a direct one."""
-        fields, channels = head.fields, self._channels
-        if (channels is None or head.path.startswith(b"/v1/") or self._guard.check(
-                fields.get(b"host"), fields.get(b"origin"), fields.get(b"sec-fetch-site"),
-                head.method, head.path) is not None):
-            return _Plan(self, None, [])
-        extra = _cors_headers(fields.get(b"origin"), self._guard.cors) or []
-        return _Plan(self, channels.direct_channel(head), extra)
+        """The route of requests of ``head`` (:func:`route`), kept: the channel they publish
+        to when they can be answered directly, and their answer's head."""
+        fields = head.fields
+        taken = route(head.method, head.path, fields.get, self._routing)
+        channel = (self._channels.direct_channel(head) if taken.way is Way.CHANNELS
+                   and self._channels is not None else None)
+        plan = _Plan(channel, taken.cors)
+        plans = self._plans
+        if len(plans) >= _PLANS:
+            del plans[next(iter(plans))]  # (insertion order: the oldest)
+        plans[id(head)] = (head, plan)
+        return plan
 
     def __call__(self, ex: Exchange) -> Awaitable[None] | None:
-        req, obs = ex.request, self._obs
-        rid = request_id(req.header(b"x-request-id"))
-        record = Record(req.method, req.path, ex.peer() if obs.log.enabled else "", rid,
-                        len(req.body), obs.clock())
-        obs.start(record)
+        req = ex.request
+        record = self._record(req.method, req.path, req.header(b"x-request-id"), ex.peer,
+                              len(req.body))
+        self._obs.start(record)  # (a relayed stream is active from now: the gauge)
         try:
             pending = self._route(ex, record)
         except BaseException:
@@ -144,22 +148,28 @@ class Router:
 
     def _route(self, ex: Exchange, record: Record) -> Awaitable[None] | None:
         """Answer now, or return what finishes the answer (see relay.net.exchange.Handler)."""
-        req, local = ex.request, self._local
-        refused = self._guard.check(req.header(b"host"), req.header(b"origin"),
-                                    req.header(b"sec-fetch-site"), req.method, req.path)
-        if refused is not None:
-            local.error(ex, record, refused.status, refused.message, _code(refused.status))
-        elif _cross_origin(ex, self._guard.cors):
-            local.preflight(ex, record, self._guard.cors)
-        elif self._streams is not None and req.path.startswith(STREAMS):
-            return self._streams.handle(ex, record)  # (its own token check: EventSource's too)
-        elif req.path.startswith(b"/v1/"):
+        req = ex.request
+        taken = route(req.method, req.path, req.header, self._routing)
+        if taken.cors:
+            ex.extra = taken.cors
+        way = taken.way
+        if way is Way.PROXY:
             return self._proxy(ex, record)
-        elif self._channels is not None and req.path.startswith(CHANNELS):
+        if way is Way.CHANNELS:
+            assert self._channels is not None  # (Routing.channels)
             return self._channels.handle(ex, record)
-        elif not local.serve(ex, record, self._metrics):
-            local.error(ex, record, 404, "not found: the relay serves /v1/*, /events/*, "
-                        "/healthz, /metrics and its demo page at /", "unknown_url")
+        if way is Way.STREAMS:  # (its own token check: EventSource's too)
+            assert self._streams is not None  # (Routing.streams)
+            return self._streams.handle(ex, record)
+        if way is Way.REFUSED:
+            refusal = taken.refusal
+            assert refusal is not None
+            self._local.error(ex, record, refusal.status, refusal.message, _code(refusal.status))
+        elif way is Way.PREFLIGHT:
+            self._local.preflight(ex, record, self._guard.cors)
+        elif not self._local.serve(ex, record, self._metrics):
+            self._local.error(ex, record, 404, "not found: the relay serves /v1/*, /events/*, "
+                              "/healthz, /metrics and its demo page at /", "unknown_url")
         return None
 
     async def _proxy(self, ex: Exchange, record: Record) -> None:
@@ -204,15 +214,61 @@ def _code(status: int) -> str:
     return "host_not_allowed" if status == 421 else "origin_not_allowed"
 
 
-def _cross_origin(ex: Exchange, cors: Cors) -> bool:
-    """Mark a response to an allowed web origin (its CORS headers); True if the request is a
-    preflight, which the relay answers itself."""
-    extra = _cors_headers(ex.request.header(b"origin"), cors)
-    if extra is None:
-        return False
-    ex.extra = extra
-    return ex.request.method == b"OPTIONS" and ex.request.header(
-        b"access-control-request-method") is not None
+class Way(enum.Enum):
+    """Which endpoint answers a request."""
+
+    REFUSED = "refused"  # the guard's refusal: a Host not served (421), a foreign Origin (403)
+    PREFLIGHT = "preflight"  # a CORS preflight from an allowed origin, answered here
+    STREAMS = "streams"  # /v1/streams/*: resumable streams (relay.streams)
+    PROXY = "proxy"  # /v1/*: upstream, after the client-token check
+    CHANNELS = "channels"  # /events/*: pub/sub channels (relay.channels)
+    LOCAL = "local"  # /healthz, /metrics, the demo page, or a 404
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """What routing depends on besides the head, fixed at startup."""
+
+    guard: Guard
+    channels: bool  # /events/* is served
+    streams: bool  # /v1/streams/* is served
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a request goes (:func:`route`): its endpoint, the refusal when it is refused,
+    and the CORS headers its answer carries (none unless its Origin is an allowed one)."""
+
+    way: Way
+    cors: Headers
+    refusal: Rejection | None = None
+
+
+_PLAIN = {way: Route(way, []) for way in Way}  # (the usual case: no CORS headers to add)
+
+
+def route(method: bytes, path: bytes, header: Callable[[bytes], bytes | None],
+          routing: Routing) -> Route:
+    """The route of a request (see the module docstring): ``header`` gives a field's first
+    value. Pure: the same head and settings give the same route."""
+    guard = routing.guard
+    origin = header(b"origin")
+    refused = guard.check(header(b"host"), origin, header(b"sec-fetch-site"), method, path)
+    if refused is not None:
+        return Route(Way.REFUSED, [], refused)
+    cors = _cors_headers(origin, guard.cors)
+    if cors is not None and method == b"OPTIONS" and header(
+            b"access-control-request-method") is not None:
+        way = Way.PREFLIGHT
+    elif routing.streams and path.startswith(STREAMS):
+        way = Way.STREAMS
+    elif path.startswith(b"/v1/"):
+        way = Way.PROXY
+    elif routing.channels and path.startswith(CHANNELS):
+        way = Way.CHANNELS
+    else:
+        way = Way.LOCAL
+    return _PLAIN[way] if cors is None else Route(way, cors)
 
 
 def _cors_headers(origin: bytes | None, cors: Cors) -> Headers | None:
@@ -232,13 +288,13 @@ class _Plan:
     what :meth:`relay.net.exchange.Exchange.respond` writes for a publish's 200, made once
     by the same :func:`~relay.http1.writers.start_response`."""
 
-    __slots__ = ("channel", "extra", "head_end", "head_start", "router")
+    __slots__ = ("channel", "head_end", "head_start")
 
-    def __init__(self, router: Router, channel: str | None, extra: Headers) -> None:
-        self.router, self.channel, self.extra = router, channel, extra
+    def __init__(self, channel: str | None, cors: Headers) -> None:
+        self.channel = channel
         head, _ = start_response(b"POST", b"1.1", 200, reason_phrase(200),
                                  [(b"content-type", b"application/json"), (b"x-request-id", _RID),
-                                  *extra], 0, True)
+                                  *cors], 0, True)
         self.head_start, rest = head.split(_RID)
         assert rest.endswith(b"content-length: " + _NO_LENGTH)
         self.head_end = rest[:-len(_NO_LENGTH)]

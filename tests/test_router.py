@@ -13,6 +13,9 @@ import pytest
 from relay.channels.broker import MemoryBroker
 from relay.channels.endpoints import ChannelEndpoints
 from relay.config import Limits, Timeouts
+from relay.cors import Cors
+from relay.guard import Guard
+from relay.router import Routing, Way, route
 
 from .conftest import MockServer, RelayFactory, ScriptedFactory
 from .support import (
@@ -28,6 +31,39 @@ from .support import (
     scrape,
     wait_until,
 )
+
+_APP = {b"origin": b"https://app.example"}
+_ROUTES: list[tuple[bytes, bytes, dict[bytes, bytes], Way, int | None, bool]] = [
+    # (method, path, headers, way, the refusal's status, CORS headers)
+    (b"GET", b"/healthz", {}, Way.LOCAL, None, False),
+    (b"GET", b"/nowhere", {}, Way.LOCAL, None, False),  # (a 404: LocalEndpoints knows its pages)
+    (b"POST", b"/v1/chat/completions", {}, Way.PROXY, None, False),
+    (b"GET", b"/v1/streams/abc", {}, Way.STREAMS, None, False),
+    (b"POST", b"/events/news", _APP, Way.CHANNELS, None, True),
+    (b"OPTIONS", b"/v1/x", {**_APP, b"access-control-request-method": b"POST"},
+     Way.PREFLIGHT, None, True),
+    (b"OPTIONS", b"/v1/x", _APP, Way.PROXY, None, True),  # (not a preflight)
+    (b"POST", b"/events/news", {b"origin": b"https://evil.example"}, Way.REFUSED, 403, False),
+    (b"POST", b"/events/news", {b"sec-fetch-site": b"cross-site"}, Way.REFUSED, 403, False),
+    (b"GET", b"/healthz", {b"host": b"evil.example"}, Way.REFUSED, 421, False),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "headers", "way", "refused", "cors"), _ROUTES)
+def test_one_pure_function_routes_a_head(method: bytes, path: bytes,
+                                         headers: dict[bytes, bytes], way: Way,
+                                         refused: int | None, cors: bool) -> None:
+    """route(): the endpoint, the refusal and the CORS headers, from the head and the
+    settings alone; channels and streams only when served."""
+    routing = Routing(Guard("127.0.0.1", cors=Cors(["https://app.example"])), True, True)
+    fields = {b"host": b"127.0.0.1", **headers}
+    taken = route(method, path, fields.get, routing)
+    assert taken.way is way and route(method, path, fields.get, routing) == taken
+    assert (taken.refusal.status if taken.refusal else None) == refused
+    assert bool(taken.cors) is cors
+    if way in (Way.CHANNELS, Way.STREAMS):  # not served: a local page (a 404), or upstream
+        assert route(method, path, fields.get, Routing(routing.guard, False, False)).way is (
+            Way.LOCAL if way is Way.CHANNELS else Way.PROXY)
 
 
 def test_unknown_path_is_404_json_and_never_upstream(mock_server: MockServer,
@@ -117,17 +153,41 @@ def _publish_request(channel: bytes, body: bytes, *headers: bytes) -> bytes:
 
 _ORIGIN = b"origin: http://app.example"
 _TOKEN = b"authorization: Bearer pub-1"
-_DIRECT_CASES = [  # each sent three times on one connection: routed, then known
-    _publish_request(b"news", b'{"data": "hi"}', _TOKEN),
-    _publish_request(b"news", b'{"data": {"a": 1}, "event": "story"}', _TOKEN, _ORIGIN),
-    _publish_request(b"news", b'{"data": "x"}', _TOKEN, b"x-request-id: req-7"),
-    _publish_request(b"other", b'{"data": "x"}', b"authorization: Bearer wrong"),
-    _publish_request(b"news", b'{"data": ', _TOKEN),
-    _publish_request(b"news", b'{"nodata": 1}', _TOKEN),
-    _publish_request(b"bad!name", b'{"data": "x"}', _TOKEN),
-    _publish_request(b"boom", b'{"data": "x"}', _TOKEN, _ORIGIN),  # (the broker raises)
-    b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n",
-    _publish_request(b"news", b'{"data": "last"}', _TOKEN, b"connection: close"),
+_GOOD = _publish_request(b"news", b'{"data": "hi"}', _TOKEN, _ORIGIN)
+_HOLD, _RELEASE = b"hold", b"release"  # (steps: another connection holds body memory, or not)
+_BUDGET = 50  # --max-body-memory of the relays compared: the held 40 bytes and a publish do not fit
+_HELD = b'{"data": "held for a while, then published"}'  # (its first 40 bytes held)
+
+
+def _twice(request: bytes) -> tuple[bytes, ...]:
+    """A good request of a head, then ``request`` (refused) twice: the second time its head
+    is known, so a fast path that refused it differently would show."""
+    return (_GOOD, request, request, _GOOD)
+
+
+_DIRECT_CASES: list[tuple[bytes, ...]] = [  # each on one connection, then each on a new one
+    (_publish_request(b"news", b'{"data": "hi"}', _TOKEN),) * 3,
+    (_publish_request(b"news", b'{"data": {"a": 1}, "event": "story"}', _TOKEN, _ORIGIN),) * 3,
+    (_publish_request(b"news", b'{"data": "x"}', _TOKEN, b"x-request-id: req-7"),) * 3,
+    (_publish_request(b"other", b'{"data": "x"}', b"authorization: Bearer wrong"),) * 3,
+    (_publish_request(b"news", b'{"data": ', _TOKEN),) * 3,
+    (_publish_request(b"news", b'{"nodata": 1}', _TOKEN),) * 3,
+    (_publish_request(b"bad!name", b'{"data": "x"}', _TOKEN),) * 3,
+    (_publish_request(b"boom", b'{"data": "x"}', _TOKEN, _ORIGIN),) * 3,  # (the broker raises)
+    (b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n",) * 3,
+    (_publish_request(b"news", b'{"data": "last"}', _TOKEN, b"connection: close"),),
+    # refusals, each after a good request of the same head (but for what refuses it):
+    _twice(_GOOD.replace(_ORIGIN, b"origin: http://bad.example")),  # a foreign Origin: 403
+    _twice(_GOOD.replace(_ORIGIN, b"origin: null")),
+    _twice(_GOOD.replace(_ORIGIN, b"sec-fetch-site: cross-site")),  # no Origin, cross-site
+    _twice(_GOOD.replace(b"host: 127.0.0.1", b"host: evil.example")),  # a foreign Host: 421
+    _twice(_GOOD.replace(_TOKEN + b"\r\n", b"")),  # no token: 401
+    _twice(_GOOD.replace(b"pub-1", b"pub-2")),  # a wrong token: 401
+    # the same head exactly, its body refused:
+    (_GOOD, _HOLD, _GOOD, _GOOD, _RELEASE, _GOOD),  # over --max-body-memory: 503 (and close)
+    (_GOOD, _GOOD.replace(b'"hi"}', b'"hi"!'), _GOOD),  # not JSON: 400
+    (_GOOD, _GOOD.replace(b'{"data": "hi"}', b'{"nodata": 12}'), _GOOD),  # no data: 400
+    (_GOOD, _GOOD.replace(b'{"data": "hi"}', b'["data", "hi"]'), _GOOD),  # not an object
 ]
 
 
@@ -146,38 +206,76 @@ def read_reply_bytes(sock: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + recv_until(sock, lambda got: len(got) >= length, body)
 
 
-def _run_cases(port: int) -> list[bytes]:
-    replies = []
-    for request in _DIRECT_CASES:  # (a connection each: a refusal may close its own)
-        with connect(port) as sock:
-            for _ in range(3 if b"close" not in request else 1):
-                sock.sendall(request)
-                replies.append(_normalized(read_reply_bytes(sock)))
-                if b"connection: close" in replies[-1].lower():
-                    break
+class _Holder:
+    """Another client whose publish is half received: its bytes held in --max-body-memory
+    until the rest comes (``release``), answered then."""
+
+    def __init__(self, port: int) -> None:
+        self._sock = connect(port)
+        request = _publish_request(b"held", _HELD, _TOKEN, b"expect: 100-continue")
+        self._rest = request[-4:]
+        self._sock.sendall(request[:-4])  # (one read: the relay reserves what it got, then
+        recv_until(self._sock, lambda got: b"100 Continue\r\n\r\n" in got)  # says so)
+
+    def release(self) -> bytes:
+        with self._sock:
+            self._sock.sendall(self._rest)
+            return read_reply_bytes(self._sock)
+
+
+def _run_cases(port: int, one_connection: bool) -> list[bytes]:
+    replies, holder = [], None
+    for case in _DIRECT_CASES:
+        sock = None
+        for step in case:
+            if step == _HOLD:
+                holder = _Holder(port)
+                continue
+            if step == _RELEASE:
+                assert holder is not None
+                replies.append(_normalized(holder.release()))
+                continue
+            if sock is None:
+                sock = connect(port)
+            sock.sendall(step)
+            replies.append(_normalized(read_reply_bytes(sock)))
+            if not one_connection or b"connection: close" in replies[-1].lower():
+                sock.close()  # (a refusal closes its own)
+                sock = None
+        if sock is not None:
+            sock.close()
     return replies
 
 
-def _observed(make_relay: RelayFactory, log: Path, known_heads: int) -> tuple[Any, ...]:
-    """The cases' answers, access-log facts and request metrics from a new relay."""
-    relay = make_relay(limits=Limits(known_heads=known_heads), access_log=str(log),
-                       cors_origins=("http://app.example",), publish_tokens=("pub-1",))
-    replies = _run_cases(relay.port)
+_COUNTED = ("relay_requests", "relay_request_bytes", "relay_request_body", "relay_response_bytes",
+            "relay_channel", "relay_events", "relay_active", "relay_client_disconnects")
+_VARYING = ("time", "client", "ttfb_ms", "duration_ms", "request_id")  # (by run)
+
+
+def _observed(make_relay: RelayFactory, log: Path, known_heads: int, one_connection: bool
+              ) -> tuple[Any, ...]:
+    """The cases' answers, access-log lines and counters from a new relay."""
+    relay = make_relay(limits=Limits(known_heads=known_heads, max_body_memory=_BUDGET),
+                       access_log=str(log), cors_origins=("http://app.example",),
+                       publish_tokens=("pub-1",))
+    replies = _run_cases(relay.port, one_connection)
     assert wait_until(lambda: log.read_text().count("\n") == len(replies))
-    lines = [json.loads(line) for line in log.read_text().splitlines()]
-    facts = [{k: line[k] for k in ("method", "path", "status", "ended", "bytes_in",
-                                   "bytes_out")} for line in lines]
+    lines = [{k: v for k, v in json.loads(line).items() if k not in _VARYING}
+             for line in log.read_text().splitlines()]
     metrics = {k: v for k, v in scrape(relay.port).items()
-               if k.startswith(("relay_requests", "relay_channel_publishes",
-                                "relay_channel_deliveries", "relay_request_bytes"))}
-    return replies, facts, metrics
+               if k.startswith(_COUNTED) or k.startswith("relay_client_ttfb_seconds_count")}
+    return replies, lines, metrics
 
 
+@pytest.mark.parametrize("one_connection", [True, False], ids=["one", "new"])
 def test_a_publish_answered_directly_is_the_usual_answer(
-        make_relay: RelayFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        make_relay: RelayFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        one_connection: bool) -> None:
     """A known head's publish skips the exchange and the routing (Router.direct): the bytes
-    out, the access-log lines and the metrics are those of the usual way (a relay that knows
-    no head), for accepted publishes and for refused ones (answered the usual way)."""
+    out, the access-log lines and the counters are those of the usual way (a relay that knows
+    no head), for accepted publishes and for refused ones (answered the usual way): a foreign
+    Origin or Host, no token or a wrong one, no room in --max-body-memory, a bad body, each
+    right after a good request of the same head, on one connection and on new ones."""
     direct = []
     usual_publish = ChannelEndpoints.publish_direct
 
@@ -195,13 +293,23 @@ def test_a_publish_answered_directly_is_the_usual_answer(
         return usual_broker(self, channel, data, event)
 
     monkeypatch.setattr(MemoryBroker, "publish_now", broken)
-    runs = [_observed(make_relay, tmp_path / f"access-{n}.log", n) for n in (4096, 0)]
-    assert direct.count(True) == 6  # the 2nd and 3rd of the three accepted publishes
-    assert [r.split(b" ", 2)[1] for r in runs[0][0][-7:-4]] == [b"500"] * 3
+    runs = [_observed(make_relay, tmp_path / f"access-{n}.log", n, one_connection)
+            for n in (4096, 0)]
+    assert runs[0][0] == runs[1][0]
+    assert runs[0][1] == runs[1][1]
     assert runs[0] == runs[1]
-    assert [r[:12] for r in runs[0][0][:3]] == [b"HTTP/1.1 200"] * 3
-    assert b"access-control-allow-origin: http://app.example" in runs[0][0][4]
-    assert b"x-request-id: req-7\r\n" in runs[0][0][8]
+    replies = runs[0][0]
+    statuses = [int(r.split(b" ", 2)[1]) for r in replies]
+    assert statuses == [200] * 9 + [401] * 3 + [400] * 9 + [500] * 3 + [200] * 4 + (
+        [200, 403, 403, 200] * 3 + [200, 421, 421, 200] + [200, 401, 401, 200] * 2
+        + [200, 503, 503, 200, 200] + [200, 400, 200] * 3)
+    assert b"access-control-allow-origin: http://app.example" in replies[4]
+    assert b"x-request-id: req-7\r\n" in replies[8]
+    assert direct.count(True) > 10  # (the good requests of known heads: answered directly)
+    counters = runs[0][2]
+    assert counters['relay_requests_ended_total{ended="refused"}'] == 2  # (the 503s)
+    assert counters["relay_channel_publishes_total"] == statuses.count(200) - 3  # (not /healthz)
+    assert counters["relay_request_body_bytes_held"] == 0
 
 
 def test_a_known_publish_head_still_waits_for_room_in_the_body_budget(

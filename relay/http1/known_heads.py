@@ -17,7 +17,7 @@ byte of difference (another path, another length) is another head, parsed by h11
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .headers import keeps_alive
 from .messages import Request, first_values
@@ -28,10 +28,7 @@ from .target import normalize_target
 @dataclass(slots=True)
 class ParsedHead:
     """What a request head says, as h11 parsed it and the relay checked and normalized it.
-
-    Read only, except ``plan``: what the handler decided about requests of this head (the
-    router's route, kept with the head so the next one with these bytes is not routed again;
-    opaque here)."""
+    Read only: shared by every request of these bytes."""
 
     method: bytes
     target: bytes  # normalized path, then the query as it came
@@ -43,7 +40,6 @@ class ParsedHead:
     expect_continue: bool  # the client waits for "100 Continue" before its body
     fields: dict[bytes, bytes]  # each name's first value (shared by the requests: read only)
     path: bytes = b""  # the target without its query
-    plan: object = field(default=None, compare=False)
 
     @classmethod
     def of(cls, method: bytes, target: bytes, headers: Iterable[tuple[bytes, bytes]],

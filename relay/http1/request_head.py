@@ -73,9 +73,9 @@ class HeadReader:
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._seen = 0
-        self._tail = b""
+        self._tail: bytes | bytearray = b""
 
-    def feed(self, data: bytes) -> int | Rejection:
+    def feed(self, data: bytes | bytearray) -> int | Rejection:
         window = self._tail + data if self._tail else data
         offset = self._seen - len(self._tail)
         end = window.find(_END)

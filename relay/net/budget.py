@@ -22,7 +22,8 @@ OVER_BUDGET = Rejection(
 
 
 class BodyBudget:
-    """Bytes of request bodies held now, against ``limit`` (``used`` is the gauge's count)."""
+    """Bytes of request bodies held now, against ``limit`` (``used`` is the gauge's count);
+    each request takes and gives back its bytes through its :class:`Hold`."""
 
     __slots__ = ("limit", "used")
 
@@ -30,19 +31,10 @@ class BodyBudget:
         self.limit = limit
         self.used = 0
 
-    def take(self, n: int) -> bool:
-        """Count ``n`` more bytes held; False (and nothing counted) if they do not fit."""
-        if self.used + n > self.limit:
-            return False
-        self.used += n
-        return True
-
-    def give_back(self, n: int) -> None:
-        self.used -= n
-
 
 class Hold:
-    """What one request holds of a budget: taken as its bytes arrive, given back all at once."""
+    """What one request holds of a budget: taken as its bytes arrive (``take``: False, and
+    nothing counted, if they do not fit), given back all at once (``release``)."""
 
     __slots__ = ("_budget", "held")
 
@@ -51,11 +43,13 @@ class Hold:
         self.held = 0
 
     def take(self, n: int) -> bool:
-        if not self._budget.take(n):
+        budget = self._budget
+        if budget.used + n > budget.limit:
             return False
+        budget.used += n
         self.held += n
         return True
 
     def release(self) -> None:
-        self._budget.give_back(self.held)
+        self._budget.used -= self.held
         self.held = 0

@@ -1,61 +1,98 @@
-"""The client side: an ``asyncio.Protocol`` per client connection, h11 parsing its requests.
+"""The client side: an ``asyncio.Protocol`` per client connection, one state at a time.
 
-Bytes from the socket go into an h11 server ``Connection`` (``receive_data``), which turns a
-head into a ``Request`` event (``next_event``); a chunked body follows as ``Data`` events, a
-``Content-Length`` one is counted by :class:`~relay.http1.request_body.AfterHead` instead.
-Before h11 sees a head, :class:`relay.http1.request_head.HeadReader` counts it and
-:func:`~relay.http1.request_head.check_head` judges it on the raw bytes. When a request is
-complete, the connection hands an :class:`~relay.net.exchange.Exchange` to the handler, at
-once (:func:`~relay.net.exchange.answer`: a Task only for a handler that has to wait); the
-handler's response goes out through the exchange, serialized by our own code
-(:mod:`relay.http1.writers`), so h11 here only *parses*. When the response ends, a fresh h11
-connection takes over the bytes already buffered, for the next keep-alive request.
+The bytes of each read go into a sans-IO :class:`~relay.http1.request_reader.RequestReader`;
+the connection acts on its events (:meth:`ClientConnection._act`): a whole ``Request`` goes
+to the handler in an :class:`~relay.net.exchange.Exchange`, at once
+(:func:`~relay.net.exchange.answer`: a Task only for a handler that has to wait); a ``Reject``
+is answered, then the close; ``CONTINUE`` writes ``100 Continue``; ``PAUSED`` (a pipelined
+request is buffered) stops reading the socket until the answer ended. Responses go out
+through the exchange, serialized by our own code (:mod:`relay.http1.writers`).
 
-Pipelining: if the client sends its next request before our response ended, h11 returns
-``PAUSED`` instead of parsing it. We stop reading the socket (so a pipelining client cannot make
-us buffer without limit) and pick up the buffered bytes after the current response. Until then
-the socket stays read, so a client that leaves mid-response is noticed at once.
+Its life is one :class:`State`, changed only by :meth:`ClientConnection._enter`, which also
+arms that state's deadline from :data:`_DEADLINES` (one :class:`~relay.net.deadlines.Timer`;
+a second one runs while the client takes nothing, the send timeout)::
+
+    READING_HEAD (from the accept) --head--> READING_BODY --body--> ANSWERING --end--> AWAIT_HEAD
+    AWAIT_HEAD --first byte--> READING_HEAD        ANSWERING --end, answers unread--> DRAINING
+    DRAINING --the client read them--> AWAIT_HEAD  a request that said close --> CLOSING
+    any --refused--> REFUSED (its close lingers)   any --lost--> CLOSED
 
 The next request, pipelined or not, is taken only once the previous response has drained
 below the write buffer's low-water mark (as nginx and Envoy do): a client that sends requests
 and never reads the answers costs one write buffer, not one answer per request.
 
-Deadlines, one :class:`~relay.net.deadlines.Timer` re-armed as the request advances: keep-alive
-idle, then the head from its first byte (slowloris: 408), then the body's silence between reads
-or its total time, whichever comes first (408). A second timer runs while the client takes
-nothing (the send timeout).
+The fast path: a ``Request`` the reader marks ``direct`` may be answered in bytes by the
+handler's ``direct`` (:class:`~relay.net.exchange.DirectAnswers`), with no exchange
+(:meth:`ClientConnection._answer_directly`); then on as after any answer.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, cast
-
-import h11
+import enum
+import logging
+import math
+from collections.abc import Callable
+from operator import attrgetter
+from typing import TYPE_CHECKING, Protocol, cast
 
 from ..config import Limits, Timeouts
-from ..http1.known_heads import KnownHeads, ParsedHead
-from ..http1.messages import Request
-from ..http1.request_body import AfterHead, RequestBody, start_body
-from ..http1.request_head import HeadReader, Rejection, check_head, parse_error
+from ..http1.known_heads import KnownHeads
+from ..http1.request_head import Rejection
+from ..http1.request_reader import Part, Reject, Request, RequestReader, Signal
 from .budget import OVER_BUDGET, BodyBudget, Hold
-from .deadline_steps import DeadlineSteps
 from .deadlines import Timer
-from .direct_steps import DirectSteps
-from .exchange import RECEIVED, Exchange, Handler, answer, cancel_answer, refuse
+from .exchange import ENDED, RECEIVED, Exchange, Handler, answer, cancel_answer, peer_of, refuse
 from .flow import WriteFlow
-from .shutdown import ShutdownSteps
 from .sockets import tune_transport
 
 if TYPE_CHECKING:
     from .exchange import DirectAnswers, Refusals
-    from .listener import Registry
 
-_RETRY = ((b"retry-after", b"1"),)
-_OVERLOADED = Rejection(503, "the relay is at its connection limit; retry shortly", _RETRY)
+log = logging.getLogger("relay.client")
+NEED_DATA, PAUSED, CONTINUE, EOF = Signal.NEED_DATA, Signal.PAUSED, Signal.CONTINUE, Signal.CLOSED
+HEAD, BODY, CHUNKED = Part.HEAD, Part.BODY, Part.CHUNKED  # (the reader's events and parts)
+_OVERLOADED = Rejection(503, "the relay is at its connection limit; retry shortly",
+                        ((b"retry-after", b"1"),))
 
 
-class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protocol):
+class State(enum.IntEnum):
+    """Where a client connection is (see the module docstring)."""
+
+    AWAIT_HEAD = 0  # between requests: no byte of the next one yet (keep-alive idle)
+    READING_HEAD = 1  # a head is arriving: from the accept, or from its first byte
+    READING_BODY = 2  # a body is arriving
+    ANSWERING = 3  # the handler answers; a pipelined request waits in the reader
+    DRAINING = 4  # answered, but the client has not read the answers: no request is taken
+    CLOSING = 5  # the last answer (a request that said close, or a shutdown); input dropped
+    REFUSED = 6  # a refusal was answered; its close lingers; input dropped
+    CLOSED = 7  # the connection is lost
+
+
+AWAIT_HEAD, READING_HEAD, READING_BODY, ANSWERING = (State.AWAIT_HEAD, State.READING_HEAD,
+                                                     State.READING_BODY, State.ANSWERING)
+DRAINING, CLOSING, REFUSED, CLOSED = State.DRAINING, State.CLOSING, State.REFUSED, State.CLOSED
+
+# Each state's deadline, indexed by the state: its length, or None for none.
+_DEADLINES: tuple[Callable[[Timeouts], float] | None, ...] = (
+    attrgetter("keepalive"),  # AWAIT_HEAD: idle
+    attrgetter("request_head"),  # READING_HEAD
+    attrgetter("request_body"),  # READING_BODY (or less: the body's total deadline)
+    None,  # ANSWERING
+    attrgetter("keepalive"),  # DRAINING: idle
+    None, None, None,  # CLOSING, REFUSED, CLOSED
+)
+
+
+class Registry(Protocol):
+    """Where a listener keeps its open connections (relay.net.listener.Connections)."""
+
+    def add(self, conn: ClientConnection) -> None: ...
+    def discard(self, conn: ClientConnection) -> None: ...
+    def __len__(self) -> int: ...
+
+
+class ClientConnection(asyncio.Protocol):
     """One client connection (see the module docstring)."""
 
     def __init__(self, handler: Handler, limits: Limits, timeouts: Timeouts, registry: Registry,
@@ -64,31 +101,32 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
         self._handler = handler
         self._direct = cast("DirectAnswers", handler).direct if hasattr(handler, "direct") else None
         self._refusals = cast("Refusals", handler) if hasattr(handler, "refused") else None
-        self._known = KnownHeads(limits.known_heads) if known is None else known
+        self._reader = RequestReader(limits, KnownHeads(limits.known_heads)
+                                     if known is None else known)
         self._registry, self._limits, self._timeouts = registry, limits, timeouts
         self._loop = loop or asyncio.get_running_loop()  # a fake one in tests: exact timers
-        self._h11, self._h11_unused = self._new_h11(), True  # (unused: a head may skip it)
         self.flow = WriteFlow()
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self._request: Request | None = None  # a request whose body is being read
-        self._body: RequestBody | None = None
         self._hold = Hold(budget or BodyBudget(limits.max_body_memory))  # (shared: listen())
         self._exchange: Exchange | None = None
         self._task: asyncio.Task[None] | None = None  # (an answer that has to wait)
-        self._timer = Timer(self._loop)  # keep-alive idle, head or body deadline
+        self._timer = Timer(self._loop)  # the state's deadline (_DEADLINES)
         self._send_timer = Timer(self._loop)  # armed while the client takes nothing
-        self._head: HeadReader | None = HeadReader(limits.max_head_size)  # (awaiting a head)
-        self._head_started = False
-        self._head_bytes = b""  # (the head h11 is given, kept with what it says once parsed)
-        self._after: AfterHead | None = None  # after a head h11 parsed, when it reads no more
-        self._overloaded = False
-        self._closing = False  # graceful shutdown: close after the response in flight
-        self._read_paused = self._closed = False
-        self._wait_drain = False  # the next request waits until the client takes our answers
-        self._discarding = False  # after a request that said "close": read nothing more
+        self._body_deadline = 0.0  # when the body being read must be whole
+        self._read_paused = False
+        self.state = READING_HEAD  # (changed only by _enter)
 
-    def _new_h11(self) -> h11.Connection:
-        return h11.Connection(h11.SERVER, max_incomplete_event_size=self._limits.max_head_size)
+    def _enter(self, state: State) -> None:
+        """The one place the state changes: its deadline armed (_DEADLINES), or none."""
+        self.state = state
+        length = _DEADLINES[state]
+        if length is None:
+            self._timer.cancel()
+            return
+        delay = length(self._timeouts)
+        if state is READING_BODY:
+            delay = min(delay, self._body_deadline - self._loop.time())
+        self._timer.arm(delay, self._deadline_passed)
 
     # -- asyncio callbacks -------------------------------------------------------------------
 
@@ -97,55 +135,34 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
         self._registry.add(self)
         # Over the cap, the connection is still accepted and its request read, so the client
         # gets a 503 it can act on (Retry-After) instead of a hang or a reset.
-        self._overloaded = len(self._registry) > self._limits.max_connections
+        if len(self._registry) > self._limits.max_connections:
+            self._reader.refusal = _OVERLOADED
         tune_transport(transport, self._limits.write_high_water, self._limits.write_low_water,
                        nodelay=False)  # inherited from the listening socket (net/listener.py)
-        self._head_started = True  # a new connection's head deadline runs from the accept
-        self._timer.arm(self._timeouts.request_head, self._request_timeout)
+        self._enter(READING_HEAD)  # a new connection's head deadline runs from the accept
 
     def data_received(self, data: bytes) -> None:
-        if self._discarding:
-            return  # bytes after a request that closes the connection are never parsed
-        if self._after is not None:  # h11 parsed the head: the body and what follows are ours
-            self._take(data)
-            return
-        body = self._body
-        if body is not None and body.check is not None:  # a chunked body: our own checks
-            rejection = body.check.feed(data)
-            if rejection is not None:
-                self._reject(rejection)
-                return
-        if self._head is not None and self._h11_unused:  # the usual start of a head
-            if not self._read_head(data, True):
-                return
-        else:
-            self._h11.receive_data(data)
-            self._h11_unused = False
-            if self._head is not None and not self._read_head(data, False):
-                return
-        self._handle_events()
+        state = self.state
+        if state >= CLOSING:
+            return  # after a request that closes the connection, bytes are never parsed
+        self._reader.feed(data)
+        if state is not DRAINING:  # (no request is taken until the answers are read)
+            self._act()
 
     def eof_received(self) -> bool:
         # Keep the write side open: a pipelining client may half-close after its last request
         # (answered first). An EOF while a response is in flight means the client left.
-        if self._discarding:
+        if self.state >= CLOSING:
             self._on_client_eof()
-            return True
-        if self._after is not None:
-            self._after.eof = True  # (for the next cycle, behind the buffered requests)
-            if self._request is not None:
-                self._take(b"")  # inside the body: a 400, as h11 would say
-            elif not self._after.kept:
-                self._on_client_eof()
-            return True
-        self._h11.receive_data(b"")
-        self._h11_unused = False
-        self._handle_events()
+        else:
+            self._reader.feed_eof()
+            if self.state is not DRAINING:
+                self._act()
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._registry.discard(self)
-        self._closed = True
+        self._enter(CLOSED)
         self._timer.stop()
         self._send_timer.stop()
         self._hold.release()
@@ -167,149 +184,62 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
         ex = self._exchange
         if ex is not None and ex.listener is not None:
             ex.listener.on_client_resumed()
-        if self._wait_drain:  # the client took our answers: the next request may come
-            self._wait_drain = False
+        if self.state is DRAINING:  # the client took our answers: the next request may come
+            self._enter(AWAIT_HEAD)
             self._loop.call_soon(self._next_buffered)
 
-    # -- request side --------------------------------------------------------------------------
+    # -- the reader's events -------------------------------------------------------------------
 
-    def _read_head(self, data: bytes, alone: bool) -> bool:
-        """Count and check the awaited request head; True once h11 may parse it. ``alone``:
-        the head starts in ``data`` and h11 holds nothing yet (it is given the bytes only if
-        it has to parse them: a head parsed before, byte for byte, never reaches it)."""
-        reader = self._head
-        assert reader is not None
-        verdict = reader.feed(data)
-        if not self._head_started:  # first byte of a keep-alive request: the head deadline
-            self._head_started = True
-            if verdict == 0:  # (a head whole in its first read needs none)
-                self._timer.arm(self._timeouts.request_head, self._request_timeout)
-        if isinstance(verdict, Rejection):
-            return self._reject(verdict)
-        if verdict:
-            buffered, eof = (data, False) if alone else self._h11.trailing_data
-            head = buffered[:verdict]  # (h11 holds the head from its start)
-            known = self._known.get(head)
-            if known is not None and alone and self._answer_directly(known, data, verdict):
-                return False  # (its reader saw only this head: it awaits the next one as is)
-            self._head = None
-            if known is not None:  # parsed before, byte for byte: h11 would say the same
-                self._start_request(known, buffered[verdict:], eof)
-                return False
-            rejection = check_head(head, self._limits)
-            if rejection is not None:
-                return self._reject(rejection)
-            self._head_bytes = head
-        if alone:  # (a part of a head, or one h11 has to parse)
-            self._h11.receive_data(data)
-            self._h11_unused = False
-        return verdict != 0
-
-    def _handle_events(self) -> None:
-        while not self._closed:
-            try:
-                event = self._h11.next_event()
-            except h11.RemoteProtocolError as exc:
-                self._reject(parse_error(exc.error_status_hint, str(exc)))
+    def _act(self) -> None:
+        """Take the reader's events until it needs more bytes (or the connection reads no
+        more): each request's body bytes are held in the budget as they come."""
+        reader, hold = self._reader, self._hold
+        while True:
+            event = reader.next_event()
+            if reader.received > hold.held and not hold.take(reader.received - hold.held):
+                self._refuse(OVER_BUDGET)
                 return
-            if not self._on_event(event):
-                return
-
-    def _on_event(self, event: object) -> bool:
-        """Take one h11 event; False when nothing more can be taken now."""
-        if event is h11.NEED_DATA:
-            if self._request is not None:  # inside a body: its deadlines, re-armed per read
-                self._body_timer()
-            return False
-        if event is h11.PAUSED:
-            # h11 pauses only once bytes of a next (pipelined) request are buffered; until
-            # then the socket stays read, so a client that leaves mid-response is noticed.
-            self._pause_reading()
-            return False
-        if isinstance(event, h11.Request):
-            return self._on_request(event)
-        if isinstance(event, h11.Data):
-            self._on_body(event.data)
-        elif isinstance(event, h11.EndOfMessage):
-            return self._body is not None and self._dispatch(self._body.join())
-        elif isinstance(event, h11.ConnectionClosed):
-            self._on_client_eof()
-            return False
-        return True
-
-    def _on_request(self, event: h11.Request) -> bool:
-        """A request head from h11: checked, normalized, then kept for its next occurrence."""
-        parsed = ParsedHead.of(event.method, event.target, event.headers, event.http_version,
-                               self._h11.they_are_waiting_for_100_continue)
-        if isinstance(parsed, Rejection):  # (a refusal is never kept: it is decided each time)
-            return self._reject(_OVERLOADED if self._overloaded else parsed)
-        self._known.add(self._head_bytes, parsed)
-        return self._start_request(parsed, *self._h11.trailing_data)
-
-    def _start_request(self, head: ParsedHead, after_head: bytes, eof: bool) -> bool:
-        """A request head: its body's framing checked, its bytes counted as they arrive."""
-        self._request = head.request()  # (also what a refusal of it is logged with)
-        if self._overloaded:
-            return self._reject(_OVERLOADED)
-        body = start_body(head.chunked, self._limits.max_body_size, after_head, head.length)
-        if isinstance(body, Rejection):
-            return self._reject(body)
-        self._body = body
-        if head.expect_continue:
-            # The relay always reads the body, so say so at once instead of making curl wait 1 s.
+            if event is not CONTINUE:
+                break
+            # The relay always reads the body: say so at once, not after curl's 1 s wait.
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if body.check is not None:
-            return True  # chunked: h11 decodes it, events follow
-        whole = len(after_head) == head.length  # (the usual read: a head and all its body)
-        self._after = AfterHead(None if whole else body, eof)  # Content-Length: h11 is done
-        if not self._h11_unused:  # the next cycle's, now: the old one holds a body copy
-            self._h11, self._h11_unused = self._new_h11(), True
-        if not whole:
-            self._take(after_head)
-        elif self._reserve(head.length):  # nothing to collect: the read's rest is the body
-            self._dispatch(after_head)
-        return False
+        if isinstance(event, Request):
+            if event.direct and self._direct is not None and self._answer_directly(event):
+                return  # (the fast path: answered in bytes, no exchange)
+            self._dispatch(event)  # (what follows is read once its answer ended)
+            if self.state is ANSWERING and reader.pending:  # (as h11's PAUSED)
+                self._pause_reading()  # a next request, or the EOF, waits behind it
+        elif event is NEED_DATA:
+            self._need_data(reader.part)
+        elif event is PAUSED:
+            # Only once bytes of a next (pipelined) request are buffered; until then the
+            # socket stays read, so a client that leaves mid-response is noticed at once.
+            self._pause_reading()
+        elif isinstance(event, Reject):
+            self._refuse(event.rejection)
+        else:
+            assert event is EOF, event
+            self._on_client_eof()
 
-    def _take(self, data: bytes) -> None:
-        """Bytes after a head h11 parsed: the rest of its body (counted in the budget as they
-        come), then those of a next request, kept with reading paused (as h11's PAUSED) for the
-        next cycle's h11."""
-        after = self._after
-        assert after is not None
-        if after.body is not None and not self._reserve(min(len(data), after.body.left)):
-            return
-        if after.feed(data) and self._body is not None:
-            self._dispatch(self._body.join())
-        elif after.body is not None:  # more body to come: the deadline is the silence between reads
-            if after.eof:  # (it will not: the client closed, as h11 would say)
-                self._reject(Rejection(400, "connection closed inside the request body"))
-            else:
-                self._body_timer()
-            return
-        if after.kept and self._exchange is not None and not self._discarding:
-            self._pause_reading()  # (after a "close" the bytes are never parsed: read on)
+    def _need_data(self, part: Part) -> None:
+        """A head's deadline from its first byte; a body's re-armed per read (_enter)."""
+        state = self.state
+        if part is HEAD:
+            if state is AWAIT_HEAD:
+                self._enter(READING_HEAD)
+        elif part is BODY or part is CHUNKED:
+            if state is not READING_BODY:
+                now = self._loop.time()
+                self._body_deadline = now + (self._timeouts.request_body_deadline or math.inf)
+            self._enter(READING_BODY)
 
-    def _reserve(self, n: int) -> bool:
-        return self._hold.take(n) or self._reject(OVER_BUDGET)
-
-    def _on_body(self, data: bytes) -> None:
-        body = self._body
-        assert body is not None
-        if body.check is not None and not self._reserve(len(data)):
-            return  # (a Content-Length body is counted as its raw bytes come: _take)
-        if not body.add(data):
-            self._reject(Rejection(413, "request body too large"))
-
-    def _dispatch(self, body: bytes) -> bool:
-        """The request is whole, its body ``body``: start its handler. False if the connection
-        reads no more."""
-        request = self._request
-        assert request is not None
-        self._timer.cancel()  # the request is in: no client-side deadline while it is answered
-        request.body = body
-        self._request = self._body = None
-        if not request.keep_alive:
-            self._discarding = True  # answer it, then close; what follows is never read
+    def _dispatch(self, event: Request) -> None:
+        """A whole request, to the handler through an exchange."""
+        head = event.head
+        request = head.request()
+        request.body = event.body
+        # A request that said "close": answer it, then close; what follows is never read.
+        self._enter(ANSWERING if head.keep_alive else CLOSING)
         ex = self._exchange = Exchange(self, request, self.transport, self.flow)
         self._task = None  # (a previous answer's task is not this one's to cancel)
         pending = answer(self._handler, ex)  # (most answers are whole when this returns)
@@ -318,8 +248,24 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
             task.add_done_callback(self._task_done)
         if self._exchange is ex:  # a longer answer: its loop timer goes (10k streams, 10k timers)
             self._timer.stop()
-        # Once this exchange ended, a new h11 holds what follows, checked by _next_buffered.
-        return request.keep_alive and self._exchange is ex
+
+    def _answer_directly(self, event: Request) -> bool:
+        """The handler's ``direct`` answer, in bytes, for a request the reader marked
+        ``direct``, on a connection free to take it; True when it answered."""
+        head = event.head
+        if not head.keep_alive or self.flow.paused:
+            return False
+        try:
+            response = self._direct(head, event.body, self._peer)  # type: ignore[misc]
+        except Exception:  # (a bug in the direct answer itself: the usual way answers)
+            log.exception("direct answer failed")
+            return False
+        if response is None:
+            return False
+        self.transport.write(response)
+        self._hold.release()
+        self._next_request()
+        return True
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         if self._task is task:  # (a callback-driven stream keeps no finished task alive)
@@ -345,56 +291,109 @@ class ClientConnection(ShutdownSteps, DeadlineSteps, DirectSteps, asyncio.Protoc
         """Called by ``Exchange.end()``: the next keep-alive cycle, or the close."""
         self._exchange = None
         self._hold.release()
-        if self._closing or not ex.request.keep_alive:
+        if self.state is not ANSWERING:  # (CLOSING: it said close, or the server drains)
             self.transport.close()
             return
-        after, self._after = self._after, None
-        if after is None:  # h11 parses; the response state is the exchange's
-            buffered, closed = self._h11.trailing_data
-            self._h11 = new = self._new_h11()
-        else:  # (its next-cycle h11 was made when the head was parsed)
-            buffered, closed, new = bytes(after.kept) if after.kept else b"", after.eof, self._h11
-        self._h11_unused = not (buffered or closed)
-        if buffered:
-            new.receive_data(buffered)
-        if closed:
-            new.receive_data(b"")
-        self._head = HeadReader(self._limits.max_head_size)
-        self._head_started = False
-        self._timer.arm(self._timeouts.keepalive, self._idle_timeout)
+        self._next_request()
+
+    def _next_request(self) -> None:
+        """After any answer: the next request is read once the client took our answers."""
+        pending = self._reader.next_cycle()
         if self.flow.paused:  # our answers are not read yet: take no request until they are
             self._pause_reading()
-            self._wait_drain = True
-        elif self._read_paused or closed or buffered:  # a next request may be buffered
-            if buffered:  # no new bytes before these are counted (see _next_buffered)
-                self._pause_reading()
+            self._enter(DRAINING)
+            return
+        self._enter(AWAIT_HEAD)
+        if pending:  # a next request: read on a next turn, nothing new before it
+            self._pause_reading()
+            self._loop.call_soon(self._next_buffered)
+        elif self._read_paused:
             self._loop.call_soon(self._next_buffered)
 
     def _next_buffered(self) -> None:
-        """After a response: check and parse what h11 buffered (a pipelined request), reading
-        again only now, so no new bytes arrive before the buffered ones are counted."""
-        if self._closed or self._closing:  # (a shutdown closed it meanwhile: answer no more)
+        """After a response: read what the reader buffered (a pipelined request), and the
+        socket again."""
+        if self.state is not AWAIT_HEAD:  # (a shutdown closed it meanwhile: answer no more)
             return
         if self._read_paused:
             self._read_paused = False
             self.transport.resume_reading()
-        buffered = self._h11.trailing_data[0]
-        if buffered and self._head is not None and not self._read_head(buffered, False):
-            return
-        self._handle_events()
+        self._act()
 
-    def _reject(self, rejection: Rejection) -> bool:
-        """Answer a request we will not serve (bad framing, too large...) and close. Returns
-        False: no more events are taken."""
-        if not self._closed:
-            self._timer.cancel()
-            self._hold.release()
-            self._closed = self._discarding = True
-            refuse(self.transport, rejection, self._request, self._refusals, self._peer)
-            self._request = self._body = self._after = None  # (the close lingers: hold nothing)
-        return False
+    def _refuse(self, rejection: Rejection) -> None:
+        """Answer a request we will not serve (bad framing, too large...) and close."""
+        if self.state >= REFUSED:
+            return
+        reader = self._reader
+        head = reader.head
+        reader.stop()  # (the close lingers: hold nothing)
+        self._enter(REFUSED)
+        self._hold.release()
+        refuse(self.transport, rejection, head.request() if head is not None else None,
+               self._refusals, self._peer)
 
     def _pause_reading(self) -> None:
         if not self._read_paused:
             self._read_paused = True
             self.transport.pause_reading()
+
+    def _peer(self) -> str:
+        return peer_of(self.transport)
+
+    # -- deadlines -----------------------------------------------------------------------------
+
+    def _deadline_passed(self) -> None:
+        """The state's deadline (_DEADLINES): idle, close quietly; a head or a body not in
+        time (slowloris), 408."""
+        state = self.state
+        if state is AWAIT_HEAD or state is DRAINING:
+            self.transport.close()
+        elif state is READING_HEAD:
+            self._refuse(Rejection(408, "request head not received in time"))
+        elif self._loop.time() >= self._body_deadline:  # READING_BODY
+            self._refuse(Rejection(408, "request body not received whole within "
+                                   f"{self._timeouts.request_body_deadline:g} s"))
+        else:
+            self._refuse(Rejection(408, "request body not received in time"))
+
+    def _send_timeout(self) -> None:
+        """The client took nothing for ``Timeouts.send`` seconds: cut it. Its exchange sees the
+        client go, so a relayed stream closes its upstream; memory held for it is freed."""
+        if self.state < REFUSED:
+            log.info("client made no progress reading for %g s; connection cut",
+                     self._timeouts.send)
+            self.transport.abort()
+
+    # -- a graceful shutdown, as relay.net.listener.Listener takes its steps ---------------
+
+    def abort(self) -> None:
+        """Close this connection now; an in-flight exchange sees its client go."""
+        if self.state < REFUSED:
+            self.transport.abort()
+
+    def close_when_idle(self) -> None:
+        """Step one: a connection with no response in flight closes now (a request still
+        being read included); a busy one finishes its response, then closes instead of
+        reading another request."""
+        ex = self._exchange
+        if ex is None:
+            if self.state < CLOSING:
+                self._enter(CLOSING)
+                self.transport.close()
+        else:
+            self._enter(CLOSING)
+            if ex.listener is not None:
+                ex.listener.on_draining()
+
+    def stop_now(self) -> None:
+        """Last step (the grace period passed): the in-flight response ends as cleanly as its
+        body allows (an SSE error event and a clean end), then the close."""
+        ex = self._exchange
+        if ex is not None and ex.listener is not None and (ex.state is RECEIVED or ex.open):
+            ex.listener.on_shutdown()
+        if self.state >= REFUSED:
+            return
+        if ex is None or ex.state is ENDED:
+            self.transport.close()
+        else:
+            self.transport.abort()  # a body that cannot carry an error: cut, never a clean end

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from ..config import Limits, Timeouts
 from ..http1.known_heads import KnownHeads
@@ -22,14 +22,6 @@ from .sockets import tune_listener
 
 if TYPE_CHECKING:
     from ..ops.trace import Tracer
-
-
-class Registry(Protocol):
-    """Where a listener keeps its open connections (:class:`Connections`)."""
-
-    def add(self, conn: ClientConnection) -> None: ...
-    def discard(self, conn: ClientConnection) -> None: ...
-    def __len__(self) -> int: ...
 
 
 class Connections:

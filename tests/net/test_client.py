@@ -18,7 +18,7 @@ import pytest
 
 from relay.config import KIB, MIB, Limits, Timeouts
 from relay.mock import completion_text
-from relay.net.client import ClientConnection
+from relay.net.client import ClientConnection, State
 from relay.net.exchange import LINGER, Exchange, Handler
 
 from ..conftest import MockServer, RelayFactory, ScriptedFactory
@@ -253,6 +253,53 @@ class Harness:
 
 def _run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(scenario())
+
+
+def test_a_request_walks_the_states_each_with_its_deadline() -> None:
+    """READING_HEAD from the accept (the head deadline), READING_BODY per read (the body's),
+    ANSWERING (none), AWAIT_HEAD (keep-alive), READING_HEAD again at a first byte; DRAINING
+    while the answers are unread; CLOSING for a request that said close; REFUSED; CLOSED."""
+    release = asyncio.Event()
+
+    async def held(ex: Exchange) -> None:
+        await release.wait()
+        ex.respond(200, b"{}")
+
+    async def scenario() -> None:
+        h = Harness(held)
+        seen = [h.conn.state]
+        post = b"POST /v1/x HTTP/1.1\r\nhost: localhost\r\ncontent-length: 2\r\n\r\n"
+        h.conn.data_received(post)
+        seen.append(h.conn.state)
+        h.conn.data_received(b"{}")
+        seen.append(h.conn.state)
+        h.clock.advance(1000)  # (no deadline while answering)
+        release.set()
+        await h.clock.settle()
+        seen.append(h.conn.state)
+        h.conn.data_received(GET[:5])
+        seen.append(h.conn.state)
+        assert seen == [State.READING_HEAD, State.READING_BODY, State.ANSWERING,
+                        State.AWAIT_HEAD, State.READING_HEAD]
+        assert h.transport.take().startswith(b"HTTP/1.1 200 ") and not h.transport.closed
+        h.clock.advance(T.request_head)
+        await h.clock.settle()
+        assert h.conn.state is State.REFUSED and h.transport.take().startswith(b"HTTP/1.1 408 ")
+        h.conn.connection_lost(None)
+        assert h.conn.state is State.CLOSED
+
+        h = Harness()
+        h.conn.pause_writing()  # (the client reads nothing)
+        await h.feed(GET)
+        assert h.conn.state is State.DRAINING and not h.transport.reading
+        h.conn.resume_writing()
+        assert h.conn.state is State.AWAIT_HEAD
+        h.conn.data_received(GET.replace(b"\r\n\r\n", b"\r\nconnection: close\r\n\r\n"))
+        assert h.conn.state is State.CLOSING
+        await h.clock.settle()
+        assert h.transport.closed
+
+    _run(scenario)
 
 
 def test_keepalive_idle_closes_at_its_time_not_before() -> None:
@@ -492,7 +539,7 @@ def test_after_a_head_the_old_h11_keeps_no_copy_of_the_body() -> None:
         body = b"x" * 100_000
         h.conn.data_received(b"POST /v1/x HTTP/1.1\r\nhost: localhost\r\ncontent-length: "
                              b"100000\r\n\r\n" + body)
-        assert h.conn._h11.trailing_data == (b"", False)  # (white-box: nothing buffered)
+        assert not h.conn._reader.pending  # (white-box: nothing buffered)
         release.set()
         await h.clock.settle()
         assert h.transport.take().endswith(b"\r\n\r\n100000")
@@ -721,7 +768,7 @@ def test_a_known_head_with_its_whole_body_alone_in_a_read_is_answered_directly()
 
 def test_after_a_direct_answer_the_connection_is_idle_as_after_any_answer() -> None:
     """Its keep-alive deadline runs from the answer; an answer the client does not read
-    stops the reading until it does; a direct answer that raises is a 500 and a close."""
+    stops the reading until it does; a direct answer that raises goes the usual way."""
 
     async def scenario() -> None:
         h = Harness(DirectHandler())  # type: ignore[arg-type]
@@ -747,9 +794,11 @@ def test_after_a_direct_answer_the_connection_is_idle_as_after_any_answer() -> N
         def broken() -> bytes:
             raise RuntimeError("a bug")
 
-        h = Harness(DirectHandler(broken))  # type: ignore[arg-type]
+        handler = DirectHandler(broken)
+        h = Harness(handler)  # type: ignore[arg-type]
         await h.feed(PUBLISH)
-        assert (await h.feed(PUBLISH)).startswith(b"HTTP/1.1 500 ") and h.transport.closed
+        assert (await h.feed(PUBLISH)).endswith(b"usual") and not h.transport.closed
+        assert handler.usual == [b"{}", b"{}"]  # (the usual way answers: one failure path)
 
     _run(scenario)
 
