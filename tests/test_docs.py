@@ -128,3 +128,17 @@ def test_the_module_table_names_every_module_and_no_other() -> None:
             assert table.get(f"{folder.name}/") == modules, folder.name
     top = {p.name for p in package.glob("*.py") if p.stem not in ("__init__", "__main__")}
     assert top == {entry for entry in table if entry.endswith(".py")}
+
+
+def test_the_client_connections_state_diagram_names_its_states() -> None:
+    """The walkthrough's diagram of a client connection names every ``State`` and no state the
+    code does not have (the exchange's, inside ANSWERING, are ``ExchangeState``'s)."""
+    from relay.net.client import State
+    from relay.net.exchange import ExchangeState
+
+    text = WALKTHROUGH.read_text()
+    block = text.split("The client connection (`net/client.py:State`", 1)[1]
+    block = block.split("```", 2)[1]
+    named = set(re.findall(r"\b[A-Z][A-Z_]{3,}\b", block))
+    assert {s.name for s in State} <= named
+    assert named <= {s.name for s in State} | {s.name for s in ExchangeState}
