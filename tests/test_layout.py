@@ -147,8 +147,6 @@ CIRCLES_NOT_YET_REMOVED = [
     {"relay.net.client", "relay.net.listener"},
     # ops reads the domains' figures
     {"relay.channels.endpoints", "relay.local", "relay.ops.access_log", "relay.ops.observer"},
-    # the subscriber sets hub.paused, calls hub.now/remove/drop
-    {"relay.channels.hub", "relay.channels.subscriber"},
     # six hooks; Follower reaches stream._registry
     {"relay.streams.registry", "relay.streams.stream"},
 ]
