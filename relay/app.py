@@ -128,12 +128,12 @@ async def start_relay(config: Config) -> Relay:
     auth = ClientAuth(config.client_tokens)
     link = await open_link(config)
     if link is not None:
-        observer.watch_redis(link)
+        observer.health.append(link.health)
     channels = ChannelEndpoints(await open_broker(config, link), config.channels, auth,
                                 ClientAuth(config.publish_tokens), observer)
-    observer.watch_channels(channels)
+    channels.register_figures(observer.registry)
     streams = StreamEndpoints(await open_streams(config, link), auth, observer)
-    observer.watch_streams(streams.streams)
+    streams.register_figures(observer.registry)
     handler = router(pool, config.api_key, observer, auth, config.admin_port is None, guard,
                      channels, streams)
     listener = await _listen(config, "", handler, config.port, connections=connections,
