@@ -147,6 +147,9 @@ class Streams:
 
     # -- hooks, called by the streams (extended by the Redis store) -------------------------
 
+    def hold(self, grown: int) -> None:
+        self.held += grown
+
     def _started(self, stream: ResumableStream) -> None:
         """A stream began (its first reader is added next)."""
 
