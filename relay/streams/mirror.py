@@ -9,6 +9,7 @@ the store knows of it, and how a position is found in a copy that lags its owner
 from __future__ import annotations
 
 import asyncio
+
 from .stream import ResumableStream, StreamHost
 
 
