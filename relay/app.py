@@ -201,10 +201,9 @@ async def open_streams(config: Config, link: RedisLink | None) -> Streams:
     loop = asyncio.get_running_loop()
     if link is None:
         return Streams(loop, config.resume)
-    from .streams.redis_store import RedisStreams
+    from .streams.redis_store import RedisStore
 
-    store: Streams = await RedisStreams.connect(link, loop, config.resume)
-    return store
+    return await RedisStore.connect(link, loop, config.resume)
 
 
 async def open_link(config: Config) -> RedisLink | None:

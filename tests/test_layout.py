@@ -110,6 +110,8 @@ TESTED_ELSEWHERE = {
     "relay.net.shutdown": "tests/net/test_listener.py (the listener takes each step)",
     "relay.net.deadline_steps": "tests/net/test_client.py (each deadline, at its time)",
     "relay.net.direct_steps": "tests/net/test_client.py (when a request is answered directly)",
+    "relay.streams.redis_writer": "tests/streams/test_redis_store.py (the store's writes, read "
+                                  "back from Redis)",
 }
 
 

@@ -1,7 +1,7 @@
 """A mirror: this instance's copy of a resumable stream another instance owns (``--redis``).
 
 It is a :class:`~relay.streams.stream.ResumableStream` without an upstream, filled from Redis by
-:class:`relay.streams.redis_store.RedisStreams` (its module docstring tells the whole protocol)
+:class:`relay.streams.redis_store.RedisStore` (its module docstring tells the whole protocol)
 and read by the usual :class:`~relay.streams.stream.Follower`. This class is its state: what
 the store knows of it, and how a position is found in a copy that lags its owner.
 """
