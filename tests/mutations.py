@@ -359,6 +359,11 @@ MUTATIONS = [
     Mutation("give a one-piece body as h11's bytearray", "http1/request_body.py",
              "body = bytes(self._first) if self._first", "body = self._first if self._first",
              ("http1/test_request_body.py",)),
+    Mutation("orphan a stream another instance reads (the registry skips its store)",
+             "streams/registry.py",
+             "        if stream.live and not self.store.read_elsewhere(stream):",
+             "        if stream.live:",
+             ("streams/test_registry.py", "streams/test_redis_store.py")),
 ]
 
 
