@@ -98,35 +98,6 @@ def test_modules_and_functions_stay_small(path: Path) -> None:
             assert length <= 40, f"{_name(path)}.{node.name} has {length} lines"
 
 
-# Modules whose behaviour is tested through another module's tests, and where.
-TESTED_ELSEWHERE = {
-    "relay.__main__": "tests/test_cli.py (the module entry point)",
-    "relay.app": "tests/test_cli.py and tests/e2e (the wiring, through running relays)",
-    "relay.http1.messages": "plain data: every test that relays a request",
-    "relay.errors": "tests/test_proxy.py (every error body and event)",
-    "relay.mock.generate": "tests/mock/test_server.py",
-    "relay.mock.events": "tests/mock/test_server.py",
-    "relay.config": "tests/test_cli.py",
-    "relay.net.shutdown": "tests/net/test_listener.py (the listener takes each step)",
-    "relay.net.deadline_steps": "tests/net/test_client.py (each deadline, at its time)",
-    "relay.net.direct_steps": "tests/net/test_client.py (when a request is answered directly)",
-    "relay.streams.redis_writer": "tests/streams/test_redis_store.py (the store's writes, read "
-                                  "back from Redis)",
-}
-
-
-@pytest.mark.parametrize("path", [p for p in MODULES if p.name != "__init__.py"], ids=_name)
-def test_every_module_has_a_mirrored_test_module(path: Path) -> None:
-    name = _name(path)
-    if name in TESTED_ELSEWHERE:
-        where = TESTED_ELSEWHERE[name].split()[0]
-        assert where.endswith(":") or (ROOT / where).exists() or where == "plain", where
-        return
-    rel = path.relative_to(PACKAGE)
-    mirrored = ROOT / "tests" / rel.parent / f"test_{rel.stem}.py"
-    assert mirrored.exists(), f"{name}: no {mirrored.relative_to(ROOT)}"
-
-
 # The floors of the house, lowest first: a module imports from its own floor or the ones below,
 # never above. The leaves (ops, the frozen configuration, the error bodies, the demo page's
 # files, the package's version) import no other floor: everyone may import them, so a domain
@@ -231,3 +202,33 @@ def test_domains_import_one_another_only_where_listed() -> None:
                for target in targets if floor(source) == floor(target) == 3
                and source.split(".")[:2] != target.split(".")[:2]}
     assert lateral == set(DOMAINS_IMPORTING_DOMAINS)
+
+
+# Modules whose behaviour is tested through another module's tests, and where.
+TESTED_ELSEWHERE = {
+    "relay.__main__": "tests/test_cli.py (the module entry point)",
+    "relay.app": "tests/test_cli.py and tests/e2e (the wiring, through running relays)",
+    "relay.http1.messages": "plain data: every test that relays a request",
+    "relay.errors": "tests/test_proxy.py (every error body and event)",
+    "relay.mock.generate": "tests/mock/test_server.py",
+    "relay.mock.events": "tests/mock/test_server.py",
+    "relay.config": "tests/test_cli.py",
+    "relay.net.shutdown": "tests/net/test_listener.py (the listener takes each step)",
+    "relay.net.deadline_steps": "tests/net/test_client.py (each deadline, at its time)",
+    "relay.net.direct_steps": "tests/net/test_client.py (when a request is answered directly)",
+    "relay.streams.redis_writer": "tests/streams/test_redis_store.py (the store's writes, read "
+                                  "back from Redis)",
+}
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if p.name != "__init__.py"], ids=_name)
+def test_every_module_has_a_mirrored_test_module(path: Path) -> None:
+    name = _name(path)
+    if name in TESTED_ELSEWHERE:
+        where = TESTED_ELSEWHERE[name].split()[0]
+        assert where.endswith(":") or (ROOT / where).exists() or where == "plain", where
+        return
+    rel = path.relative_to(PACKAGE)
+    mirrored = ROOT / "tests" / rel.parent / f"test_{rel.stem}.py"
+    assert mirrored.exists(), f"{name}: no {mirrored.relative_to(ROOT)}"
+
