@@ -231,4 +231,3 @@ def test_every_module_has_a_mirrored_test_module(path: Path) -> None:
     rel = path.relative_to(PACKAGE)
     mirrored = ROOT / "tests" / rel.parent / f"test_{rel.stem}.py"
     assert mirrored.exists(), f"{name}: no {mirrored.relative_to(ROOT)}"
-
