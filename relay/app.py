@@ -128,12 +128,12 @@ async def start_relay(config: Config) -> Relay:
     auth = ClientAuth(config.client_tokens)
     link = await open_link(config)
     if link is not None:
-        observer.watch_redis(link)
+        observer.health.append(link.health)
     channels = ChannelEndpoints(await open_broker(config, link), config.channels, auth,
                                 ClientAuth(config.publish_tokens), observer)
-    observer.watch_channels(channels)
+    channels.register_figures(observer.registry)
     streams = StreamEndpoints(await open_streams(config, link), auth, observer)
-    observer.watch_streams(streams.streams)
+    streams.register_figures(observer.registry)
     handler = router(pool, config.api_key, observer, auth, config.admin_port is None, guard,
                      channels, streams)
     listener = await _listen(config, "", handler, config.port, connections=connections,
@@ -201,10 +201,9 @@ async def open_streams(config: Config, link: RedisLink | None) -> Streams:
     loop = asyncio.get_running_loop()
     if link is None:
         return Streams(loop, config.resume)
-    from .streams.redis_store import RedisStreams
+    from .streams.redis_store import RedisStore
 
-    store: Streams = await RedisStreams.connect(link, loop, config.resume)
-    return store
+    return await RedisStore.connect(link, loop, config.resume)
 
 
 async def open_link(config: Config) -> RedisLink | None:

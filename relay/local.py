@@ -15,7 +15,8 @@ from .errors import error_body, error_type
 from .net.exchange import Exchange
 from .net.pool import Pool
 from .ops.metrics import CONTENT_TYPE as METRICS_TYPE
-from .ops.observer import Observer, Record
+from .ops.observer import Observer
+from .ops.record import Record
 from .web import HEADERS as PAGE_HEADERS
 from .web import PAGES
 

@@ -41,7 +41,8 @@ from .http1.sse import HEARTBEAT, ends_with_done
 from .net.exchange import Exchange
 from .net.pool import Pool
 from .net.upstream import BodyForm, ConnState, Sink, UpstreamConnection
-from .ops.observer import Observer, Record
+from .ops.observer import Observer
+from .ops.record import Record
 from .streams.registry import Streams
 from .streams.stream import Follower, ResumableStream
 

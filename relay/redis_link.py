@@ -110,6 +110,15 @@ class RedisLink:
         self._closing = False
         self.trouble = "not connected yet"  # why the pub/sub connection is down (for /healthz)
 
+    def health(self) -> tuple[str, str] | None:
+        """The check /healthz makes (``Observer.health``): while the link is down, why (a
+        message and a code), so /healthz answers 503; None while it is up. The pub/sub reader
+        notices a lost connection at once and reconnects with backoff: no probe of its own."""
+        if self.connected.is_set():
+            return None
+        return (f"Redis (--redis) is unreachable: {self.trouble}; channels and resumable "
+                "streams shared through it are unavailable", "redis_unavailable")
+
     def listen(self, listener: TopicListener, *prefixes: str) -> None:
         """Messages on topics starting with ``prefixes`` go to ``listener``; the reader starts
         with the first listener."""

@@ -20,7 +20,8 @@ from relay.http1.messages import Request
 from relay.net.exchange import Exchange
 from relay.net.flow import WriteFlow
 from relay.ops.access_log import AccessLog
-from relay.ops.observer import Observer, Record
+from relay.ops.observer import Observer
+from relay.ops.record import Record
 from relay.proxy import ProxyRequest
 
 from .conftest import MockServer, RelayFactory, ScriptedFactory

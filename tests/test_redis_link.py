@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from relay.channels.redis_broker import RedisBroker
 from relay.config import ChannelLimits, ResumeLimits
 from relay.redis_link import CLOSE_WAIT, RedisLink
-from relay.streams.redis_store import RedisStreams
+from relay.streams.redis_store import RedisStore
 
 from .support.redis_server import CLOSE_BOUND, RedisServer
 
@@ -128,7 +128,7 @@ def test_close_is_bounded_while_redis_does_not_answer(redis_server: RedisServer)
     async def run() -> list[float]:
         loop = asyncio.get_running_loop()
         link = RedisLink(redis_server.url, loop)
-        store = await RedisStreams.connect(redis_server.url, loop, ResumeLimits())
+        store = await RedisStore.connect(redis_server.url, loop, ResumeLimits())
         broker = await RedisBroker.connect(redis_server.url, loop, ChannelLimits())
         link.listen(_Listener("a:"), "a:")
         await asyncio.wait_for(link.connected.wait(), 10)

@@ -30,7 +30,9 @@ from ..http1.sse import EVENT_STREAM_HEADERS
 from ..http1.target import query_params
 from ..local import respond, respond_error
 from ..net.exchange import Exchange
-from ..ops.observer import Observer, Record
+from ..ops.metrics import Registry
+from ..ops.observer import Observer
+from ..ops.record import Record
 from .broker import Broker, BrokerUnavailable
 from .events import MAX_ID, RESERVED, ChannelEvent, data_text, parse_id
 from .subscriber import Subscriber
@@ -59,6 +61,29 @@ class ChannelEndpoints:
         self._publish_check = publish_auth if publish_auth.enabled else auth
         self._publish_open = not self._publish_check.enabled
         self.stats = ChannelStats()
+
+    def register_figures(self, r: Registry) -> None:
+        """The channels' figures, read at scrape time (ops imports no domain: each hands the
+        registry callables that read its own counters)."""
+        hub, stats, broker = self.broker.hub, self.stats, self.broker
+        r.gauge("relay_channel_subscribers", "Channel subscribers connected to this instance.",
+                lambda: hub.subscribers)
+        r.gauge("relay_channel_history_bytes", "Bytes of channel history held in this process "
+                "(events' chunks plus their objects; 0 with Redis, which holds them).",
+                lambda: broker.held)
+        r.counter_from("relay_channel_publishes_total", "Events published.",
+                       lambda: stats.publishes)
+        r.counter_from("relay_channel_deliveries_total", "Events handed to subscribers.",
+                       lambda: hub.stats.deliveries)
+        r.counter_from("relay_channel_replayed_events_total",
+                       "Events replayed to subscribers by Last-Event-ID.", lambda: stats.replayed)
+        r.counter_from("relay_channel_resets_total",
+                       "Subscribers whose Last-Event-ID was no longer held.",
+                       lambda: stats.resets)
+        r.counter_from("relay_channel_slow_drops_total",
+                       "Subscribers dropped for not keeping up.", lambda: hub.stats.dropped)
+        r.counter_from("relay_channel_heartbeats_total", "Heartbeats sent to subscribers.",
+                       lambda: hub.stats.heartbeats)
 
     def handle(self, ex: Exchange, record: Record) -> Awaitable[None] | None:
         """Answer now, or return what finishes the answer (see relay.net.exchange.Handler)."""

@@ -24,6 +24,10 @@ event; a fast write leaves the event's mark on the subscriber, and the subscribe
 of fast writes as the difference between its mark at the run's end and at its start (every
 event of its channel after it was added reaches it, in order; see
 :class:`relay.channels.subscriber.Subscriber`).
+
+The hub is what a subscriber calls back (:class:`relay.channels.subscriber.SubscriberHub`: the
+time, a watch while its client is paused, its removal and its drop); the subscriber's module
+defines those calls and imports nothing from here.
 """
 
 from __future__ import annotations
@@ -117,6 +121,12 @@ class Hub:
 
     def now(self) -> float:
         return self._loop.time()
+
+    def watch(self, sub: Subscriber) -> None:
+        self.paused.add(sub)
+
+    def unwatch(self, sub: Subscriber) -> None:
+        self.paused.discard(sub)
 
     def count(self, channel: str) -> int:
         return len(self._channels.get(channel, ()))

@@ -24,21 +24,50 @@ event, and a run of fast writes, from the moment the subscriber becomes fast to 
 stops, is counted once, as the difference of the marks. That holds because a subscriber is
 handed every event of its channel from the moment it is added, in order, and each one either
 by the fast path or by :meth:`Subscriber.deliver`, never both.
+
+A subscriber knows its hub only as a :class:`SubscriberHub`, the few calls it makes on it,
+defined here: the hub module imports this one (it holds subscribers), and this one imports
+nothing of the hub's, so the two do not import each other and a test can hand a subscriber
+any object with those methods.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..http1.sse import HEARTBEAT
 from ..net.exchange import Exchange
 from .events import ChannelEvent, EventKey, reset_event
 
-if TYPE_CHECKING:
-    from .hub import Hub
-
 Mark = tuple[int, int]  # a channel's events and bytes handed to its subscribers so far
+
+
+class SubscriberHub(Protocol):
+    """What a subscriber asks of the hub that added it (:class:`relay.channels.hub.Hub` is
+    one): the time, a watch on it while its client takes nothing, and its way out. The hub
+    sets ``sub.hub`` when it adds a subscriber; the subscriber sets it back to None when it
+    leaves, so each of these is called only while the hub holds it."""
+
+    def now(self) -> float:
+        """The loop's time: when the client paused, compared with it at each tick."""
+        ...
+
+    def watch(self, sub: Subscriber) -> None:
+        """``sub``'s client paused: look at it at each tick, and drop it once it stalls."""
+        ...
+
+    def unwatch(self, sub: Subscriber) -> None:
+        """``sub``'s client takes bytes again."""
+        ...
+
+    def remove(self, sub: Subscriber) -> None:
+        """``sub`` has ended: hand it nothing more."""
+        ...
+
+    def drop(self, sub: Subscriber) -> None:
+        """``sub`` cannot keep up: count it and cut it (it reconnects and replays)."""
+        ...
 
 
 class Subscriber:
@@ -54,7 +83,7 @@ class Subscriber:
         self.channel = channel
         self._bound = bound
         self._on_end = on_end  # (how it ended: for the record)
-        self.hub: Hub | None = None
+        self.hub: SubscriberHub | None = None
         self.last: EventKey | None = None  # the newest id sent
         self.paused_since: float | None = None
         self._catching_up = True
@@ -170,12 +199,12 @@ class Subscriber:
         hub = self.hub
         self.paused_since = hub.now() if hub is not None else 0.0
         if hub is not None:
-            hub.paused.add(self)
+            hub.watch(self)
 
     def on_client_resumed(self) -> None:
         self.paused_since = None
         if self.hub is not None:
-            self.hub.paused.discard(self)
+            self.hub.unwatch(self)
         self._set_fast(self._may_be_fast())
 
     def on_client_gone(self) -> None:

@@ -23,7 +23,7 @@ from json.encoder import encode_basestring_ascii as _q  # a JSON string, quoted 
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .observer import Record
+    from .record import Record
 
 BATCH = 64 * 1024  # bytes that make a write at once, without waiting for the end of the turn
 KEEP = 4 * 1024 * 1024  # bytes kept while writes fail

@@ -7,95 +7,49 @@ writes its access-log line. Nothing here runs per event: byte and event counts a
 the bytes go (the upstream connection for a relayed body, as read; the channel subscriber, the
 resumed reader and their exchange for the relay's own streams, as written) and read once at
 the end.
+
+Everyone may import ops; ops imports no other part of the relay. What it shows of the rest is
+handed to it: a domain registers its own figures with :attr:`Observer.registry` (a gauge or a
+counter is a name, a help text and a callable read at scrape time: see
+``ChannelEndpoints.register_figures`` and ``StreamEndpoints.register_figures``), a dependency
+adds a check to :attr:`Observer.health` (``RedisLink.health``), and the little it reads itself
+of the upstream pool and the body budget is named here as protocols (:class:`PoolFigures`,
+:class:`HeldBytes`), which those satisfy without knowing of them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
-import re
-import time
 from collections.abc import Callable, Sized
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .access_log import AccessLog
 from .loop_lag import LAG_BUCKETS, LoopLag
-from .metrics import Registry
+from .metrics import Histogram, Registry
+from .record import Record, request_id
 
-if TYPE_CHECKING:
-    from ..channels.endpoints import ChannelEndpoints
-    from ..net.budget import BodyBudget
-    from ..net.pool import Pool
-    from ..redis_link import RedisLink
-    from ..streams.registry import Streams
-
-_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
-_random = random.Random()  # seeded from the OS once, at import
-
-
-def request_id(given: bytes | None) -> bytes:
-    """The client's ``X-Request-ID`` when it is a sane token, else a new random one."""
-    if given is not None and _REQUEST_ID.fullmatch(given):
-        return given
-    # 96 random bits from the process's PRNG: unique enough to trace a request, with no
-    # getrandom() system call per request (secrets.token_hex cost one; ids need not be secret).
-    return b"%024x" % _random.getrandbits(96)
-
+__all__ = ["Observer", "Record", "request_id"]  # (the router imports the last two from here)
 
 _STATUS = {status: str(status) for status in range(100, 600)}  # (labels: no str() per request)
-_LOCAL_ROUTES = frozenset({"/", "/healthz", "/metrics", "/demo.js", "/favicon.svg"})
 
 
-def route_of(path: bytes) -> str:
-    """The metrics label for a path: a few routes, never the path itself (a client could make
-    one label per request)."""
-    if path.startswith(b"/v1/"):
-        return "/v1"
-    if path.startswith(b"/events/"):
-        return "/events"
-    text = path.decode("latin-1")
-    return text if text in _LOCAL_ROUTES else "other"
+class PoolFigures(Protocol):
+    """What the metrics read of the upstream pool (:class:`relay.net.pool.Pool`), and the
+    histogram it is handed to time its connects with."""
 
-
-class Record:
-    """One request's facts, for its metrics and its access-log line. The request's method,
-    path and id are kept as bytes and decoded only when read (the access log): a relay with
-    the log off never decodes them, and answers carry ``rid`` as it is."""
-
-    __slots__ = ("_method", "_path", "bytes_in", "bytes_out", "client", "ended", "events",
-                 "reason", "replayed", "rid", "route", "started", "status", "stream_id", "ttfb",
-                 "upstream_status", "wall_started")
-
-    def __init__(self, method: bytes, path: bytes, client: str, request_id: bytes,
-                 bytes_in: int, now: float) -> None:
-        self._method, self._path = method, path
-        self.route = route_of(path)
-        self.client = client
-        self.rid = request_id
-        self.bytes_in = bytes_in
-        self.bytes_out = 0
-        self.events = 0
-        self.status = 0
-        self.upstream_status: int | None = None
-        self.ttfb: float | None = None  # request received -> response head written
-        self.started = now
-        self.wall_started = time.time()
-        self.ended: str | None = None
-        self.stream_id: str | None = None  # a resumable stream this request started or read
-        self.replayed: int | None = None  # events a resume replayed
-        self.reason: str | None = None  # why a request refused before routing was refused
+    open: int
+    created: int
+    reused: int
+    connect_seconds: Histogram | None
 
     @property
-    def method(self) -> str:
-        return self._method.decode("latin-1")
+    def idle_count(self) -> int: ...
 
-    @property
-    def path(self) -> str:
-        return self._path.decode("latin-1")
 
-    @property
-    def request_id(self) -> str:
-        return self.rid.decode("latin-1")
+class HeldBytes(Protocol):
+    """A count of bytes held now (:class:`relay.net.budget.BodyBudget`: request bodies)."""
+
+    used: int
 
 
 class Observer:
@@ -140,7 +94,7 @@ class Observer:
         self.client_ttfb = r.histogram("relay_client_ttfb_seconds",
                                        "Client request received to response head written.")
 
-    def watch_pool(self, pool: Pool) -> None:
+    def watch_pool(self, pool: PoolFigures) -> None:
         """Pool figures, read at scrape time."""
         r = self.registry
         r.gauge("relay_upstream_connections_open", "Upstream connections open (in use or idle).",
@@ -154,64 +108,11 @@ class Observer:
                        lambda: pool.reused)
         pool.connect_seconds = self.connect_seconds
 
-    def watch_bodies(self, budget: BodyBudget) -> None:
+    def watch_bodies(self, budget: HeldBytes) -> None:
         """The request bodies held now (``--max-body-memory`` counts these), at scrape time."""
         self.registry.gauge("relay_request_body_bytes_held", "Request body bytes received and "
                             "held now, all connections (--max-body-memory).",
                             lambda: budget.used)
-
-    def watch_channels(self, channels: ChannelEndpoints) -> None:
-        """Channel figures, read at scrape time."""
-        r, hub, stats = self.registry, channels.broker.hub, channels.stats
-        r.gauge("relay_channel_subscribers", "Channel subscribers connected to this instance.",
-                lambda: hub.subscribers)
-        broker = channels.broker
-        r.gauge("relay_channel_history_bytes", "Bytes of channel history held in this process "
-                "(events' chunks plus their objects; 0 with Redis, which holds them).",
-                lambda: broker.held)
-        r.counter_from("relay_channel_publishes_total", "Events published.",
-                       lambda: stats.publishes)
-        r.counter_from("relay_channel_deliveries_total", "Events handed to subscribers.",
-                       lambda: hub.stats.deliveries)
-        r.counter_from("relay_channel_replayed_events_total",
-                       "Events replayed to subscribers by Last-Event-ID.", lambda: stats.replayed)
-        r.counter_from("relay_channel_resets_total",
-                       "Subscribers whose Last-Event-ID was no longer held.",
-                       lambda: stats.resets)
-        r.counter_from("relay_channel_slow_drops_total",
-                       "Subscribers dropped for not keeping up.", lambda: hub.stats.dropped)
-        r.counter_from("relay_channel_heartbeats_total", "Heartbeats sent to subscribers.",
-                       lambda: hub.stats.heartbeats)
-
-    def watch_streams(self, streams: Streams) -> None:
-        """Resumable-stream figures, read at scrape time."""
-        r, stats = self.registry, streams.stats
-        r.gauge("relay_resumable_streams", "Resumable streams held (live or ended, not "
-                "expired).", lambda: len(streams))
-        r.gauge("relay_resumable_streams_live", "Resumable streams still generating.",
-                lambda: streams.live)
-        r.gauge("relay_resumable_bytes", "Bytes of events held for resumable streams.",
-                lambda: streams.held)
-        for name, help_ in (("started", "Resumable streams started."),
-                            ("resumed", "Resumes of a resumable stream (GET /v1/streams/{id})."),
-                            ("orphaned", "Resumable streams stopped because nobody resumed."),
-                            ("cancelled", "Resumable streams cancelled."),
-                            ("expired", "Ended resumable streams forgotten after --resume-ttl.")):
-            r.counter_from(f"relay_resumable_streams_{name}_total", help_,
-                           _reader(stats, name))
-        r.counter_from("relay_resumable_replayed_events_total",
-                       "Events replayed to readers that resumed.", _reader(stats, "replayed"))
-
-    def watch_redis(self, link: RedisLink) -> None:
-        """With ``--redis``: /healthz answers 503 while the link is down (its pub/sub reader
-        notices a lost connection at once and reconnects with backoff: no probe of its own)."""
-        def check() -> tuple[str, str] | None:
-            if link.connected.is_set():
-                return None
-            return (f"Redis (--redis) is unreachable: {link.trouble}; channels and resumable "
-                    "streams shared through it are unavailable", "redis_unavailable")
-
-        self.health.append(check)
 
     def watch_loop(self, loop: asyncio.AbstractEventLoop) -> LoopLag:
         """The event loop's lateness, sampled every 50 ms (see relay/ops/loop_lag.py)."""
@@ -243,7 +144,3 @@ class Observer:
             self.client_disconnects.inc()
         self.log.write(record, self.clock() - record.started)
 
-
-def _reader(obj: object, name: str) -> Callable[[], float]:
-    """Reads ``obj.name`` at scrape time."""
-    return lambda: float(getattr(obj, name))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 
 from ..auth import ClientAuth
 from ..errors import RelayError
@@ -25,7 +26,9 @@ from ..http1.sse import EVENT_STREAM_HEADERS
 from ..http1.target import query_params
 from ..local import respond, respond_error
 from ..net.exchange import Exchange
-from ..ops.observer import Observer, Record
+from ..ops.metrics import Registry
+from ..ops.observer import Observer
+from ..ops.record import Record
 from .registry import Streams
 from .stream import Follower, ResumableStream
 
@@ -38,6 +41,26 @@ class StreamEndpoints:
 
     def __init__(self, streams: Streams, auth: ClientAuth, observer: Observer) -> None:
         self.streams, self._auth, self._obs = streams, auth, observer
+
+    def register_figures(self, r: Registry) -> None:
+        """The resumable streams' figures, read at scrape time (ops imports no domain: each
+        hands the registry callables that read its own counters)."""
+        streams, stats = self.streams, self.streams.stats
+        r.gauge("relay_resumable_streams", "Resumable streams held (live or ended, not "
+                "expired).", lambda: len(streams))
+        r.gauge("relay_resumable_streams_live", "Resumable streams still generating.",
+                lambda: streams.live)
+        r.gauge("relay_resumable_bytes", "Bytes of events held for resumable streams.",
+                lambda: streams.held)
+        for name, help_ in (("started", "Resumable streams started."),
+                            ("resumed", "Resumes of a resumable stream (GET /v1/streams/{id})."),
+                            ("orphaned", "Resumable streams stopped because nobody resumed."),
+                            ("cancelled", "Resumable streams cancelled."),
+                            ("expired", "Ended resumable streams forgotten after --resume-ttl.")):
+            r.counter_from(f"relay_resumable_streams_{name}_total", help_,
+                           _reader(stats, name))
+        r.counter_from("relay_resumable_replayed_events_total",
+                       "Events replayed to readers that resumed.", _reader(stats, "replayed"))
 
     async def handle(self, ex: Exchange, record: Record) -> None:
         req = ex.request
@@ -117,3 +140,8 @@ class StreamEndpoints:
     def _error(self, ex: Exchange, record: Record, status: int, message: str, code: str,
                extra: list[tuple[bytes, bytes]] | None = None) -> None:
         respond_error(self._obs, ex, record, status, message, code, extra or ())
+
+
+def _reader(obj: object, name: str) -> Callable[[], float]:
+    """Reads ``obj.name`` at scrape time."""
+    return lambda: float(getattr(obj, name))

@@ -1,7 +1,7 @@
 """A mirror: this instance's copy of a resumable stream another instance owns (``--redis``).
 
 It is a :class:`~relay.streams.stream.ResumableStream` without an upstream, filled from Redis by
-:class:`relay.streams.redis_store.RedisStreams` (its module docstring tells the whole protocol)
+:class:`relay.streams.redis_store.RedisStore` (its module docstring tells the whole protocol)
 and read by the usual :class:`~relay.streams.stream.Follower`. This class is its state: what
 the store knows of it, and how a position is found in a copy that lags its owner.
 """
@@ -9,12 +9,8 @@ the store knows of it, and how a position is found in a copy that lags its owner
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
-from .stream import ResumableStream
-
-if TYPE_CHECKING:
-    from .registry import Streams
+from .stream import ResumableStream, StreamHost
 
 
 class Mirror(ResumableStream):
@@ -28,10 +24,10 @@ class Mirror(ResumableStream):
     __slots__ = ("again", "built", "ended", "following", "found", "full", "holds", "ready",
                  "syncing")
 
-    def __init__(self, stream_id: str, registry: Streams) -> None:
-        super().__init__(stream_id, None, registry)  # (its owner comes from Redis)
-        self.built: asyncio.Future[str | None] = registry.loop.create_future()  # or an error
-        self.ready: asyncio.Future[None] = registry.loop.create_future()  # SUBSCRIBE confirmed
+    def __init__(self, stream_id: str, host: StreamHost) -> None:
+        super().__init__(stream_id, None, host)  # (its owner comes from Redis)
+        self.built: asyncio.Future[str | None] = host.loop.create_future()  # or an error
+        self.ready: asyncio.Future[None] = host.loop.create_future()  # SUBSCRIBE confirmed
         self.ended, self.found = asyncio.Event(), False  # (found: Redis has it)
         self.holds, self.following = 0, False  # finds and cancels using it; ``follow`` sent
         self.syncing, self.again = True, False  # reading Redis; a poke came meanwhile

@@ -1,17 +1,19 @@
 """Resumable streams shared by many relay instances through Redis (``--redis``).
 
-A stream's *owner*, the instance with its upstream connection, keeps it in memory as
-:class:`~relay.streams.registry.Streams` does (for its own readers) and copies it to Redis:
+A stream's *owner*, the instance with its upstream connection, keeps it in its registry
+(:class:`~relay.streams.registry.Streams`, for its own readers), whose store
+(:class:`RedisStore`, a :class:`~relay.streams.registry.StreamStore`) copies it to Redis:
 ``relay:rs:{id}``, a Redis Stream, an entry per event with the event's number as entry id
 (``XRANGE key 0-6 +`` is "after event 5"; no ``MAXLEN``: the byte cap stops a stream first),
 and ``relay:rs:{id}:meta``, a hash (``owner`` digest, ``status`` ``live`` or how it ended,
 ``produced``, ``count``, ``tail``), expiring ``orphan_timeout + ttl`` after the last write
-while live, ``ttl`` after the end. The upstream's read path never waits: ``appended`` marks the
+while live, ``ttl`` after the end. The upstream's read path never waits: ``write`` marks the
 stream dirty; one writer task pipelines what dirty streams lack (``XADD`` per event, meta,
 expiry, then a ``PUBLISH`` on topic ``relay:rs:{id}``: a poke, "read me").
 
 Another instance reads through a *mirror*, a local :class:`ResumableStream` without upstream,
-read by the usual :class:`~relay.streams.stream.Follower`: its topic is subscribed first
+read by the usual :class:`~relay.streams.stream.Follower`, whose host is the store (a mirror
+tells the store, not the registry, of its readers and its end): its topic is subscribed first
 (confirmed), then Redis read (``HGETALL``, then ``XRANGE`` after its last event: the meta never
 counts an event not read); a poke reads again (once more if one came meanwhile): nothing lost
 or repeated. One mirror per id here, dropped with its last reader. Topic ``relay:rs-control``
@@ -31,173 +33,131 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Coroutine
+from functools import partial
 from typing import Any
-
-from redis.exceptions import RedisError
 
 from ..config import ResumeLimits
 from ..errors import ResumeCapacity, StreamStoreUnavailable
 from ..redis_link import RedisLink, settle
 from .mirror import Mirror
-from .registry import Streams
+from .redis_writer import CONTROL, ERRORS, KEY, RedisWriter
+from .registry import Streams, resume_event
 from .stream import Follower, ResumableStream, error_event
 
-log = logging.getLogger("relay.redis")
-
-KEY, CONTROL = "relay:rs:", "relay:rs-control"
 CANCEL_WAIT = 2.0  # seconds a cancel on a mirror waits for the owner's final event
 READY_WAIT = 5.0  # seconds to wait for a SUBSCRIBE to be confirmed
 _FULL = "this instance's memory for resumable streams is full (--resume-memory)"
-_ERRORS = (RedisError, OSError, TimeoutError)
 
 
-class RedisStreams(Streams):
-    """Streams in memory here, copied to Redis for every instance (see the module docstring)."""
+def _mirror(stream: ResumableStream) -> Mirror:
+    """A stream whose host is the store: always a mirror (the store hosts nothing else)."""
+    assert isinstance(stream, Mirror), stream
+    return stream
+
+
+class RedisStore:
+    """The registry's store: its streams copied to Redis, and mirrors of other instances'
+    (see the module docstring). It is the mirrors' host; the registry hosts the streams
+    generated here."""
 
     shared = True
 
-    def __init__(self, link: RedisLink, loop: asyncio.AbstractEventLoop, limits: ResumeLimits,
-                 own_link: bool = False) -> None:
-        super().__init__(loop, limits)
+    def __init__(self, link: RedisLink, streams: Streams, own_link: bool = False) -> None:
+        self._registry, self.loop, self.limits = streams, streams.loop, streams.limits
         self._link, self._own_link, self._cmd = link, own_link, link.cmd
         self._mirrors: dict[str, Mirror] = {}
         self._remote: dict[str, int] = {}  # owned stream -> instances reading it elsewhere
-        self._dirty: dict[str, int] = {}  # owned stream -> first event Redis lacks
-        self._control: list[bytes] = []  # control messages for the next write
-        self._wake, self._quiet = asyncio.Event(), asyncio.Event()
         self._subscribed: set[str] = set()  # stream topics SUBSCRIBE-d
         self._sub_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._closing = False
-        self._spawn(self._write_forever())
+        self._writer = RedisWriter(link.cmd, streams)
+        self._spawn(self._writer.run())
 
     @classmethod
     async def connect(cls, link: RedisLink | str, loop: asyncio.AbstractEventLoop,
-                      limits: ResumeLimits) -> RedisStreams:
+                      limits: ResumeLimits) -> Streams:
+        """A registry with this store (its own link when given a URL)."""
         own = isinstance(link, str)
-        store = cls(RedisLink(link, loop) if isinstance(link, str) else link, loop, limits, own)
-        store._link.listen(store, KEY, CONTROL)
-        with contextlib.suppress(*_ERRORS):  # (connected before the first stream; if Redis
+        link = RedisLink(link, loop) if isinstance(link, str) else link
+        streams = Streams(loop, limits, partial(cls, link, own_link=own))
+        store = streams.store
+        assert isinstance(store, RedisStore)
+        link.listen(store, KEY, CONTROL)
+        with contextlib.suppress(*ERRORS):  # (connected before the first stream; if Redis
             await asyncio.wait_for(store._cmd.ping(), 1.0)  # is away, the writer retries,
-            await asyncio.wait_for(store._link.connected.wait(), 1.0)  # and so does the link)
-        return store
+            await asyncio.wait_for(link.connected.wait(), 1.0)  # and so does the link)
+        return streams
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = self.loop.create_task(coro)  # (kept: an unreferenced task may be collected)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _started(self, stream: ResumableStream) -> None:
-        self._mark(stream.id, 0)
+    # -- the registry's store (relay.streams.registry.StreamStore) ---------------------------
+
+    def write(self, stream: ResumableStream, start: int) -> None:
+        self._writer.mark(stream.id, start)
+
+    def ended(self, stream: ResumableStream) -> None:
+        self._remote.pop(stream.id, None)
+        self._writer.mark(stream.id, len(stream.events))
+
+    def read_elsewhere(self, stream: ResumableStream) -> bool:
+        return bool(self._remote.get(stream.id))
+
+    # -- the mirrors' host (relay.streams.stream.StreamHost) ---------------------------------
+
+    def hold(self, grown: int) -> None:
+        self._registry.hold(grown)  # (a mirror's bytes count against --resume-memory too)
+
+    def has_room(self) -> bool:
+        return self._registry.has_room()
 
     def appended(self, stream: ResumableStream, start: int) -> None:
-        super().appended(stream, start)
-        self._mark(stream.id, start)
-
-    def _mark(self, stream_id: str, start: int, control: bytes = b"") -> None:
-        if control:
-            self._control.append(control + b" " + stream_id.encode())
-        else:
-            self._dirty.setdefault(stream_id, start)  # (the earliest still unwritten)
-        self._quiet.clear()
-        self._wake.set()
-
-    async def _write_forever(self) -> None:
-        backoff = 0.0  # (not 0: failing)
-        while not self._closing:  # (checked too: a cancel absorbed by redis-py ends it here)
-            if not self._dirty and not self._control:
-                self._quiet.set()
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self._flush()
-                backoff = 0.0
-            except _ERRORS as exc:
-                if not backoff:
-                    log.warning("Redis writes of resumable streams failed (%s); retrying", exc)
-                backoff = min(max(backoff * 2, 0.1), 2.0)
-                self._dirty = dict.fromkeys(self._streams, 0)  # (Redis may have lost all)
-                await asyncio.sleep(backoff)
-                self._wake.set()
-
-    async def _flush(self) -> None:
-        dirty, self._dirty = self._dirty, {}
-        control, self._control = self._control, []
-        async with self._cmd.pipeline(transaction=False) as pipe:
-            for sid, start in dirty.items():
-                if sid in self._streams:  # (else forgotten meanwhile: its keys expire)
-                    self._queue(pipe, self._streams[sid], start)
-            for message in control:
-                pipe.publish(CONTROL, message)
-            results = await pipe.execute(raise_on_error=False) if len(pipe) else []
-        for result in results:  # (an XADD refused as already there is a rewrite: fine)
-            if isinstance(result, Exception) and "equal or smaller" not in str(result):
-                raise result
-
-    def _queue(self, pipe: Any, stream: ResumableStream, start: int) -> None:
-        """Queue the events of ``stream`` from ``start`` on, its meta and its expiry."""
-        key, events = KEY + stream.id, stream.events
-        for seq in range(start + 1, len(events) + 1):
-            pipe.xadd(key, {"e": events[seq - 1]}, id=f"0-{seq}")
-        pipe.hset(key + ":meta", mapping={
-            "owner": stream.owner.hex() if stream.owner else "", "status": stream.status or
-            "live", "produced": stream.produced, "count": len(events), "tail": stream.tail})
-        ttl = self.limits.ttl + (self.limits.orphan_timeout if stream.live else 0)
-        pipe.pexpire(key, int(ttl * 1000))
-        pipe.pexpire(key + ":meta", int(ttl * 1000))
-        pipe.publish(key, b"%d" % len(events))  # (last: a mirror poked reads all of it)
+        """(A mirror is filled by the store itself, which pumps its readers.)"""
 
     def finished(self, stream: ResumableStream) -> None:
-        if isinstance(stream, Mirror):  # not ours: no expiry timer, no live count
-            stream.ended.set()
-        elif self._streams.get(stream.id) is stream:
-            super().finished(stream)
-            self._remote.pop(stream.id, None)
-            self._mark(stream.id, len(stream.events))
+        _mirror(stream).ended.set()  # (not ours: no expiry timer, no live count)
 
     def followed(self, stream: ResumableStream) -> None:
-        if not isinstance(stream, Mirror):
-            super().followed(stream)
-        elif stream.live and not stream.following:  # one per instance, however many readers
-            stream.following = True
-            self._mark(stream.id, 0, b"follow")
+        mirror = _mirror(stream)
+        if mirror.live and not mirror.following:  # one per instance, however many readers
+            mirror.following = True
+            self._writer.mark(mirror.id, 0, b"follow")
 
     def unfollowed(self, stream: ResumableStream) -> None:
-        if isinstance(stream, Mirror):
-            self._release(stream, 0)
-        elif not self._remote.get(stream.id):  # (read elsewhere: no orphan timer)
-            super().unfollowed(stream)
+        self._release(_mirror(stream), 0)
+
+    def draining(self, follower: Follower) -> None:
+        """As for a stream generated here: told where to resume, and let go now."""
+        follower.tell_to_resume(partial(resume_event, follower.stream))
 
     def shutting_down(self, follower: Follower) -> None:
-        if isinstance(follower.stream, Mirror):
-            follower.cut()  # (a mirror's generation is not this instance's to end)
-        else:
-            super().shutting_down(follower)
+        follower.cut()  # (a mirror's generation is not this instance's to end)
+
+    # -- control messages, finds and cancels ---------------------------------------------------
 
     def _on_control(self, data: bytes) -> None:
         verb, _, raw = data.partition(b" ")
         sid = raw.decode(errors="replace")
-        stream = self._streams.get(sid)
+        stream = self._registry.get(sid)
         if stream is None or not stream.live:
             return  # (not ours, or over)
         if verb == b"cancel":
-            self._spawn(super().cancel(stream))
+            self._spawn(self._registry.cancel(stream))
         elif verb == b"follow":
             self._remote[sid] = self._remote.get(sid, 0) + 1
-            self._disarm(sid)
+            self._registry.followed(stream)
         elif verb == b"unfollow":
             self._remote[sid] = left = max(0, self._remote.get(sid, 0) - 1)
             if not left and not stream.followers:
-                self._arm(sid, self.limits.orphan_timeout, self._orphaned)
+                self._registry.unfollowed(stream)
 
     async def find(self, stream_id: str) -> ResumableStream | None:
-        if stream_id in self._streams:
-            return self._streams[stream_id]
         mirror = self._mirrors.get(stream_id)
         if mirror is None:
-            if not self.has_room():
+            if not self._registry.has_room():
                 raise ResumeCapacity(_FULL + "; retry later")
             mirror = self._mirrors[stream_id] = Mirror(stream_id, self)
             self._spawn(self._build(mirror))  # (a task: every find shares it)
@@ -213,12 +173,10 @@ class RedisStreams(Streams):
         return mirror if mirror.found else None
 
     async def cancel(self, stream: ResumableStream) -> None:
-        if not isinstance(stream, Mirror) or not stream.live:
-            await super().cancel(stream)  # (ours, or over: as it ended)
-            return
+        stream = _mirror(stream)  # (live: the registry cancels its own, and ended ones stay)
         stream.holds += 1
         try:
-            self._mark(stream.id, 0, b"cancel")  # (to the owner; its end comes back here)
+            self._writer.mark(stream.id, 0, b"cancel")  # (to the owner; its end comes back here)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stream.ended.wait(), CANCEL_WAIT)
             error = await self._sync(stream) if stream.live else None
@@ -235,7 +193,7 @@ class RedisStreams(Streams):
             self._spawn(self._reconcile(mirror.id))
             await asyncio.wait_for(mirror.ready, READY_WAIT)
             error = await self._sync(mirror)
-        except _ERRORS as exc:
+        except ERRORS as exc:
             error = f"the stream store (Redis) is unavailable: {exc}"
         finally:  # (also on a bug: every find gets an answer)
             mirror.found = mirror.found and error is None
@@ -256,7 +214,7 @@ class RedisStreams(Streams):
                 self._apply(mirror, meta, entries)
                 if not mirror.again or not mirror.found or not mirror.live:
                     return None
-        except _ERRORS as exc:  # (for a catch-up: the pub/sub reconnect comes back to it)
+        except ERRORS as exc:  # (for a catch-up: the pub/sub reconnect comes back to it)
             return f"the stream store (Redis) is unavailable: {exc}"
         finally:
             mirror.syncing = False
@@ -287,14 +245,13 @@ class RedisStreams(Streams):
         else:
             mirror._pump()  # (its followers write what is new)
 
-    def has_room(self) -> bool:
-        """As for streams here, then copies go before a generation here is stopped: ended
-        ones first, then live ones (they can be read from Redis again, a generation cannot)."""
-        if super().has_room():
-            return True
+    def make_room(self) -> bool:
+        """After the registry's ended streams, copies go before a generation here is stopped:
+        ended ones first, then live ones (they can be read from Redis again, a generation
+        cannot)."""
         for mirror in sorted(self._mirrors.values(), key=lambda m: m.live):
             self._evict_mirror(mirror)
-            if self.held < self.limits.memory:
+            if self._registry.held < self.limits.memory:
                 return True
         return False
 
@@ -325,7 +282,7 @@ class RedisStreams(Streams):
             return
         if mirror.following:
             mirror.following = False
-            self._mark(mirror.id, 0, b"unfollow")
+            self._writer.mark(mirror.id, 0, b"unfollow")
         if mirror.built.done() and self._mirrors.get(mirror.id) is mirror:  # (else: its build)
             del self._mirrors[mirror.id]
             mirror._hold(0)
@@ -375,12 +332,9 @@ class RedisStreams(Streams):
     async def close(self) -> None:
         """Let the writer send what is left (the streams' ends), bounded; then stop, bounded
         whatever Redis does (:func:`~relay.redis_link.settle`)."""
-        await settle(self._quiet.wait())
-        self._closing = True
-        self._wake.set()  # (a writer between two flushes ends now)
+        await self._writer.stop()
         for task in list(self._tasks):
             task.cancel()
         await settle(*self._tasks)
         if self._own_link:
             await self._link.close()
-        await super().close()

@@ -12,7 +12,7 @@ import pytest
 
 from relay.ops import access_log
 from relay.ops.access_log import AccessLog
-from relay.ops.observer import Record
+from relay.ops.record import Record
 
 from ..support import FakeLoop, H11Client, chat_body, connect, wait_until
 from ..support.processes import spawn

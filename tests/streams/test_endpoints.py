@@ -201,7 +201,9 @@ def test_nobody_resumes_the_orphan_is_stopped_and_says_so(
     first.sock.close()
     conn = up.connections[-1]
     assert conn.closed.wait(5)
-    assert conn.closed_at is not None and conn.closed_at - left >= 0.3
+    # (uvloop arms a timer from the time cached at its turn's start, a little before the
+    # close is seen: it may fire a few ms short of 0.3 s after it, on a busy machine)
+    assert conn.closed_at is not None and conn.closed_at - left >= 0.29
     late = resume(relay.port, stream_id(first), last=2)
     late.read(until=lambda s: s.ended)
     assert json.loads(late.events[-1].data)["error"]["code"] == "orphaned"
@@ -282,7 +284,10 @@ def test_a_stream_over_its_byte_cap_is_stopped(
     first = start(relay.port)
     first.read(until=lambda s: s.ended)
     assert json.loads(first.events[-1].data)["error"]["code"] == "too_large"
-    assert up.connections[-1].closed.wait(2)
+    # (the connection that carried the request: a stray one, with no request, was seen last
+    # on a machine running other suites beside this one)
+    conn = next(c for c in up.connections if c.request_line)
+    assert conn.closed.wait(2)
 
 
 def test_an_ended_stream_expires_after_the_ttl(

@@ -11,7 +11,7 @@ from relay.config import ResumeLimits
 from relay.http1.messages import Request
 from relay.net.exchange import Exchange
 from relay.net.flow import WriteFlow
-from relay.streams.redis_store import RedisStreams
+from relay.streams.redis_store import RedisStore
 from relay.streams.stream import Follower, ResumableStream
 
 from ..support import FakeTransport, LoopThread
@@ -51,8 +51,8 @@ def test_a_mirror_let_go_while_a_read_is_on_its_way_counts_nothing(
 
     async def scenario() -> tuple[int, int]:
         loop = asyncio.get_running_loop()
-        a = await RedisStreams.connect(redis_server.url, loop, ResumeLimits())
-        b = await RedisStreams.connect(redis_server.url, loop, ResumeLimits())
+        a = await RedisStore.connect(redis_server.url, loop, ResumeLimits())
+        b = await RedisStore.connect(redis_server.url, loop, ResumeLimits())
         try:
             stream = a.create(None)
             assert stream is not None
@@ -67,7 +67,7 @@ def test_a_mirror_let_go_while_a_read_is_on_its_way_counts_nothing(
             stream.feed([b"data: " + b"y" * 500_000 + b"\n\n"])
             await _until(lambda: xlen(key) == 2)
             # A read of Redis that was on its way when the reader left comes back now.
-            await b._sync(mirror)  # type: ignore[arg-type]
+            await b.store._sync(mirror)  # type: ignore[arg-type]
             return held, b.held
         finally:
             await asyncio.wait_for(b.close(), CLOSE_BOUND)
@@ -85,8 +85,8 @@ def test_mirrors_give_way_before_a_generation_here_is_stopped(
 
     async def scenario() -> tuple[str | None, bool, bytes]:
         loop = asyncio.get_running_loop()
-        a = await RedisStreams.connect(redis_server.url, loop, ResumeLimits())
-        b = await RedisStreams.connect(redis_server.url, loop, ResumeLimits(memory=1_000_000))
+        a = await RedisStore.connect(redis_server.url, loop, ResumeLimits())
+        b = await RedisStore.connect(redis_server.url, loop, ResumeLimits(memory=1_000_000))
         try:
             stream = a.create(None)
             assert stream is not None
@@ -101,7 +101,7 @@ def test_mirrors_give_way_before_a_generation_here_is_stopped(
             own = b.create(None)
             assert own is not None
             own.feed([b"data: " + b"y" * 250_000 + b"\n\n"])
-            return own.status, b._mirrors.get(stream.id) is mirror, bytes(transport.take())
+            return own.status, b.store._mirrors.get(stream.id) is mirror, bytes(transport.take())
         finally:
             await asyncio.wait_for(b.close(), CLOSE_BOUND)
             await asyncio.wait_for(a.close(), CLOSE_BOUND)
@@ -110,3 +110,35 @@ def test_mirrors_give_way_before_a_generation_here_is_stopped(
     assert status is None and not kept
     assert b'"code": "evicted"' in told or b'"code":"evicted"' in told
     assert told.endswith(b"0\r\n\r\n")
+
+
+def test_a_mirrors_readers_at_a_drain_resume_elsewhere_and_the_generation_goes_on(
+        redis_server: RedisServer, lt: LoopThread) -> None:
+    """The mirrors' host is the store: when B drains, a reader of a mirror is told where to
+    resume and let go; one still there at the drain's timeout is cut. The stream is A's: it
+    stays live (B never ends a generation it does not own)."""
+
+    async def scenario() -> tuple[bytes, bool, bool, str | None]:
+        loop = asyncio.get_running_loop()
+        a = await RedisStore.connect(redis_server.url, loop, ResumeLimits())
+        b = await RedisStore.connect(redis_server.url, loop, ResumeLimits())
+        try:
+            stream = a.create(None)
+            assert stream is not None
+            stream.feed([b"data: one\n\n"])
+            meta = b"relay:rs:" + stream.id.encode() + b":meta"
+            await _until(lambda: redis_server.client().hget(meta, "count") == b"1")
+            mirror = await b.find(stream.id)
+            assert mirror is not None and mirror is not stream
+            draining, told = _reader(mirror)
+            draining.on_draining()
+            staying, cut = _reader(mirror)
+            staying.on_shutdown()
+            return bytes(told.take()), draining in mirror.followers, cut.aborted, stream.status
+        finally:
+            await asyncio.wait_for(b.close(), CLOSE_BOUND)
+            await asyncio.wait_for(a.close(), CLOSE_BOUND)
+
+    told, still_reading, cut, status = lt.run(scenario(), timeout=30)
+    assert b"event: relay.resume" in told and b'"last_event_id": "1"' in told
+    assert not still_reading and cut and status is None

@@ -22,7 +22,7 @@ import pytest
 from relay.config import ResumeLimits
 from relay.errors import StreamStoreUnavailable
 from relay.redis_link import CLOSE_WAIT
-from relay.streams.redis_store import RedisStreams
+from relay.streams.redis_store import RedisStore
 
 from ..conftest import ScriptedFactory
 from ..support import (
@@ -265,7 +265,7 @@ def test_redis_away_find_elsewhere_is_unavailable_and_the_owner_goes_on(
     limits = ResumeLimits(ttl=60, orphan_timeout=60)
 
     async def scenario() -> tuple[list[bytes], int]:
-        store = await RedisStreams.connect(redis_server.url, asyncio.get_running_loop(), limits)
+        store = await RedisStore.connect(redis_server.url, asyncio.get_running_loop(), limits)
         try:
             stream = store.create(None)
             assert stream is not None
@@ -306,15 +306,15 @@ def test_a_mirror_subscribes_before_it_reads_so_an_end_right_after_the_read_arri
 
     async def scenario() -> tuple[str | None, list[bytes]]:
         loop = asyncio.get_running_loop()
-        owner = await RedisStreams.connect(redis_server.url, loop, limits)
-        other = await RedisStreams.connect(redis_server.url, loop, limits)
+        owner = await RedisStore.connect(redis_server.url, loop, limits)
+        other = await RedisStore.connect(redis_server.url, loop, limits)
         try:
             stream = owner.create(None)
             assert stream is not None
             stream.feed([b"data: 1\n\n"])
             key = b"relay:rs:" + stream.id.encode() + b":meta"
             await _until(lambda: meta(key, "count") == b"1")
-            first_read = other._sync
+            first_read = other.store._sync
 
             async def read_then_end(mirror: Any) -> str | None:
                 error = await first_read(mirror)
@@ -324,7 +324,7 @@ def test_a_mirror_subscribes_before_it_reads_so_an_end_right_after_the_read_arri
                     await _until(lambda: meta(key, "status") == b"completed")
                 return error
 
-            other._sync = read_then_end  # type: ignore[method-assign]
+            other.store._sync = read_then_end  # type: ignore[method-assign]
             mirror = await other.find(stream.id)
             assert mirror is not None
             with contextlib.suppress(TimeoutError):
@@ -344,8 +344,8 @@ def test_close_ends_the_writer_even_when_a_cancel_is_absorbed(
     does inside redis-py when the call it wraps ends in the same step as the cancel): it used to
     wait for the next write for good, and close() with it."""
     async def scenario() -> tuple[float, list[str]]:
-        store = await RedisStreams.connect(redis_server.url, asyncio.get_running_loop(),
-                                           ResumeLimits(ttl=60, orphan_timeout=60))
+        store = await RedisStore.connect(redis_server.url, asyncio.get_running_loop(),
+                                         ResumeLimits(ttl=60, orphan_timeout=60))
         entered = asyncio.Event()
 
         async def absorbing_flush() -> None:
@@ -355,7 +355,7 @@ def test_close_ends_the_writer_even_when_a_cancel_is_absorbed(
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.sleep(30)
 
-        store._flush = absorbing_flush  # type: ignore[method-assign]
+        store.store._writer._flush = absorbing_flush  # type: ignore[attr-defined]
         stream = store.create(None)
         assert stream is not None
         stream.feed([b"data: 1\n\n"])

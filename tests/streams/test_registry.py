@@ -8,7 +8,8 @@ import json
 
 from relay.config import ResumeLimits
 from relay.errors import RelayShutdown
-from relay.streams.registry import Streams
+from relay.streams.registry import MemoryStore, Streams
+from relay.streams.stream import ResumableStream
 
 from ..support import FakeLoop
 from .test_stream import _payload, _reader
@@ -152,3 +153,55 @@ def test_a_shutdown_has_the_same_type_on_a_resumable_stream_as_on_a_plain_one() 
     error = json.loads(last.partition(b"data: ")[2].partition(b"\n")[0])["error"]
     assert error["code"] == "relay_shutdown" and error["type"] == RelayShutdown.type
     assert RelayShutdown.type == "server_error"
+
+
+class _RecordingStore(MemoryStore):
+    """A store that says what the registry asked of it (and that one instance reads elsewhere)."""
+
+    shared = True
+
+    def __init__(self, streams: Streams) -> None:
+        super().__init__(streams)
+        self.calls: list[tuple[str, object]] = []
+        self.elsewhere = True
+
+    def write(self, stream: ResumableStream, start: int) -> None:
+        self.calls.append(("write", start))
+
+    def ended(self, stream: ResumableStream) -> None:
+        self.calls.append(("ended", stream.status))
+
+    def read_elsewhere(self, stream: ResumableStream) -> bool:
+        return self.elsewhere
+
+    async def find(self, stream_id: str) -> ResumableStream | None:
+        self.calls.append(("find", stream_id))
+        return None
+
+    async def close(self) -> None:
+        self.calls.append(("close", None))
+
+
+def test_the_registry_tells_its_store_and_asks_it_what_it_cannot_know(
+        fake_loop: FakeLoop) -> None:
+    """The store is a part the registry calls (StreamStore), never a subclass: each new event
+    is written, the end too; a stream read on another instance is no orphan; an id not held
+    here is the store's to find."""
+    streams = Streams(fake_loop, LIMITS, _RecordingStore)  # type: ignore[arg-type]
+    store = streams.store
+    assert isinstance(store, _RecordingStore) and streams.shared
+    stream = streams.create(None)
+    assert stream is not None
+    stream.feed([b"data: a\n\n", b"data: b\n\n"])
+    _, _, ex = _reader(stream)
+    ex.client_gone()
+    fake_loop.advance(100)
+    assert stream.live  # read elsewhere: no orphan timer
+    store.elsewhere = False
+    streams.unfollowed(stream)  # (what the Redis store calls on the last "unfollow")
+    fake_loop.advance(60)
+    assert stream.status == "orphaned"
+    assert asyncio.run(streams.find("rs_elsewhere")) is None
+    asyncio.run(streams.close())
+    assert store.calls == [("write", 0), ("write", 0), ("write", 2), ("ended", "orphaned"),
+                           ("find", "rs_elsewhere"), ("close", None)]
