@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relay.http1.chunks import SIZE, FramingError
 from relay.http1.passthrough import ChunkedPassthrough
-from relay.http1.readers import SIZE, ChunkedReader, FramingError
+from relay.http1.readers import ChunkedReader
 
 size_line_styles = st.sampled_from(["plain", "upper", "zeros", "ext"])
 
