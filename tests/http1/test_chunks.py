@@ -254,3 +254,11 @@ def test_framed_output_reframes_what_is_not_plainly_framed() -> None:
     out = framed.feed(b"2\r\nok\r\n5;secret=1\r\nhello\r\n3\r\nabc\r\n0\r\nx: 1\r\n\r\n")
     assert b"".join(out) == b"2\r\nok\r\n5\r\nhello\r\n3\r\nabc\r\n"
     assert framed.done and framed.tail == b"oabc"
+
+
+def test_whole_chunks_after_a_split_one_go_out_as_a_run() -> None:
+    framed = ChunkScanner(Output.FRAMED)
+    assert framed.feed(b"5\r\nhel") == [b"3\r\n", b"hel", b"\r\n"]
+    rest = b"lo\r\n3\r\nabc\r\n4\r\ndefg\r\n"
+    assert framed.feed(rest) == [b"2\r\n", b"lo", b"\r\n", rest[4:]]
+    assert framed.tail == b"defg" and not framed.done
