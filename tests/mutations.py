@@ -91,7 +91,7 @@ MUTATIONS = [
              "self._enter(ANSWERING if head.keep_alive else CLOSING)",
              "self._enter(ANSWERING)",
              ("net/test_client.py",)),
-    Mutation("let a chunk size of 2^64-1 through", "http1/request_body.py",
+    Mutation("let a chunk size of 2^64-1 through", "http1/chunks.py",
              "if self._total > self._limit:", "if False:",
              ("http1/test_request_body.py",)),
     Mutation("print the injected key in --trace", "ops/trace.py",
@@ -371,6 +371,16 @@ MUTATIONS = [
              "        if stream.live and not self.store.read_elsewhere(stream):",
              "        if stream.live:",
              ("streams/test_registry.py", "streams/test_redis_store.py")),
+    Mutation("take a chunk size with a leading 0 in the chunk scanner's tight loop (the last "
+             "chunk as an empty one, 0x1f as 31)", "http1/chunks.py",
+             "if not line.isalnum() or line[0] == 48:", "if not line.isalnum():",
+             ("http1/test_chunks.py",)),
+    Mutation("let a whole chunk-size line be longer than a cut one may", "http1/chunks.py",
+             "        if eol - pos > MAX_CHUNK_LINE:\n            raise FramingError(LONG_LINE)\n"
+             "        line = data[pos:eol]",
+             "        line = data[pos:eol]", ("http1/test_chunks.py",)),
+    Mutation("forget the payload before a short chunk in a framed body's tail", "http1/chunks.py",
+             "if start < pos != short_end:", "if False:", ("http1/test_chunks.py",)),
 ]
 
 

@@ -12,85 +12,30 @@ trailers are checked and then dropped, never passed on.
 
 from __future__ import annotations
 
-import re
-
-from .readers import DATA, DATA_CRLF, DONE, SIZE, TRAILER, ChunkScanner, FramingError
-from .readers import parse_chunk_size as _parse_size
+from .chunks import BodyTooLarge, ChunkScanner, FramingError, Output
 from .request_head import Rejection
 
 MAX_EXTENSIONS = 1024  # bytes of chunk extensions in one request body
-_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
-_EXTENSION = re.compile(rb"(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN
-                        + rb"|" + _QUOTED + rb"))?)*[ \t]*")
 
 
-class _TooLarge(Exception):
-    pass
-
-
-class ChunkedRequestCheck(ChunkScanner):
+class ChunkedRequestCheck:
     """Walks a chunked request body's framing, raw bytes in, a verdict out (see the module
-    docstring); the bytes themselves are h11's to decode."""
+    docstring): the chunk scanner (:mod:`relay.http1.chunks`) with no output, a ``limit`` on
+    the sizes and the extension rules; the bytes themselves are h11's to decode."""
 
-    __slots__ = ("_ext_bytes", "_limit", "_total")
+    __slots__ = ("_scanner",)
 
     def __init__(self, limit: int) -> None:
-        super().__init__()
-        self._limit = limit
-        self._total = self._ext_bytes = 0
+        self._scanner = ChunkScanner(Output.NOTHING, limit, MAX_EXTENSIONS)
 
     def feed(self, data: bytes) -> Rejection | None:
-        if self._partial:
-            data = self._partial + data
-            self._partial = b""
         try:
-            self._walk(data)
+            self._scanner.feed(data)
+        except BodyTooLarge:
+            return Rejection(413, "request body too large")
         except FramingError as exc:
             return Rejection(400, f"invalid chunked request body: {exc}")
-        except _TooLarge:
-            return Rejection(413, "request body too large")
         return None
-
-    def _walk(self, data: bytes) -> None:
-        pos, end = 0, len(data)
-        while 0 <= pos < end and self._state != DONE:
-            state = self._state
-            if state == DATA:
-                take = min(self._remaining, end - pos)
-                pos += take
-                self._remaining -= take
-                if not self._remaining:
-                    self._state = DATA_CRLF
-            elif state == SIZE:
-                pos = self._size_line(data, pos)
-            elif state == DATA_CRLF:
-                pos = self._data_crlf(data, pos, end)
-            elif state == TRAILER:
-                pos = self._trailer_line(data, pos)
-
-    def _size_line(self, data: bytes, pos: int) -> int:
-        eol = data.find(b"\r\n", pos)
-        if eol < 0:
-            self._keep(data, pos)  # (a line longer than MAX_CHUNK_LINE is an error)
-            return -1
-        line = data[pos:eol]
-        semi = line.find(b";")
-        if semi >= 0:
-            self._ext_bytes += eol - pos - semi
-            if self._ext_bytes > MAX_EXTENSIONS:
-                raise FramingError("chunk extensions too large")
-            if _EXTENSION.fullmatch(line, semi) is None:
-                raise FramingError("invalid chunk extension")  # (nor quoted: it may be a secret)
-        size = _parse_size(line)
-        self._total += size
-        if self._total > self._limit:
-            raise _TooLarge
-        if size:
-            self._remaining, self._state = size, DATA
-        else:
-            self._state = TRAILER
-        return eol + 2
 
 
 class RequestBody:

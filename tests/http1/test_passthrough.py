@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relay.http1.chunks import SIZE, FramingError
 from relay.http1.passthrough import ChunkedPassthrough
-from relay.http1.readers import SIZE, ChunkedReader, FramingError
+from relay.http1.readers import ChunkedReader
 
 size_line_styles = st.sampled_from(["plain", "upper", "zeros", "ext"])
 
@@ -73,3 +74,11 @@ def test_passthrough_error_keeps_whole_chunks_before_it() -> None:
     assert info.value.pieces == [b"2\r\nok\r\n"]
     with pytest.raises(FramingError):
         ChunkedPassthrough().feed(b"3\r\nabcXY")
+
+
+def test_passthrough_gives_out_a_chunk_without_its_crlf_before_the_error() -> None:
+    """As when the read is cut inside it: the data the size line announced goes out (as a
+    chunk of its own), then the error; whatever the reads, the client gets the same bytes."""
+    with pytest.raises(FramingError) as info:
+        ChunkedPassthrough().feed(b"2\r\nok\r\n3\r\nabcXY")
+    assert b"".join(info.value.pieces) == b"2\r\nok\r\n3\r\nabc\r\n"

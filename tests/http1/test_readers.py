@@ -155,3 +155,10 @@ def test_every_reader_keeps_the_last_payload_bytes(pieces: list[bytes], cuts: li
         prev = cut
         assert reader.tail == got[-TAIL:]
     assert got == payload
+
+
+def test_chunked_size_line_too_long_is_refused_whole_as_when_cut() -> None:
+    """A whole line over the bound is refused as a line cut by the end of a read is."""
+    line = b"5;" + b"x" * 5000 + b"\r\nhello\r\n0\r\n\r\n"
+    with pytest.raises(FramingError, match="chunk size line too long"):
+        ChunkedReader().feed(line)
