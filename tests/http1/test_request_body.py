@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from relay.config import Limits
-from relay.http1.request_body import MAX_EXTENSIONS, ChunkedRequestCheck, RequestBody, start_body
+from relay.http1.request_body import MAX_EXTENSIONS, ChunkedRequestCheck, RequestBody
 
 from ..conftest import RelayFactory, ScriptedFactory
 from ..support import Received, answering, connect, read_until_close
@@ -68,9 +68,6 @@ def test_the_body_collects_up_to_its_limit() -> None:
     body = RequestBody(5, chunked=False)
     assert body.add(b"abc") and body.add(b"de")
     assert not body.add(b"f")
-    assert start_body(False, 5, b"", 5) is not None
-    verdict = start_body(True, 5, b"zz\r\n", 0)
-    assert not isinstance(verdict, RequestBody) and verdict.status == 400
 
 
 @pytest.mark.parametrize("cuts", [(), (1,), (3,), (4,), (2, 5), (1, 2, 3, 4, 5, 6, 7)])
