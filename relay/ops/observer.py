@@ -138,7 +138,7 @@ class Observer:
         if record.bytes_in:
             self.request_bytes.inc(record.bytes_in)
         if record.bytes_out and (record.route == "/v1" or record.route == "/events"):
-            self.bytes_out.inc(record.bytes_out)  # (local pages: in the log; a publish: none)
+            self.bytes_out.inc(record.bytes_out)  # (local pages: in the log)
             self.events.inc(record.events)
         if ended == "client_disconnect":
             self.client_disconnects.inc()
