@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 from . import __version__
 from .cors import Cors
-from .errors import error_body, error_type
 from .net.exchange import Exchange
 from .net.pool import Pool
+from .net.respond import respond, respond_error
 from .ops.metrics import CONTENT_TYPE as METRICS_TYPE
 from .ops.observer import Observer
 from .ops.record import Record
@@ -81,21 +81,3 @@ class LocalEndpoints:
         ex.start(204, [(b"x-request-id", record.rid)])
         ex.end()
         self.obs.finish(record, "complete")
-
-
-def respond(obs: Observer, ex: Exchange, record: Record, status: int, body: bytes,
-            content_type: bytes = b"application/json",
-            extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    """A whole answer of the relay's own (with its request id), and its record closed."""
-    record.status = status
-    record.ttfb = obs.clock() - record.started
-    ex.respond(status, body, content_type, [*extra, (b"x-request-id", record.rid)])
-    record.bytes_out = len(body)
-    obs.finish(record, "complete")
-
-
-def respond_error(obs: Observer, ex: Exchange, record: Record, status: int, message: str,
-                  code: str, extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    """An OpenAI-style error answer of the relay's own."""
-    respond(obs, ex, record, status, error_body(message, error_type(status), code),
-            b"application/json", extra)

@@ -126,9 +126,6 @@ UPWARD_NOT_YET_REMOVED: list[tuple[str, str]] = []
 DOMAINS_IMPORTING_DOMAINS = {
     ("relay.proxy", "relay.streams.registry"): "a relayed request may be resumable",
     ("relay.proxy", "relay.streams.stream"): "a relayed request may be resumable",
-    # not yet removed: the respond helpers belong beside Exchange (net/exchange.py)
-    ("relay.channels.endpoints", "relay.local"): "respond, respond_error",
-    ("relay.streams.endpoints", "relay.local"): "respond, respond_error",
 }
 
 

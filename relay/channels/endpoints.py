@@ -28,8 +28,8 @@ from ..config import ChannelLimits
 from ..http1.known_heads import ParsedHead
 from ..http1.sse import EVENT_STREAM_HEADERS
 from ..http1.target import query_params
-from ..local import respond, respond_error
 from ..net.exchange import Exchange
+from ..net.respond import respond, respond_error
 from ..ops.metrics import Registry
 from ..ops.observer import Observer
 from ..ops.record import Record

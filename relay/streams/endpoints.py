@@ -24,8 +24,8 @@ from ..auth import ClientAuth
 from ..errors import RelayError
 from ..http1.sse import EVENT_STREAM_HEADERS
 from ..http1.target import query_params
-from ..local import respond, respond_error
 from ..net.exchange import Exchange
+from ..net.respond import respond, respond_error
 from ..ops.metrics import Registry
 from ..ops.observer import Observer
 from ..ops.record import Record
