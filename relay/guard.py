@@ -85,8 +85,8 @@ class Guard:
         self._check_host = host_check_on(listen_host, allowed_hosts)
         self.cors = cors or Cors()
         # Host values seen, and the verdict: a client sends the same few values again and
-        # again, and parsing an address each time was a tenth of a publish's cost. Bounded:
-        # a client sending a new Host per request only empties it.
+        # again, and parsing an address is costly next to a publish. Bounded: a client
+        # sending a new Host per request only empties it.
         self._verdicts: dict[bytes, bool] = {}
 
     def check(self, raw: bytes | None, origin: bytes | None, fetch_site: bytes | None,

@@ -128,7 +128,7 @@ class Pool:
 
     async def _connect(self) -> UpstreamConnection:
         # (Not loop.time(): uvloop's counts whole milliseconds, and a loopback or same-zone
-        # connect takes less than one, so it measured 0.)
+        # connect takes less than one.)
         started = time.perf_counter()
         tracer = self._tracer
         made: list[UpstreamConnection] = []

@@ -32,7 +32,7 @@ def tune_transport(
 
     asyncio and uvloop usually set TCP_NODELAY already; setting it here makes it a guarantee.
     Accepted connections skip this: fetching the socket object costs a getsockname and the
-    option a setsockopt, ~4% of a short stream's CPU, and they inherit it from the listener.
+    option a setsockopt per connection, and they inherit it from the listener anyway.
     uvloop's default low-water mark is tiny, so resume_writing would fire for every few bytes
     drained; explicit marks make pause/resume (and so upstream read pauses) coarse and cheap.
     """
