@@ -3,6 +3,7 @@
     python -m bench                              # all relays, all scenarios, 3 repetitions
     python -m bench --quick                      # C at 2,000 streams and M, relay vs nginx, once
     python -m bench --relays relay,nginx --scenarios C,T --streams 1000,2000 --reps 1
+    python -m bench --quick --relays relay@../before,relay,nginx   # a tree before, beside
 
 For each repetition and relay, a fresh mock upstream and the relay are started, the relay pinned
 to one CPU and the mock and load generator to the other; the scenarios run one after the other.
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .procs import Proc, cpu_sets, free_port, git_rev, wait_port
-from .relays import RELAYS, nofile_limit
+from .relays import nofile_limit, spec
 from .report import write_report
 from .scenarios import scenario_c, scenario_m, scenario_s, scenario_t
 
@@ -35,7 +36,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--relays", default="relay,nginx,aiohttp,fastapi,direct")
+    ap.add_argument("--relays", default=None,
+                    help="comma-separated (default relay,nginx,aiohttp,fastapi,direct; "
+                         "relay@PATH: the relay of the checkout at PATH, e.g. a tree before)")
     ap.add_argument("--scenarios", default="C,T,M,S")
     ap.add_argument("--streams", default="1000,2000,5000,10000", help="N values for scenario C")
     ap.add_argument("--reps", type=int, default=3)
@@ -45,7 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     if args.quick:
-        args.relays, args.scenarios, args.streams, args.reps = "relay,nginx", "C,M", "2000", 1
+        args.scenarios, args.streams, args.reps = "C,M", "2000", 1
+    if args.relays is None:
+        args.relays = "relay,nginx" if args.quick else "relay,nginx,aiohttp,fastapi,direct"
     return args
 
 
@@ -89,7 +94,7 @@ def run_relay(name: str, scenarios: list[str], levels: list[int], seconds: int, 
     (Python keeps freed memory: RSS figures after a big run would hide growth)."""
     rows: list[dict[str, Any]] = []
     saturated = False
-    for key, fn in _runs(scenarios, levels, seconds, RELAYS[name].headers()):
+    for key, fn in _runs(scenarios, levels, seconds, spec(name).headers()):
         if saturated and key.startswith("C"):
             rows.append({"relay": name, "rep": rep, "scenario": key,
                          "skipped": "saturated at a lower N"})
@@ -119,7 +124,7 @@ def _run_fresh(name: str, fn: Any, workdir: Path) -> dict[str, Any]:
     relay: Proc | None = None
     try:
         wait_port(mock_port)
-        relay = RELAYS[name].start(port, mock_port, relay_cpus, workdir)
+        relay = spec(name).start(port, mock_port, relay_cpus, workdir)
         url = f"http://127.0.0.1:{mock_port if relay is None else port}"
         idle_rss = relay.rss_bytes() if relay else 0
         row: dict[str, Any] = fn(url, relay, load_cpus, workdir, idle_rss)
@@ -145,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     relays = [r for r in args.relays.split(",") if r]
-    missing = {r: why for r in relays if (why := RELAYS[r].missing())}
+    missing = {r: why for r in relays if (why := spec(r).missing())}
     for name, why in missing.items():
         print(f"MISSING {name}: {why}", file=sys.stderr)
     scenarios = [s.strip().upper() for s in args.scenarios.split(",") if s.strip()]

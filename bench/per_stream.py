@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from .procs import Proc, cpu_sets, free_port, wait_port
-from .relays import RELAYS
+from .relays import spec as relay_spec
 from .scenarios import loadgen_headers, measure
 
 
@@ -32,7 +32,7 @@ def main() -> None:
     os.sched_setaffinity(0, load_cpus)
     for rep in range(args.reps):
         for name in args.relays.split(","):
-            spec = RELAYS[name]
+            spec = relay_spec(name)
             if spec.missing():
                 print(f"{name:8} MISSING: {spec.missing()}")
                 continue

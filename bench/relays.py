@@ -12,12 +12,14 @@ from pathlib import Path
 from .procs import Proc, wait_port
 
 HERE = Path(__file__).resolve().parent
+THIS_TREE = HERE.parent  # this checkout (a relay@PATH names another)
 
 
 @dataclass(frozen=True)
 class RelaySpec:
     name: str
     python: bool  # a Python peer (for the "best Python peer" ratio)
+    tree: Path | None = None  # "relay@PATH": the relay of another checkout, as "relay" runs
 
     def headers(self) -> tuple[str, ...]:
         """Headers (``name:value``) the load must send to this relay: LiteLLM's master key."""
@@ -25,6 +27,8 @@ class RelaySpec:
 
     def missing(self) -> str | None:
         """Why this relay cannot run here (None when it can)."""
+        if self.tree is not None and not (self.tree / "relay" / "__main__.py").exists():
+            return f"{self.tree} is not a checkout of the relay"
         if self.name == "litellm" and not litellm_exe().exists():
             return "litellm not installed (make bench-deps: .venv-litellm)"
         if self.name == "nginx" and shutil.which("nginx") is None:
@@ -42,12 +46,16 @@ class RelaySpec:
         log = workdir / f"{self.name}.log"
         if self.name == "direct":
             return None
-        if self.name in ("relay", "relay-log"):
+        if self.name in ("relay", "relay-log") or self.tree is not None:
             # "relay": as nginx's peer config (access_log off); "relay-log": the access log
             # on, into a file (its cost: bench.per_stream --relays relay,relay-log).
             where = str(workdir / "access.log") if self.name == "relay-log" else "off"
             argv = [sys.executable, "-m", "relay", "serve", "--port", str(port),
                     "--upstream", upstream, "--log-level", "warning", "--access-log", where]
+            if self.tree is not None:  # (the other checkout's package first on the path)
+                proc = Proc(argv, cpus, log, env={"PYTHONPATH": str(self.tree)})
+                wait_port(port, proc=proc)
+                return proc
         elif self.name == "aiohttp":
             argv = [sys.executable, "-m", "bench.peers.aiohttp_relay", "--port", str(port),
                     "--upstream", upstream]
@@ -107,6 +115,14 @@ def litellm_conf(upstream: str, workdir: Path) -> Path:
                     f"      model: openai/mock-gpt\n      api_base: {upstream}/v1\n"
                     "      api_key: unused\n")
     return conf
+
+
+def spec(name: str) -> RelaySpec:
+    """The relay called ``name``: one of :data:`RELAYS`, or ``relay@PATH`` for the relay of the
+    checkout at PATH (a tree before a change, beside this one in the same run)."""
+    if name.startswith("relay@"):
+        return RelaySpec(name, python=False, tree=Path(name.removeprefix("relay@")).resolve())
+    return RELAYS[name]
 
 
 RELAYS = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from pathlib import Path
 
 import uvloop
 
@@ -107,3 +108,14 @@ def test_host_jitter_finds_a_gap_in_its_clock_loop() -> None:
 
     found = host_jitter.gaps(0.02, 0.003, clock)
     assert found and all(abs(gap - 0.005) < 1e-6 for _, gap in found)
+
+
+def test_a_relay_at_a_path_is_that_checkouts_relay(tmp_path: Path) -> None:
+    """``relay@PATH`` runs the relay of another checkout (a tree before), beside this one."""
+    from bench.relays import THIS_TREE, spec
+
+    before = spec(f"relay@{THIS_TREE}")
+    assert before.tree == THIS_TREE.resolve() and before.missing() is None
+    assert not before.python and before.headers() == ()
+    assert "not a checkout" in (spec(f"relay@{tmp_path}").missing() or "")
+    assert spec("relay").tree is None
