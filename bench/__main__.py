@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
             for name in relays:
                 if name in missing:
                     continue
-                workdir = Path(tmp) / f"{name}-{rep}"
+                workdir = Path(tmp) / f"{spec(name).slug}-{rep}"
                 workdir.mkdir()
                 rows += run_relay(name, scenarios, levels, args.seconds, rep, workdir)
                 # Written after every relay: an interrupted run still leaves its figures.

@@ -21,6 +21,11 @@ class RelaySpec:
     python: bool  # a Python peer (for the "best Python peer" ratio)
     tree: Path | None = None  # "relay@PATH": the relay of another checkout, as "relay" runs
 
+    @property
+    def slug(self) -> str:
+        """The name as a file name (``relay@PATH`` holds slashes)."""
+        return self.name.replace("/", "_")
+
     def headers(self) -> tuple[str, ...]:
         """Headers (``name:value``) the load must send to this relay: LiteLLM's master key."""
         return (f"authorization:Bearer {LITELLM_KEY}",) if self.name == "litellm" else ()
@@ -43,7 +48,7 @@ class RelaySpec:
     def start(self, port: int, upstream_port: int, cpus: set[int], workdir: Path) -> Proc | None:
         """Start the relay on ``port`` in front of the mock; None for the direct baseline."""
         upstream = f"http://127.0.0.1:{upstream_port}"
-        log = workdir / f"{self.name}.log"
+        log = workdir / f"{self.slug}.log"
         if self.name == "direct":
             return None
         if self.name in ("relay", "relay-log") or self.tree is not None:

@@ -118,4 +118,4 @@ def test_a_relay_at_a_path_is_that_checkouts_relay(tmp_path: Path) -> None:
     assert before.tree == THIS_TREE.resolve() and before.missing() is None
     assert not before.python and before.headers() == ()
     assert "not a checkout" in (spec(f"relay@{tmp_path}").missing() or "")
-    assert spec("relay").tree is None
+    assert spec("relay").tree is None and "/" not in before.slug
