@@ -73,17 +73,17 @@ class Record:
         self.client = client
         self.rid = request_id
         self.bytes_in = bytes_in
-        self.bytes_out = 0
-        self.events = 0
-        self.status = 0
-        self.upstream_status: int | None = None
-        self.ttfb: float | None = None  # request received -> response head written
+        self.bytes_out = self.events = self.status = 0
         self.started = now
         self.wall_started = time.time()
-        self.ended: str | None = None
-        self.stream_id: str | None = None  # a resumable stream this request started or read
-        self.replayed: int | None = None  # events a resume replayed
-        self.reason: str | None = None  # why a request refused before routing was refused
+        self.upstream_status: int | None
+        self.ttfb: float | None  # request received -> response head written
+        self.ended: str | None
+        self.stream_id: str | None  # a resumable stream this request started or read
+        self.replayed: int | None  # events a resume replayed
+        self.reason: str | None  # why a request refused before routing was refused
+        self.upstream_status = self.ttfb = self.ended = self.stream_id = self.replayed = (
+            self.reason) = None
 
     @property
     def method(self) -> str:
