@@ -76,8 +76,8 @@ class HeadReader:
         self._tail: bytes | bytearray = b""
 
     def feed(self, data: bytes | bytearray) -> int | Rejection:
-        window = self._tail + data if self._tail else data
-        offset = self._seen - len(self._tail)
+        tail = self._tail
+        window, offset = (tail + data, self._seen - len(tail)) if tail else (data, self._seen)
         end = window.find(_END)
         if end >= 0:
             size = offset + end + 4
