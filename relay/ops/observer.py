@@ -46,13 +46,8 @@ _STATUS = {status: str(status) for status in range(100, 600)}  # (labels: no str
 _LOCAL_ROUTES = frozenset({"/", "/healthz", "/metrics", "/demo.js", "/favicon.svg"})
 
 
-def route_of(path: bytes) -> str:
-    """The metrics label for a path: a few routes, never the path itself (a client could make
-    one label per request)."""
-    if path.startswith(b"/v1/"):
-        return "/v1"
-    if path.startswith(b"/events/"):
-        return "/events"
+def _local_route(path: bytes) -> str:
+    """The metrics label of a path outside ``/v1/`` and ``/events/`` (see :class:`Record`)."""
     text = path.decode("latin-1")
     return text if text in _LOCAL_ROUTES else "other"
 
@@ -69,7 +64,9 @@ class Record:
     def __init__(self, method: bytes, path: bytes, client: str, request_id: bytes,
                  bytes_in: int, now: float) -> None:
         self._method, self._path = method, path
-        self.route = route_of(path)
+        # The metrics label: a few routes, never the path itself (one label per request).
+        self.route = ("/v1" if path.startswith(b"/v1/") else "/events"
+                      if path.startswith(b"/events/") else _local_route(path))
         self.client = client
         self.rid = request_id
         self.bytes_in = bytes_in
