@@ -76,8 +76,11 @@ class HeadReader:
         self._tail: bytes | bytearray = b""
 
     def feed(self, data: bytes | bytearray) -> int | Rejection:
-        tail = self._tail
-        window, offset = (tail + data, self._seen - len(tail)) if tail else (data, self._seen)
+        tail, offset = self._tail, self._seen
+        if tail:
+            window, offset = tail + data, offset - len(tail)
+        else:
+            window = data
         end = window.find(_END)
         if end >= 0:
             size = offset + end + 4

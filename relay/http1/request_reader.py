@@ -157,16 +157,17 @@ class RequestReader:
             return self._head_eof() if self._eof else NEED_DATA
         if isinstance(verdict, Rejection):
             return self._reject(verdict)
-        head_bytes = buf[:verdict]  # (the head ends here: next_cycle() scans the next anew)
-        if not isinstance(head_bytes, bytes):  # (a head that came in several reads)
-            head_bytes = bytes(head_bytes)
-        rest = buf[verdict:]
+        if isinstance(buf, bytes):  # (next_cycle() scans the next head anew)
+            head_bytes, rest = buf[:verdict], buf[verdict:]
+        else:  # (a head that came in several reads)
+            head_bytes, rest = bytes(buf[:verdict]), bytes(buf[verdict:])
         known = self._known.get(head_bytes)
         if known is not None:
             if len(rest) == known.length and not known.expect_continue and not self.refusal:
                 # (the usual: a known head and its whole body, alone; never chunked)
-                self._head, self._buf, self.received, self.part = known, b"", known.length, DONE
-                return Request(known, bytes(rest), self._lone)
+                self._head, self._buf = known, b""
+                self.received, self.part = known.length, DONE
+                return Request(known, rest, self._lone)
             self._buf = rest
             return self._start(known, rest, True)
         self._buf = rest
