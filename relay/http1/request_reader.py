@@ -117,7 +117,7 @@ class RequestReader:
     @property
     def pending(self) -> bool:
         """Bytes or the client's EOF wait to be read (after a request: a next one's)."""
-        return bool(self._buf) or self._eof
+        return len(self._buf) > 0 or self._eof
 
     def feed(self, data: bytes) -> None:
         """The bytes of one read."""
@@ -139,7 +139,7 @@ class RequestReader:
         if self._heads_fed:
             self._heads, self._heads_fed = HeadReader(self._limits.max_head_size), False
         self._head, self._scanned, self.received, self._lone = None, 0, 0, False
-        return bool(self._buf) or self._eof
+        return len(self._buf) > 0 or self._eof
 
     def next_event(self) -> Event:
         """What the bytes fed so far amount to: the head is read here (the usual case: a
@@ -221,26 +221,26 @@ class RequestReader:
             return self._reject(parse_error(exc.error_status_hint, str(exc)))
         return self._reject(parse_error(400, ""))  # pragma: no cover  (h11 always refuses)
 
-    def _start(self, head: ParsedHead, rest: bytes | bytearray, known: bool) -> Event:
+    def _start(self, head: ParsedHead, rest: bytes, known: bool) -> Event:
         """A head: its body read whole at once when it is all there, else as it comes."""
         self._head = head
         if self.refusal is not None:
             return self._reject(self.refusal)
         length = head.length
         if not head.chunked and not head.expect_continue and len(rest) >= length:
-            body = bytes(rest) if len(rest) == length else bytes(rest[:length])
+            body = rest if len(rest) == length else rest[:length]
             self._buf = rest[length:] if len(rest) > length else b""
             self.received, self.part = length, DONE
             return Request(head, body, known and self._lone and not self._buf)
         self._body = body_ = RequestBody(self._limits.max_body_size, head.chunked, length)
         if body_.check is not None:
             self.part = CHUNKED
-            rejection = body_.check.feed(bytes(rest))
+            rejection = body_.check.feed(rest)
             if rejection is not None:
                 return self._reject(rejection)
             assert self._h11 is not None
             if rest:  # (h11 takes b"" for the EOF)
-                self._h11.receive_data(bytes(rest))
+                self._h11.receive_data(rest)
             self._buf = b""
         else:
             self.part = BODY
