@@ -65,13 +65,14 @@ class Router:
                                                                       streams)
         self._routing = Routing(guard, channels is not None, streams is not None)
         self._local = LocalEndpoints(pool, obs)
-        self._plans: dict[int, tuple[ParsedHead, _Plan]] = {}  # by id(head), head kept alive
+        self._plans: dict[int, _Plan] = {}  # by id(head), the plan keeping its head alive
 
     def direct(self, head: ParsedHead, body: bytes, peer: Callable[[], str]) -> bytes | None:
         """A whole request of a known head answered in bytes, or None (see the module
         docstring): only publishes to a channel, and only the ones it accepts."""
-        kept = self._plans.get(id(head))
-        plan = kept[1] if kept is not None and kept[0] is head else self._plan(head)
+        plan = self._plans.get(id(head))
+        if plan is None or plan.head is not head:  # (its first time here)
+            plan = self._plan(head)
         channels = self._channels
         if plan.channel is None or channels is None:
             return None
@@ -115,11 +116,11 @@ class Router:
         taken = route(head.method, head.path, fields.get, self._routing)
         channel = (self._channels.direct_channel(head) if taken.way is Way.CHANNELS
                    and self._channels is not None else None)
-        plan = _Plan(channel, taken.cors)
+        plan = _Plan(head, channel, taken.cors)
         plans = self._plans
         if len(plans) >= _PLANS:
             del plans[next(iter(plans))]  # (insertion order: the oldest)
-        plans[id(head)] = (head, plan)
+        plans[id(head)] = plan
         return plan
 
     def __call__(self, ex: Exchange) -> Awaitable[None] | None:
@@ -288,13 +289,14 @@ class _Plan:
     what :meth:`relay.net.exchange.Exchange.respond` writes for a publish's 200, made once
     by the same :func:`~relay.http1.writers.start_response`."""
 
-    __slots__ = ("channel", "head_end", "head_start")
+    __slots__ = ("channel", "head", "head_end", "head_start")
 
-    def __init__(self, channel: str | None, cors: Headers) -> None:
+    def __init__(self, head: ParsedHead, channel: str | None, cors: Headers) -> None:
+        self.head = head  # (kept alive: its id is the plan's key)
         self.channel = channel
-        head, _ = start_response(b"POST", b"1.1", 200, reason_phrase(200),
-                                 [(b"content-type", b"application/json"), (b"x-request-id", _RID),
-                                  *cors], 0, True)
-        self.head_start, rest = head.split(_RID)
+        answer, _ = start_response(b"POST", b"1.1", 200, reason_phrase(200),
+                                   [(b"content-type", b"application/json"),
+                                    (b"x-request-id", _RID), *cors], 0, True)
+        self.head_start, rest = answer.split(_RID)
         assert rest.endswith(b"content-length: " + _NO_LENGTH)
         self.head_end = rest[:-len(_NO_LENGTH)]

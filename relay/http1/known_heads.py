@@ -16,7 +16,7 @@ byte of difference (another path, another length) is another head, parsed by h11
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .headers import keeps_alive
@@ -65,18 +65,14 @@ class KnownHeads:
     """Heads parsed before, by their bytes (see the module docstring). Shared by the
     connections of one listener."""
 
-    __slots__ = ("_entries", "_heads", "_max_head", "hits")
+    __slots__ = ("_entries", "_heads", "_max_head", "get")
 
     def __init__(self, entries: int = 4096, max_head: int = 1024) -> None:
         self._heads: dict[bytes, ParsedHead] = {}
         self._entries, self._max_head = entries, max_head
-        self.hits = 0
-
-    def get(self, head: bytes) -> ParsedHead | None:
-        parsed = self._heads.get(head)
-        if parsed is not None:
-            self.hits += 1
-        return parsed
+        # What these bytes parsed to before, or None: the map's own lookup (every read of a
+        # head asks it, so no method of ours runs in between).
+        self.get: Callable[[bytes], ParsedHead | None] = self._heads.get
 
     def add(self, head: bytes, parsed: ParsedHead) -> None:
         """Keep ``parsed`` for ``head`` if it may be reused (see the module docstring)."""

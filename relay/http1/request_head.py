@@ -76,8 +76,11 @@ class HeadReader:
         self._tail: bytes | bytearray = b""
 
     def feed(self, data: bytes | bytearray) -> int | Rejection:
-        window = self._tail + data if self._tail else data
-        offset = self._seen - len(self._tail)
+        tail, offset = self._tail, self._seen
+        if tail:
+            window, offset = tail + data, offset - len(tail)
+        else:
+            window = data
         end = window.find(_END)
         if end >= 0:
             size = offset + end + 4

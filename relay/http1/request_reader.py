@@ -117,7 +117,7 @@ class RequestReader:
     @property
     def pending(self) -> bool:
         """Bytes or the client's EOF wait to be read (after a request: a next one's)."""
-        return bool(self._buf) or self._eof
+        return len(self._buf) > 0 or self._eof
 
     def feed(self, data: bytes) -> None:
         """The bytes of one read."""
@@ -139,12 +139,45 @@ class RequestReader:
         if self._heads_fed:
             self._heads, self._heads_fed = HeadReader(self._limits.max_head_size), False
         self._head, self._scanned, self.received, self._lone = None, 0, 0, False
-        return bool(self._buf) or self._eof
+        return len(self._buf) > 0 or self._eof
 
     def next_event(self) -> Event:
+        """What the bytes fed so far amount to: the head is read here (the usual case: a
+        whole request in one read is given in this one call), a body or the wait after a
+        request by :meth:`_after_head`."""
         part = self.part
-        if part is IDLE or part is HEAD:
-            return self._read_head()
+        if part is not IDLE and part is not HEAD:
+            return self._after_head(part)
+        buf, scanned = self._buf, self._scanned
+        if len(buf) == scanned:  # nothing new
+            return self._head_eof() if self._eof else NEED_DATA
+        verdict = self._heads.feed(buf[scanned:] if scanned else buf)
+        if not verdict:  # (the head reader holds the start of this head: a new one for the next)
+            self._scanned, self.part, self._heads_fed = len(buf), HEAD, True
+            return self._head_eof() if self._eof else NEED_DATA
+        if isinstance(verdict, Rejection):
+            return self._reject(verdict)
+        if isinstance(buf, bytes):  # (next_cycle() scans the next head anew)
+            head_bytes, rest = buf[:verdict], buf[verdict:]
+        else:  # (a head that came in several reads)
+            head_bytes, rest = bytes(buf[:verdict]), bytes(buf[verdict:])
+        known = self._known.get(head_bytes)
+        if known is not None:
+            if len(rest) == known.length and not known.expect_continue and not self.refusal:
+                # (the usual: a known head and its whole body, alone; never chunked)
+                self._head, self._buf = known, b""
+                self.received, self.part = known.length, DONE
+                return Request(known, rest, self._lone)
+            self._buf = rest
+            return self._start(known, rest, True)
+        self._buf = rest
+        parsed = self._parse(head_bytes)
+        if isinstance(parsed, Reject):
+            return parsed
+        self._known.add(head_bytes, parsed)
+        return self._start(parsed, rest, False)
+
+    def _after_head(self, part: Part) -> Event:
         if part is BODY:
             return self._read_body()
         if part is CHUNKED:
@@ -154,35 +187,6 @@ class RequestReader:
         return NEED_DATA  # (refused: nothing more)
 
     # -- the head ------------------------------------------------------------------------------
-
-    def _read_head(self) -> Event:
-        buf = self._buf
-        if len(buf) == self._scanned:  # nothing new
-            return self._head_eof() if self._eof else NEED_DATA
-        verdict = self._heads.feed(buf[self._scanned:] if self._scanned else buf)
-        self._scanned, self.part = len(buf), HEAD
-        if isinstance(verdict, Rejection):
-            return self._reject(verdict)
-        if not verdict:
-            self._heads_fed = True  # (it holds the start of this head: a new one for the next)
-            return self._head_eof() if self._eof else NEED_DATA
-        head_bytes = buf if len(buf) == verdict else buf[:verdict]
-        if not isinstance(head_bytes, bytes):  # (a head that came in several reads)
-            head_bytes = bytes(head_bytes)
-        rest = buf[verdict:]
-        self._buf, self._scanned = rest, 0
-        known = self._known.get(head_bytes)
-        if known is not None:
-            if len(rest) == known.length and not known.expect_continue and not self.refusal:
-                # (the usual: a known head and its whole body, alone; never chunked)
-                self._head, self._buf, self.received, self.part = known, b"", known.length, DONE
-                return Request(known, bytes(rest), self._lone)
-            return self._start(known, rest, True)
-        parsed = self._parse(head_bytes)
-        if isinstance(parsed, Reject):
-            return parsed
-        self._known.add(head_bytes, parsed)
-        return self._start(parsed, rest, False)
 
     def _parse(self, head_bytes: bytes) -> ParsedHead | Reject:
         """A head not seen before: judged on its bytes, then parsed by a fresh h11."""
@@ -217,26 +221,26 @@ class RequestReader:
             return self._reject(parse_error(exc.error_status_hint, str(exc)))
         return self._reject(parse_error(400, ""))  # pragma: no cover  (h11 always refuses)
 
-    def _start(self, head: ParsedHead, rest: bytes | bytearray, known: bool) -> Event:
+    def _start(self, head: ParsedHead, rest: bytes, known: bool) -> Event:
         """A head: its body read whole at once when it is all there, else as it comes."""
         self._head = head
         if self.refusal is not None:
             return self._reject(self.refusal)
         length = head.length
         if not head.chunked and not head.expect_continue and len(rest) >= length:
-            body = bytes(rest) if len(rest) == length else bytes(rest[:length])
+            body = rest if len(rest) == length else rest[:length]
             self._buf = rest[length:] if len(rest) > length else b""
             self.received, self.part = length, DONE
             return Request(head, body, known and self._lone and not self._buf)
         self._body = body_ = RequestBody(self._limits.max_body_size, head.chunked, length)
         if body_.check is not None:
             self.part = CHUNKED
-            rejection = body_.check.feed(bytes(rest))
+            rejection = body_.check.feed(rest)
             if rejection is not None:
                 return self._reject(rejection)
             assert self._h11 is not None
             if rest:  # (h11 takes b"" for the EOF)
-                self._h11.receive_data(bytes(rest))
+                self._h11.receive_data(rest)
             self._buf = b""
         else:
             self.part = BODY

@@ -113,17 +113,17 @@ class ClientConnection(asyncio.Protocol):
         self._timer = Timer(self._loop)  # the state's deadline (_DEADLINES)
         self._send_timer = Timer(self._loop)  # armed while the client takes nothing
         self._body_deadline = 0.0  # when the body being read must be whole
+        self._delays = [None if length is None else length(timeouts) for length in _DEADLINES]
         self._read_paused = False
         self.state = READING_HEAD  # (changed only by _enter)
 
     def _enter(self, state: State) -> None:
         """The one place the state changes: its deadline armed (_DEADLINES), or none."""
         self.state = state
-        length = _DEADLINES[state]
-        if length is None:
+        delay = self._delays[state]
+        if delay is None:
             self._timer.cancel()
             return
-        delay = length(self._timeouts)
         if state is READING_BODY:
             delay = min(delay, self._body_deadline - self._loop.time())
         self._timer.arm(delay, self._deadline_passed)

@@ -53,21 +53,23 @@ class Record:
     def __init__(self, method: bytes, path: bytes, client: str, request_id: bytes,
                  bytes_in: int, now: float) -> None:
         self._method, self._path = method, path
-        self.route = route_of(path)
+        # (route_of's two usual answers inline: one call less for every request)
+        self.route = ("/v1" if path.startswith(b"/v1/") else "/events"
+                      if path.startswith(b"/events/") else route_of(path))
         self.client = client
         self.rid = request_id
         self.bytes_in = bytes_in
-        self.bytes_out = 0
-        self.events = 0
-        self.status = 0
-        self.upstream_status: int | None = None
-        self.ttfb: float | None = None  # request received -> response head written
+        self.bytes_out = self.events = self.status = 0
         self.started = now
         self.wall_started = time.time()
-        self.ended: str | None = None
-        self.stream_id: str | None = None  # a resumable stream this request started or read
-        self.replayed: int | None = None  # events a resume replayed
-        self.reason: str | None = None  # why a request refused before routing was refused
+        self.upstream_status: int | None
+        self.ttfb: float | None  # request received -> response head written
+        self.ended: str | None
+        self.stream_id: str | None  # a resumable stream this request started or read
+        self.replayed: int | None  # events a resume replayed
+        self.reason: str | None  # why a request refused before routing was refused
+        self.upstream_status = self.ttfb = self.ended = self.stream_id = self.replayed = (
+            self.reason) = None
 
     @property
     def method(self) -> str:

@@ -45,10 +45,9 @@ def test_only_the_same_bytes_find_a_head() -> None:
     known = KnownHeads()
     raw = b"POST /v1/x HTTP/1.1\r\nhost: relay\r\ncontent-length: 12\r\n\r\n"
     known.add(raw, parsed())
-    assert known.get(raw) == parsed() and known.hits == 1
+    assert known.get(raw) == parsed()
     assert known.get(raw.replace(b"12", b"13")) is None
     assert known.get(raw.upper()) is None
-    assert known.hits == 1
 
 
 @pytest.mark.parametrize("why", ["chunked", "too large", "turned off"])

@@ -208,10 +208,11 @@ def test_a_head_known_before_is_answered_as_h11_answered_it(
     pieces = _split(request * repeat + tail, cuts)
     known = KnownHeads()
     first, seen_first = harness.run(pieces, known)  # h11 parses (and the heads become known)
-    hits = known.hits
+    lookup, hits = known.get, []
+    known.get = lambda head: hits.append(lookup(head)) or hits[-1]
     second, seen_second = harness.run(pieces, known)  # the same bytes, their heads known
     _check_common(harness, second, caplog)
     assert bytes(second.out) == bytes(first.out)
     assert _seen(seen_second) == _seen(seen_first)
     if seen_first and not chunked and len(known):
-        assert known.hits > hits  # (the second run did take a head from what was known)
+        assert any(hits)  # (the second run did take a head from what was known)
