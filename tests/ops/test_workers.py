@@ -58,7 +58,8 @@ def _banners(lines: list[str]) -> int:
 
 def test_the_supervisor_prints_the_banner_once_and_the_workers_none() -> None:
     """Each worker printed the whole banner, and again when restarted (issue 22). (Deadlines of
-    30 s: a worker started beside a busy make test once took more than 10 s to listen.)"""
+    30 s: with 10 s it failed once beside two other test runs, where a worker takes seconds to
+    start.)"""
     with spawn("serve", "--port", "0", "--workers", "2", "--access-log", "off") as (
             parent, port, lines):
         assert wait_until(lambda: len(_children(parent.pid)) == 2, 30)
