@@ -1,11 +1,12 @@
 """Request heads already parsed, by their exact bytes (sans-IO: a bounded map, bytes in).
 
-h11 parses a head in pure Python: ~22 µs warm, and two to three times that when the caches are
-cold, as they are when thousands of connections take turns. Most heads a relay sees repeat
-byte for byte: a publisher posting events to a channel, an SDK on a keep-alive connection, a
-load generator. Parsing a head is a pure function of its bytes (a fresh h11 connection, our own
-checks, the normalized target), so the answer for bytes already parsed is the one they had:
-:class:`KnownHeads` keeps it, and the client connection asks it before it hands a head to h11.
+h11 parses a head in pure Python, and more slowly when the caches are cold, as they are when
+thousands of connections take turns (bench/README.md has the figures). Most heads a relay
+sees repeat byte for byte: a publisher posting events to a channel, an SDK on a keep-alive
+connection, a load generator. Parsing a head is a pure function of its bytes (a fresh h11
+connection, our own checks, the normalized target), so the answer for bytes already parsed is
+the one they had:
+:class:`KnownHeads` keeps it, and the request reader asks it before it hands a head to h11.
 
 Only what can be reused exactly is kept: heads that passed every check (a refusal is decided
 again each time), of at most ``max_head`` bytes, whose body is framed by ``Content-Length`` or
