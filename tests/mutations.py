@@ -371,6 +371,9 @@ MUTATIONS = [
              "        if stream.live and not self.store.read_elsewhere(stream):",
              "        if stream.live:",
              ("streams/test_registry.py", "streams/test_redis_store.py")),
+    Mutation("the supervisor keeps its banner once printed (a second SIGUSR1 prints it again)",
+             "ops/workers.py", "        banner, self._banner = self._banner, None\n",
+             "        banner = self._banner\n", ("ops/test_workers.py",)),
     Mutation("take a chunk size with a leading 0 in the chunk scanner's tight loop (the last "
              "chunk as an empty one, 0x1f as 31)", "http1/chunks.py",
              "if not line.isalnum() or line[0] == 48:", "if not line.isalnum():",

@@ -91,9 +91,11 @@ class Supervisor:
         self._signals += 1
 
     def _on_ready(self, signum: int, frame: FrameType | None) -> None:
-        if self._banner is not None:  # the first worker listens; a restarted one: nothing
-            print(self._banner(self.port), flush=True)
-            self._banner = None
+        # Taken before it is printed: the second worker's SIGUSR1 can run this handler again
+        # in the middle of the first one's print (Python runs a handler between bytecodes).
+        banner, self._banner = self._banner, None
+        if banner is not None:  # the first worker listens; a restarted one: nothing
+            print(banner(self.port), flush=True)
 
     def _stop_all(self) -> int:
         procs = [p for p in self._procs if p is not None and p.poll() is None]

@@ -8,6 +8,10 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
+from relay.ops.workers import Supervisor
+
 from ..support import EventStream, H11Client, chat_body, connect, wait_until
 from ..support.processes import spawn
 
@@ -107,3 +111,24 @@ def test_a_second_signal_to_the_supervisor_ends_the_workers_at_once() -> None:
     said = [line for line in lines if "second signal" in line]
     assert len([line for line in said if "supervisor" in line]) == 1, lines
     assert not any("Traceback" in line for line in lines)
+
+
+def test_a_second_worker_ready_during_the_banners_print_prints_nothing(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Both workers' SIGUSR1 can come at once: the handler then runs again inside the first
+    one's print (a CI run printed the banner twice). The banner is taken before it is printed."""
+    printed: list[int] = []
+
+    def banner(port: int) -> str:
+        printed.append(port)
+        if len(printed) == 1:  # the second worker's signal, in the middle of the first print
+            supervisor._on_ready(signal.SIGUSR1, None)
+        return f"banner {port}"
+
+    supervisor = Supervisor([], 2, "127.0.0.1", 0, banner)
+    try:
+        supervisor._on_ready(signal.SIGUSR1, None)
+        supervisor._on_ready(signal.SIGUSR1, None)  # a restarted worker: nothing either
+    finally:
+        supervisor._reserved.close()  # (the port it holds; no worker was started)
+    assert capsys.readouterr().out == f"banner {supervisor.port}\n" and len(printed) == 1
