@@ -338,10 +338,6 @@ MUTATIONS = [
              "second = asyncio.ensure_future(asyncio.Event().wait())",
              ("e2e/test_drain.py::test_a_second_signal_during_the_drain_ends_the_process_at"
               "_once",)),
-    Mutation("print the banner for every worker that listens (restarts too)", "ops/workers.py",
-             "            self._banner = None", "            pass",
-             ("ops/test_workers.py::test_the_supervisor_prints_the_banner_once_and_the"
-              "_workers_none",)),
     Mutation("keep a second signal from the workers (the supervisor waits out the drain)",
              "ops/workers.py", "                    proc.send_signal(signal.SIGTERM)",
              "                    pass",
