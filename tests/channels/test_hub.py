@@ -38,16 +38,19 @@ def _subscriber(hub: Hub, channel: str = "c", version: bytes = b"1.1",
     return sub, transport
 
 
-def _ids(transport: FakeTransport) -> list[str]:
-    body = transport.take()
-    # the subscribers write chunks: undo the framing (size line, payload, CRLF) by parsing it
+def unchunked(body: bytes) -> bytes:
+    """The payload of chunks (size line, payload, CRLF), as the subscribers write them."""
     payload, pos = b"", 0
     while pos < len(body):
         eol = body.index(b"\r\n", pos)
         size = int(body[pos:eol], 16)
         payload += body[eol + 2:eol + 2 + size]
         pos = eol + 4 + size
-    return [e.id for e in SSEParser().feed(payload)]
+    return payload
+
+
+def _ids(transport: FakeTransport) -> list[str]:
+    return [e.id for e in SSEParser().feed(unchunked(transport.take()))]
 
 
 def _event(n: int) -> ChannelEvent:

@@ -8,7 +8,7 @@ from relay.net.exchange import ExchangeState
 
 from ..support import FakeLoop, FakeTransport
 from ..support.sse_parser import SSEParser
-from .test_hub import LIMITS, _event, _ids, _subscriber
+from .test_hub import LIMITS, _event, _ids, _subscriber, unchunked
 
 
 def test_catch_up_loses_nothing_and_repeats_nothing(fake_loop: FakeLoop) -> None:
@@ -85,13 +85,7 @@ class _PausingTransport(FakeTransport):
 
 
 def _events_in(body: bytes) -> int:
-    payload, pos = b"", 0
-    while pos < len(body):
-        eol = body.index(b"\r\n", pos)
-        size = int(body[pos:eol], 16)
-        payload += body[eol + 2:eol + 2 + size]
-        pos = eol + 4 + size
-    return len([e for e in SSEParser().feed(payload) if e.data])
+    return len([e for e in SSEParser().feed(unchunked(body)) if e.data])
 
 
 def test_the_counts_are_what_the_client_was_sent_by_every_path(fake_loop: FakeLoop) -> None:
